@@ -1,0 +1,255 @@
+"""Every tunable number of the vision pipeline, in one place.
+
+Each setting has a name with its unit, a default, bounds and a one-line description.
+Values come from (lowest to highest precedence): the defaults below, an optional JSON
+settings file (``PROCTOR_VISION_SETTINGS=/path/file.json``, keys are the setting names),
+and environment variables ``PROCTOR_<NAME>`` (e.g. ``PROCTOR_YAW_THRESHOLD_DEG=30``).
+A bad value fails at start with a message naming the setting, the value and the bounds.
+
+This module imports nothing from the web layer, the database or any model library.
+``python config_vision.py`` prints the table of settings (the documentation).
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, fields, replace
+from typing import Any, Mapping
+
+ENV_PREFIX = "PROCTOR_"
+SETTINGS_FILE_ENV = "PROCTOR_VISION_SETTINGS"
+
+# Rule names, shared by the decision engine, the warning system and the web layer.
+RULES = (
+    "NO_FACE",
+    "MULTIPLE_FACES",
+    "DISTRACTION",
+    "EYES_CLOSED",
+    "PROHIBITED_OBJECT",
+    "IDENTITY_MISMATCH",
+    "CAMERA_OFF",
+    "TAB_SWITCH",
+    "FULLSCREEN_EXIT",
+    "VOICE_DETECTED",
+)
+
+# Rules reported by the browser rather than derived from frames.
+BROWSER_EVENT_RULES = ("TAB_SWITCH", "FULLSCREEN_EXIT", "VOICE_DETECTED", "CAMERA_OFF")
+
+DETECTOR_BACKENDS = ("auto", "yolo_onnx", "ultralytics", "centernet", "opencv_darknet", "none")
+
+# COCO-80 class ids (0-based, the order YOLO and the CenterNet model use).
+COCO_PERSON = 0
+COCO_LAPTOP = 63
+COCO_MOUSE = 64
+COCO_CELL_PHONE = 67
+COCO_REFRIGERATOR = 72
+COCO_BOOK = 73
+COCO_SCISSORS = 76
+COCO_TEDDY_BEAR = 77
+
+
+class VisionConfigError(ValueError):
+    """A vision setting has a bad value; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    type: type
+    default: Any
+    description: str
+    min: float | None = None
+    max: float | None = None
+    choices: tuple[str, ...] | None = None
+
+
+def _rule_flag(rule: str) -> Setting:
+    return Setting(f"RULE_{rule}_ENABLED", bool, True, f"Whether the {rule} rule may fire at all.")
+
+
+SETTINGS: tuple[Setting, ...] = (
+    # --- face geometry thresholds
+    Setting("YAW_THRESHOLD_DEG", float, 25.0, "Head yaw beyond this (either side) counts as looking away.", 5, 80),
+    Setting("PITCH_THRESHOLD_DEG", float, 30.0, "Head pitch beyond this (up or down) counts as looking away.", 5, 80),
+    Setting("EAR_THRESHOLD", float, 0.18, "Eye aspect ratio below this (both eyes) counts as eyes closed.", 0.05, 0.40),
+    Setting("IRIS_OFFSET_THRESHOLD", float, 0.28, "Iris offset from the eye centre (fraction of half the eye width) beyond this counts as gazing away.", 0.05, 1.0),
+    # --- how long a condition must hold before its rule fires (seconds, frame time)
+    Setting("TIME_NO_FACE_S", float, 3.0, "No face in frame for this long fires NO_FACE.", 0.0, 120),
+    Setting("TIME_HEAD_TURNED_S", float, 2.0, "Head turned beyond the yaw/pitch threshold this long fires DISTRACTION.", 0.0, 120),
+    Setting("TIME_EYES_CLOSED_S", float, 1.0, "Eyes closed this long fires EYES_CLOSED.", 0.0, 120),
+    Setting("TIME_GAZING_S", float, 2.0, "Gaze off screen (iris offset) this long fires DISTRACTION.", 0.0, 120),
+    Setting("TIME_MULTIPLE_PERSONS_S", float, 1.5, "More than one face or person this long fires MULTIPLE_FACES.", 0.0, 120),
+    Setting("TIME_BANNED_OBJECT_S", float, 1.5, "A prohibited object seen this long fires PROHIBITED_OBJECT.", 0.0, 120),
+    Setting("TIME_IDENTITY_MISMATCH_S", float, 3.0, "A face that is not the enrolled student this long fires IDENTITY_MISMATCH.", 0.0, 300),
+    Setting("TIME_CAMERA_OFF_S", float, 5.0, "No frames, or black/frozen frames, this long fires CAMERA_OFF.", 1.0, 300),
+    Setting("TIME_CLEAR_S", float, 1.0, "A firing condition must be absent this long before its rule ends (hysteresis).", 0.0, 60),
+    Setting("OBSERVATION_STALE_S", float, 2.0, "Evidence older than this (e.g. the last detector result) is not used by rules.", 0.1, 60),
+    # --- warnings
+    Setting("WARNING_COOLDOWN_S", float, 5.0, "After a warning of one type, further warnings of that type wait this long.", 0.0, 3600),
+    Setting("INSTANT_PENALTY_THRESHOLD", int, 3, "Warnings after which the session is terminated, when auto-terminate is on.", 1, 100),
+    Setting("AUTO_TERMINATE_DEFAULT", bool, False, "Whether auto-termination is on for new exams (OFF unless an admin turns it on)."),
+    # --- face detection
+    Setting("FACE_DETECTION_CONFIDENCE", float, 0.3, "Minimum confidence for a face detection.", 0.05, 0.99),
+    Setting("FACE_TRACKING_CONFIDENCE", float, 0.5, "Minimum confidence for FaceMesh landmark tracking between frames.", 0.05, 0.99),
+    Setting("MAX_FACES", int, 4, "Most faces FaceMesh analyses in one frame.", 1, 16),
+    Setting("DARK_FRAME_MEAN", float, 80.0, "Frames whose mean luma is below this are normalised (CLAHE) before analysis.", 0, 255),
+    Setting("BLACK_FRAME_MEAN", float, 12.0, "Frames whose mean luma is below this count as black (camera covered or off).", 0, 255),
+    Setting("FROZEN_FRAME_DIFF", float, 0.5, "Mean absolute pixel difference below this between consecutive frames counts as frozen.", 0, 50),
+    # --- object detection
+    Setting("DETECTOR_BACKEND", str, "auto", "Object detector backend; 'auto' takes the first whose model file is present.", choices=DETECTOR_BACKENDS),
+    Setting("DETECTOR_MODEL_PATH", str, "", "Model file for the detector; empty means the backend's file in MODELS_DIR."),
+    Setting("MODELS_DIR", str, "models", "Folder holding model files (relative to the repository root unless absolute)."),
+    Setting("DETECTOR_EVERY_N_FRAMES", int, 2, "Run the object detector on one processed frame in N (the face stage runs on every frame).", 1, 30),
+    Setting("DETECTOR_THREADS", int, 1, "CPU threads each detector instance may use.", 1, 16),
+    Setting("PERSON_CONFIDENCE", float, 0.35, "Minimum score for a person detection.", 0.01, 0.99),
+    Setting("PHONE_CONFIDENCE", float, 0.25, "Minimum score for a cell phone (COCO 67).", 0.01, 0.99),
+    Setting("BOOK_CONFIDENCE", float, 0.25, "Minimum score for a book (COCO 73).", 0.01, 0.99),
+    Setting("LAPTOP_CONFIDENCE", float, 0.25, "Minimum score for a laptop (COCO 63).", 0.01, 0.99),
+    Setting("EXTRA_OBJECT_CONFIDENCE", float, 0.35, "Minimum score for the optional extra banned classes.", 0.01, 0.99),
+    Setting("EXTRA_BANNED_CLASSES", str, "", "Comma-separated extra COCO ids to ban, from: 64 mouse, 72 refrigerator, 76 scissors, 77 teddy bear."),
+    Setting("NMS_IOU", float, 0.5, "IoU above which overlapping boxes of one class are merged.", 0.05, 0.95),
+    # --- identity
+    Setting("IDENTITY_DISTANCE_THRESHOLD", float, 0.5, "Face embedding distance at or below which two faces are the same person (calibrated; dlib's customary 0.6 matches different people too often).", 0.2, 0.8),
+    Setting("IDENTITY_CHECK_EVERY_S", float, 5.0, "How often (frame time) the live face is verified against the enrolment.", 0.5, 600),
+) + tuple(_rule_flag(r) for r in RULES)
+
+_BY_NAME = {s.name: s for s in SETTINGS}
+
+_EXTRA_CLASS_IDS = {COCO_MOUSE, COCO_REFRIGERATOR, COCO_SCISSORS, COCO_TEDDY_BEAR}
+
+
+def _parse(setting: Setting, raw: Any, source: str) -> Any:
+    where = f"{setting.name}={raw!r} (from {source})"
+    if setting.type is bool:
+        if isinstance(raw, bool):
+            value = raw
+        elif isinstance(raw, str) and raw.strip().lower() in ("1", "true", "yes", "on"):
+            value = True
+        elif isinstance(raw, str) and raw.strip().lower() in ("0", "false", "no", "off"):
+            value = False
+        else:
+            raise VisionConfigError(f"{where}: expected true/false")
+        return value
+    if setting.type in (int, float):
+        if isinstance(raw, bool):
+            raise VisionConfigError(f"{where}: expected a number")
+        try:
+            value = setting.type(raw) if setting.type is float else int(str(raw).strip())
+        except (TypeError, ValueError):
+            raise VisionConfigError(f"{where}: expected {'an integer' if setting.type is int else 'a number'}") from None
+        if value != value or value in (float("inf"), float("-inf")):
+            raise VisionConfigError(f"{where}: expected a finite number")
+        if setting.min is not None and value < setting.min or setting.max is not None and value > setting.max:
+            raise VisionConfigError(f"{where}: must be between {setting.min} and {setting.max}")
+        return value
+    if not isinstance(raw, str):
+        raise VisionConfigError(f"{where}: expected text")
+    value = raw.strip()
+    if setting.choices is not None and value not in setting.choices:
+        raise VisionConfigError(f"{where}: must be one of {', '.join(setting.choices)}")
+    return value
+
+
+@dataclass(frozen=True)
+class VisionConfig:
+    """Validated vision settings. Build with :func:`load_vision_config`."""
+
+    values: Mapping[str, Any]
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name == "values":  # keeps copy/pickle working
+            raise AttributeError(name)
+        try:
+            return self.values[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def with_overrides(self, **overrides: Any) -> "VisionConfig":
+        """A copy with some settings changed (validated like any other source)."""
+        merged = dict(self.values)
+        for name, raw in overrides.items():
+            if name not in _BY_NAME:
+                raise VisionConfigError(f"unknown vision setting {name!r}")
+            merged[name] = _parse(_BY_NAME[name], raw, "override")
+        return replace(self, values=_validated(merged))
+
+    def rule_enabled(self, rule: str) -> bool:
+        return bool(self.values[f"RULE_{rule}_ENABLED"])
+
+    @property
+    def extra_banned_class_ids(self) -> tuple[int, ...]:
+        text = self.values["EXTRA_BANNED_CLASSES"]
+        return tuple(int(x) for x in text.split(",") if x.strip())
+
+    @property
+    def banned_class_ids(self) -> tuple[int, ...]:
+        return (COCO_CELL_PHONE, COCO_BOOK, COCO_LAPTOP) + self.extra_banned_class_ids
+
+    def class_confidence(self, class_id: int) -> float:
+        """The minimum score for a detection of this COCO class to count."""
+        return {
+            COCO_PERSON: self.values["PERSON_CONFIDENCE"],
+            COCO_CELL_PHONE: self.values["PHONE_CONFIDENCE"],
+            COCO_BOOK: self.values["BOOK_CONFIDENCE"],
+            COCO_LAPTOP: self.values["LAPTOP_CONFIDENCE"],
+        }.get(class_id, self.values["EXTRA_OBJECT_CONFIDENCE"])
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.values)
+
+
+def _validated(values: dict[str, Any]) -> dict[str, Any]:
+    extra = values["EXTRA_BANNED_CLASSES"]
+    for part in (p.strip() for p in extra.split(",") if p.strip()):
+        if not part.isdigit() or int(part) not in _EXTRA_CLASS_IDS:
+            raise VisionConfigError(
+                f"EXTRA_BANNED_CLASSES={extra!r}: {part!r} is not one of the optional classes "
+                f"{sorted(_EXTRA_CLASS_IDS)}"
+            )
+    return values
+
+
+def load_vision_config(
+    env: Mapping[str, str] | None = None,
+    settings_file: str | None = None,
+    **overrides: Any,
+) -> VisionConfig:
+    """Defaults, then the settings file, then the environment, then keyword overrides."""
+    env = os.environ if env is None else env
+    values = {s.name: s.default for s in SETTINGS}
+    path = settings_file or env.get(SETTINGS_FILE_ENV)
+    if path:
+        try:
+            with open(path, encoding="utf-8") as fh:
+                data = json.load(fh)
+        except (OSError, ValueError) as exc:
+            raise VisionConfigError(f"vision settings file {path!r} could not be read: {exc}") from None
+        if not isinstance(data, dict):
+            raise VisionConfigError(f"vision settings file {path!r} must hold a JSON object")
+        for name, raw in data.items():
+            if name not in _BY_NAME:
+                raise VisionConfigError(f"vision settings file {path!r}: unknown setting {name!r}")
+            values[name] = _parse(_BY_NAME[name], raw, path)
+    for setting in SETTINGS:
+        key = ENV_PREFIX + setting.name
+        if key in env:
+            values[setting.name] = _parse(setting, env[key], f"environment {key}")
+    for name, raw in overrides.items():
+        if name not in _BY_NAME:
+            raise VisionConfigError(f"unknown vision setting {name!r}")
+        values[name] = _parse(_BY_NAME[name], raw, "override")
+    return VisionConfig(values=_validated(values))
+
+
+def describe() -> str:
+    """The settings table as text (name, default, bounds, description)."""
+    lines = []
+    for s in SETTINGS:
+        bounds = f"{s.min}..{s.max}" if s.min is not None else (" | ".join(s.choices) if s.choices else "")
+        lines.append(f"{ENV_PREFIX}{s.name:<32} {str(s.default):<8} {bounds:<14} {s.description}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # pragma: no cover - documentation helper
+    print(describe())

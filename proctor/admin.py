@@ -1,0 +1,24 @@
+"""Admin pages, all under /admin/."""
+from flask import Blueprint, render_template
+from sqlalchemy import func, select
+
+from .extensions import db
+from .models import Exam, ExamSession, Role, Student, Violation
+from .security import ADMIN, access
+
+bp = Blueprint("admin", __name__, url_prefix="/admin")
+
+
+@bp.route("/")
+@access(ADMIN)
+def home():
+    def count(stmt):
+        return db.session.scalar(stmt) or 0
+
+    stats = {
+        "students": count(select(func.count()).select_from(Student).where(Student.role == Role.STUDENT.value)),
+        "exams": count(select(func.count()).select_from(Exam)),
+        "active_sessions": count(select(func.count()).select_from(ExamSession).where(ExamSession.status == "IN_PROGRESS")),
+        "pending_violations": count(select(func.count()).select_from(Violation).where(Violation.review_status == "PENDING")),
+    }
+    return render_template("admin/home.html", stats=stats)

@@ -1,0 +1,147 @@
+"""Signup, login, logout, forgot and reset password."""
+from __future__ import annotations
+
+import logging
+from urllib.parse import urlsplit
+
+from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask_login import current_user, login_user, logout_user
+
+from .accounts import AccountError, create_account, find_by_email, normalise_email
+from .extensions import db, limiter
+from .forms import ConfirmForm, ForgotPasswordForm, LoginForm, ResetPasswordForm, SignupForm
+from .mail import send_mail
+from .models import utcnow
+from .security import LOGIN, PUBLIC, access, burn_password_check, check_password, hash_password, make_reset_token, read_reset_token
+
+log = logging.getLogger(__name__)
+bp = Blueprint("auth", __name__)
+
+
+def _account_key() -> str:
+    return "acct:" + normalise_email(request.form.get("email", ""))[:254]
+
+
+def home_for(user) -> str:
+    return url_for("admin.home") if user.is_admin else url_for("student.home")
+
+
+def _safe_next(target: str | None) -> str | None:
+    # Only local paths: an absolute URL or //host in ?next= would be an open redirect.
+    if not target:
+        return None
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return None
+    return target
+
+
+@bp.route("/login", methods=["GET", "POST"])
+@access(PUBLIC)
+@limiter.limit(lambda: current_app.config["LOGIN_LIMIT_PER_ADDRESS"], methods=["POST"])
+@limiter.limit(lambda: current_app.config["LOGIN_LIMIT_PER_ACCOUNT"], key_func=_account_key, methods=["POST"])
+def login():
+    if current_user.is_authenticated:
+        return redirect(home_for(current_user))
+    form = LoginForm()
+    if form.validate_on_submit():
+        student = find_by_email(form.email.data)
+        if student is None:
+            burn_password_check(form.password.data)
+            ok = False
+        else:
+            ok = check_password(form.password.data, student.password_hash)
+        if ok and not student.is_active:
+            log.info("login refused: account %s is deactivated", student.id)
+            flash("This account is deactivated. Ask your institution's administrator.", "danger")
+        elif ok:
+            login_user(student, remember=form.remember.data)
+            student.last_login_at = utcnow()
+            db.session.commit()
+            log.info("login: student %s (%s)", student.id, student.role)
+            return redirect(_safe_next(request.args.get("next")) or home_for(student))
+        else:
+            log.info("login failed for %r from %s", normalise_email(form.email.data)[:64], request.remote_addr)
+            flash("Wrong email or password.", "danger")
+    elif request.method == "POST":
+        return render_template("auth/login.html", form=form), 400
+    return render_template("auth/login.html", form=form)
+
+
+@bp.route("/signup", methods=["GET", "POST"])
+@access(PUBLIC)
+@limiter.limit(lambda: current_app.config["LOGIN_LIMIT_PER_ADDRESS"], methods=["POST"])
+def signup():
+    if current_user.is_authenticated:
+        return redirect(home_for(current_user))
+    form = SignupForm()
+    if form.validate_on_submit():
+        try:
+            student = create_account(form.name.data, form.email.data, form.password.data)
+        except AccountError as exc:
+            form.email.errors.append(str(exc).capitalize() + ".")
+            return render_template("auth/signup.html", form=form), 400
+        log.info("signup: new student %s", student.id)
+        login_user(student)
+        flash("Welcome! Your account is ready.", "success")
+        return redirect(url_for("student.home"))
+    if request.method == "POST":
+        return render_template("auth/signup.html", form=form), 400
+    return render_template("auth/signup.html", form=form)
+
+
+@bp.route("/logout", methods=["POST"])
+@access(LOGIN)
+def logout():
+    form = ConfirmForm()
+    if not form.validate_on_submit():
+        return redirect(url_for("auth.login"))
+    logout_user()
+    flash("You are signed out.", "info")
+    return redirect(url_for("auth.login"))
+
+
+@bp.route("/forgot-password", methods=["GET", "POST"])
+@access(PUBLIC)
+@limiter.limit(lambda: current_app.config["LOGIN_LIMIT_PER_ADDRESS"], methods=["POST"])
+@limiter.limit(lambda: current_app.config["LOGIN_LIMIT_PER_ACCOUNT"], key_func=_account_key, methods=["POST"])
+def forgot_password():
+    form = ForgotPasswordForm()
+    if form.validate_on_submit():
+        student = find_by_email(form.email.data)
+        if student is not None and student.is_active:
+            link = url_for("auth.reset_password", token=make_reset_token(student), _external=True)
+            minutes = current_app.config["PASSWORD_RESET_MAX_AGE_S"] // 60
+            send_mail(
+                student.email,
+                "Reset your exam proctoring password",
+                f"Hello {student.name},\n\nTo choose a new password, open this link within {minutes} minutes:\n\n"
+                f"{link}\n\nIf you did not ask for this, ignore this message.\n",
+            )
+        # The same answer whether or not the account exists: no account discovery.
+        flash("If an account exists for that address, a reset link is on its way.", "info")
+        return redirect(url_for("auth.login"))
+    if request.method == "POST":
+        return render_template("auth/forgot.html", form=form), 400
+    return render_template("auth/forgot.html", form=form)
+
+
+@bp.route("/reset-password/<token>", methods=["GET", "POST"])
+@access(PUBLIC)
+@limiter.limit(lambda: current_app.config["LOGIN_LIMIT_PER_ADDRESS"], methods=["POST"])
+def reset_password(token: str):
+    student = read_reset_token(token)
+    if student is None:
+        flash("This reset link is invalid, expired or already used. Ask for a new one.", "danger")
+        return render_template("auth/reset_invalid.html"), 400
+    form = ResetPasswordForm()
+    if form.validate_on_submit():
+        student.password_hash = hash_password(form.password.data)
+        db.session.commit()
+        log.info("password reset for student %s", student.id)
+        logout_user()
+        flash("Your password is changed. Sign in with the new one.", "success")
+        return redirect(url_for("auth.login"))
+    if request.method == "POST":
+        return render_template("auth/reset.html", form=form, token=token), 400
+    return render_template("auth/reset.html", form=form, token=token)

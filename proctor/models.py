@@ -1,0 +1,235 @@
+"""Database tables. Column names follow the product's schema (examproctordb.sql).
+
+Every foreign key that ties a row to a student or a session cascades on delete, so
+removing a student removes their sessions, answers, results, violations and profile.
+"""
+from __future__ import annotations
+
+import enum
+import json
+from datetime import datetime, timezone
+
+from flask_login import UserMixin
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from .extensions import db
+
+
+def utcnow() -> datetime:
+    """Naive UTC (MySQL DATETIME has no zone); every timestamp in the database is UTC."""
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+class Role(str, enum.Enum):
+    ADMIN = "ADMIN"
+    STUDENT = "STUDENT"
+
+
+class SessionStatus(str, enum.Enum):
+    IN_PROGRESS = "IN_PROGRESS"
+    COMPLETED = "COMPLETED"
+    TERMINATED = "TERMINATED"
+
+
+class ResultStatus(str, enum.Enum):
+    PASS = "PASS"
+    FAIL = "FAIL"
+    TERMINATED = "TERMINATED"
+
+
+class ReviewStatus(str, enum.Enum):
+    PENDING = "PENDING"
+    CONFIRMED = "CONFIRMED"
+    DISMISSED = "DISMISSED"
+
+
+def _in(values) -> str:
+    return ", ".join(f"'{v.value}'" for v in values)
+
+
+# Field length limits shared by the forms and the tables.
+NAME_MAX = 100
+EMAIL_MAX = 254
+PASSWORD_MIN = 8
+PASSWORD_MAX = 128  # bcrypt reads 72 bytes; longer passwords are pre-hashed (see security.py)
+
+
+class Student(UserMixin, db.Model):
+    __tablename__ = "students"
+    __table_args__ = (CheckConstraint(f"Role IN ({_in(Role)})", name="role"),)
+
+    id: Mapped[int] = mapped_column("ID", Integer, primary_key=True)
+    name: Mapped[str] = mapped_column("Name", String(NAME_MAX), nullable=False)
+    email: Mapped[str] = mapped_column("Email", String(EMAIL_MAX), nullable=False, unique=True)
+    password_hash: Mapped[str] = mapped_column("PasswordHash", String(100), nullable=False)
+    role: Mapped[str] = mapped_column("Role", String(16), nullable=False, default=Role.STUDENT.value)
+    is_active_account: Mapped[bool] = mapped_column("IsActive", Boolean, nullable=False, default=True)
+    created_at: Mapped[datetime] = mapped_column("CreatedAt", DateTime, nullable=False, default=utcnow)
+    last_login_at: Mapped[datetime | None] = mapped_column("LastLoginAt", DateTime)
+    rules_accepted_version: Mapped[str | None] = mapped_column("RulesAcceptedVersion", String(32))
+    rules_accepted_at: Mapped[datetime | None] = mapped_column("RulesAcceptedAt", DateTime)
+
+    profile: Mapped["Profile | None"] = relationship(back_populates="student", cascade="all, delete-orphan", passive_deletes=True, uselist=False)
+
+    @property
+    def is_active(self) -> bool:  # Flask-Login refuses inactive accounts
+        return bool(self.is_active_account)
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == Role.ADMIN.value
+
+
+class Profile(db.Model):
+    """Face registration: the image on disk and its 128-d embedding."""
+
+    __tablename__ = "profiles"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    student_id: Mapped[int] = mapped_column(ForeignKey("students.ID", ondelete="CASCADE"), nullable=False, unique=True)
+    image_path: Mapped[str | None] = mapped_column(String(255))
+    embedding: Mapped[bytes | None] = mapped_column(LargeBinary)  # float64 little-endian, 128 values
+    quality: Mapped[str | None] = mapped_column(Text)  # JSON: size, brightness, blur measured at registration
+    registered_at: Mapped[datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, nullable=False, default=utcnow, onupdate=utcnow)
+
+    student: Mapped[Student] = relationship(back_populates="profile")
+
+
+class Exam(db.Model):
+    __tablename__ = "exams"
+
+    id: Mapped[int] = mapped_column("ExamID", Integer, primary_key=True)
+    title: Mapped[str] = mapped_column("Title", String(200), nullable=False)
+    description: Mapped[str] = mapped_column("Description", Text, nullable=False, default="")
+    duration_minutes: Mapped[int] = mapped_column("DurationMinutes", Integer, nullable=False, default=30)
+    pass_mark_percent: Mapped[int] = mapped_column("PassMarkPercent", Integer, nullable=False, default=50)
+    is_published: Mapped[bool] = mapped_column("IsPublished", Boolean, nullable=False, default=False)
+    auto_terminate: Mapped[bool] = mapped_column("AutoTerminate", Boolean, nullable=False, default=False)
+    disabled_rules: Mapped[str] = mapped_column("DisabledRules", String(500), nullable=False, default="")
+    created_by: Mapped[int | None] = mapped_column("CreatedBy", ForeignKey("students.ID", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column("CreatedAt", DateTime, nullable=False, default=utcnow)
+
+    questions: Mapped[list["Question"]] = relationship(
+        back_populates="exam", cascade="all, delete-orphan", passive_deletes=True, order_by="Question.position"
+    )
+
+
+class Question(db.Model):
+    """A multiple-choice question. `correct_index` is the answer key: it never leaves the server."""
+
+    __tablename__ = "questions"
+
+    id: Mapped[int] = mapped_column("QuestionID", Integer, primary_key=True)
+    exam_id: Mapped[int] = mapped_column("ExamID", ForeignKey("exams.ExamID", ondelete="CASCADE"), nullable=False, index=True)
+    text: Mapped[str] = mapped_column("Text", Text, nullable=False)
+    options_json: Mapped[str] = mapped_column("Options", Text, nullable=False)  # JSON list of 2-6 strings
+    correct_index: Mapped[int] = mapped_column("CorrectIndex", Integer, nullable=False)
+    position: Mapped[int] = mapped_column("Position", Integer, nullable=False, default=0)
+    points: Mapped[int] = mapped_column("Points", Integer, nullable=False, default=1)
+
+    exam: Mapped[Exam] = relationship(back_populates="questions")
+
+    @property
+    def options(self) -> list[str]:
+        return json.loads(self.options_json)
+
+    @options.setter
+    def options(self, values: list[str]) -> None:
+        self.options_json = json.dumps(list(values))
+
+
+class ExamSession(db.Model):
+    __tablename__ = "exam_sessions"
+    __table_args__ = (CheckConstraint(f"Status IN ({_in(SessionStatus)})", name="status"),)
+
+    id: Mapped[int] = mapped_column("SessionID", Integer, primary_key=True)
+    student_id: Mapped[int] = mapped_column("StudentID", ForeignKey("students.ID", ondelete="CASCADE"), nullable=False, index=True)
+    exam_id: Mapped[int] = mapped_column("ExamID", ForeignKey("exams.ExamID", ondelete="CASCADE"), nullable=False, index=True)
+    status: Mapped[str] = mapped_column("Status", String(16), nullable=False, default=SessionStatus.IN_PROGRESS.value)
+    started_at: Mapped[datetime] = mapped_column("StartedAt", DateTime, nullable=False, default=utcnow)
+    deadline: Mapped[datetime] = mapped_column("Deadline", DateTime, nullable=False)
+    ended_at: Mapped[datetime | None] = mapped_column("EndedAt", DateTime)
+    termination_reason: Mapped[str | None] = mapped_column("TerminationReason", String(255))
+    question_order: Mapped[str] = mapped_column("QuestionOrder", Text, nullable=False, default="[]")
+    auto_terminate: Mapped[bool | None] = mapped_column("AutoTerminate", Boolean)  # None: the exam's setting
+    disabled_rules: Mapped[str] = mapped_column("DisabledRules", String(500), nullable=False, default="")
+    identity_confirmed_at: Mapped[datetime | None] = mapped_column("IdentityConfirmedAt", DateTime)
+
+    student: Mapped[Student] = relationship()
+    exam: Mapped[Exam] = relationship()
+
+
+class Answer(db.Model):
+    __tablename__ = "answers"
+    __table_args__ = (UniqueConstraint("SessionID", "QuestionID"),)
+
+    id: Mapped[int] = mapped_column("AnswerID", Integer, primary_key=True)
+    session_id: Mapped[int] = mapped_column("SessionID", ForeignKey("exam_sessions.SessionID", ondelete="CASCADE"), nullable=False)
+    question_id: Mapped[int] = mapped_column("QuestionID", ForeignKey("questions.QuestionID", ondelete="CASCADE"), nullable=False, index=True)
+    selected_index: Mapped[int | None] = mapped_column("SelectedIndex", Integer)
+    flagged: Mapped[bool] = mapped_column("Flagged", Boolean, nullable=False, default=False)
+    answered_at: Mapped[datetime] = mapped_column("AnsweredAt", DateTime, nullable=False, default=utcnow, onupdate=utcnow)
+
+
+class ExamResult(db.Model):
+    __tablename__ = "exam_results"
+    __table_args__ = (CheckConstraint(f"Status IN ({_in(ResultStatus)})", name="status"),)
+
+    id: Mapped[int] = mapped_column("ResultID", Integer, primary_key=True)
+    student_id: Mapped[int] = mapped_column("StudentID", ForeignKey("students.ID", ondelete="CASCADE"), nullable=False, index=True)
+    session_id: Mapped[int] = mapped_column("SessionID", ForeignKey("exam_sessions.SessionID", ondelete="CASCADE"), nullable=False, unique=True)
+    exam_id: Mapped[int] = mapped_column("ExamID", ForeignKey("exams.ExamID", ondelete="CASCADE"), nullable=False, index=True)
+    score: Mapped[int] = mapped_column("Score", Integer, nullable=False, default=0)
+    total: Mapped[int] = mapped_column("Total", Integer, nullable=False, default=0)
+    percentage: Mapped[float] = mapped_column("Percentage", Float, nullable=False, default=0.0)
+    grade: Mapped[str] = mapped_column("Grade", String(8), nullable=False, default="")
+    status: Mapped[str] = mapped_column("Status", String(16), nullable=False)
+    outcome: Mapped[str | None] = mapped_column("Outcome", String(16))  # reviewer's: CLEAR / SUSPICIOUS / VIOLATION
+    created_at: Mapped[datetime] = mapped_column("CreatedAt", DateTime, nullable=False, default=utcnow)
+
+
+class Violation(db.Model):
+    __tablename__ = "violations"
+    __table_args__ = (CheckConstraint(f"ReviewStatus IN ({_in(ReviewStatus)})", name="review_status"),)
+
+    id: Mapped[int] = mapped_column("ViolationID", Integer, primary_key=True)
+    student_id: Mapped[int] = mapped_column("StudentID", ForeignKey("students.ID", ondelete="CASCADE"), nullable=False, index=True)
+    session_id: Mapped[int] = mapped_column("SessionID", ForeignKey("exam_sessions.SessionID", ondelete="CASCADE"), nullable=False, index=True)
+    type: Mapped[str] = mapped_column("Type", String(40), nullable=False)
+    severity: Mapped[str] = mapped_column("Severity", String(16), nullable=False, default="medium")
+    details: Mapped[str] = mapped_column("Details", Text, nullable=False, default="{}")
+    timestamp: Mapped[datetime] = mapped_column("Timestamp", DateTime, nullable=False, default=utcnow, index=True)
+    evidence_path: Mapped[str | None] = mapped_column("EvidencePath", String(255))
+    clip_path: Mapped[str | None] = mapped_column("ClipPath", String(255))
+    review_status: Mapped[str] = mapped_column("ReviewStatus", String(16), nullable=False, default=ReviewStatus.PENDING.value)
+    review_note: Mapped[str | None] = mapped_column("ReviewNote", Text)
+    reviewed_by: Mapped[int | None] = mapped_column("ReviewedBy", ForeignKey("students.ID", ondelete="SET NULL"))
+    reviewed_at: Mapped[datetime | None] = mapped_column("ReviewedAt", DateTime)
+
+
+class AuditLog(db.Model):
+    """One row per admin action: who did what to which record, and when."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("students.ID", ondelete="SET NULL"), index=True)
+    action: Mapped[str] = mapped_column(String(64), nullable=False)
+    target_type: Mapped[str | None] = mapped_column(String(32))
+    target_id: Mapped[int | None] = mapped_column(Integer)
+    details: Mapped[str] = mapped_column(Text, nullable=False, default="{}")
+    client_address: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime, nullable=False, default=utcnow, index=True)

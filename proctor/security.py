@@ -1,0 +1,151 @@
+"""Passwords, access levels and password-reset tokens.
+
+Access is declared on every view with @access(...) and enforced in one place
+(enforce_access, a before_request hook): a view that declares nothing is refused,
+so a new route cannot be forgotten.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import logging
+from functools import wraps
+
+import bcrypt
+from flask import abort, current_app, jsonify, redirect, request, url_for
+from flask_login import current_user
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+
+log = logging.getLogger(__name__)
+
+PUBLIC, LOGIN, STUDENT, ADMIN = "public", "login", "student", "admin"
+LEVELS = (PUBLIC, LOGIN, STUDENT, ADMIN)
+
+
+def _prehash(password: str) -> bytes:
+    # bcrypt reads only 72 bytes; a SHA-256 digest first lets every character count.
+    return base64.b64encode(hashlib.sha256(password.encode("utf-8")).digest())
+
+
+def hash_password(password: str, rounds: int | None = None) -> str:
+    rounds = rounds or current_app.config["BCRYPT_LOG_ROUNDS"]
+    return bcrypt.hashpw(_prehash(password), bcrypt.gensalt(rounds)).decode("ascii")
+
+
+def check_password(password: str, password_hash: str) -> bool:
+    try:
+        return bcrypt.checkpw(_prehash(password), password_hash.encode("ascii"))
+    except ValueError:
+        return False
+
+
+# A fixed hash to compare against when the account does not exist, so a login attempt
+# for an unknown email costs as much time as one for a real account.
+_DUMMY_HASH: dict[int, str] = {}
+
+
+def burn_password_check(password: str) -> None:
+    rounds = current_app.config["BCRYPT_LOG_ROUNDS"]
+    if rounds not in _DUMMY_HASH:
+        _DUMMY_HASH[rounds] = hash_password("not-a-real-password", rounds)
+    check_password(password, _DUMMY_HASH[rounds])
+
+
+def access(level: str):
+    """Declare who may call a view: public, login (any account), student or admin."""
+    if level not in LEVELS:
+        raise ValueError(f"unknown access level {level!r}")
+
+    def mark(view):
+        view.access_level = level
+        return view
+
+    return mark
+
+
+def is_api_request() -> bool:
+    return request.path.startswith("/api/")
+
+
+def _refuse_anonymous():
+    if is_api_request():
+        return jsonify(error="authentication required", code=401), 401
+    return redirect(url_for("auth.login", next=request.full_path if request.query_string else request.path))
+
+
+def enforce_access():
+    """before_request: check the current user against the view's declared access level."""
+    if request.endpoint is None:
+        return None  # 404 or 405 follows
+    view = current_app.view_functions.get(request.endpoint)
+    level = getattr(view, "access_level", None)
+    if request.endpoint == "static":
+        level = PUBLIC
+    if level is None:
+        log.error("view %s declares no access level; refusing", request.endpoint)
+        abort(403)
+    if level == PUBLIC:
+        return None
+    if not current_user.is_authenticated:
+        return _refuse_anonymous()
+    if level == ADMIN and not current_user.is_admin:
+        abort(403)
+    if level == STUDENT and current_user.is_admin:
+        abort(403)
+    return None
+
+
+def admin_required(view):
+    """For views that must also be callable directly (e.g. socket handlers)."""
+
+    @wraps(view)
+    def wrapped(*args, **kwargs):
+        if not (current_user.is_authenticated and current_user.is_admin):
+            abort(403)
+        return view(*args, **kwargs)
+
+    return wrapped
+
+
+# --- password reset tokens: signed, expiring, single-use -------------------------------
+
+def _serializer() -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt="password-reset")
+
+
+def _password_fingerprint(password_hash: str) -> str:
+    # Binds the token to the current password hash: once the password changes (the token
+    # was used, or the user reset it another way) every earlier token stops working.
+    key = current_app.config["SECRET_KEY"].encode()
+    return hmac.new(key, password_hash.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def make_reset_token(student) -> str:
+    return _serializer().dumps({"sid": student.id, "fp": _password_fingerprint(student.password_hash)})
+
+
+def read_reset_token(token: str):
+    """The Student the token is for, or None if it is tampered, expired or already used."""
+    from .extensions import db
+    from .models import Student
+
+    if not token or len(token) > 512:
+        return None
+    try:
+        data = _serializer().loads(token, max_age=current_app.config["PASSWORD_RESET_MAX_AGE_S"])
+    except SignatureExpired:
+        log.info("password reset refused: token expired")
+        return None
+    except BadSignature:
+        log.info("password reset refused: bad signature")
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("sid"), int):
+        return None
+    student = db.session.get(Student, data["sid"])
+    if student is None or not student.is_active:
+        return None
+    if not hmac.compare_digest(str(data.get("fp", "")), _password_fingerprint(student.password_hash)):
+        log.info("password reset refused: token already used for student %s", student.id)
+        return None
+    return student
