@@ -48,6 +48,7 @@ CREATE TABLE exams (
 	`IsPublished` BOOL NOT NULL, 
 	`AutoTerminate` BOOL NOT NULL, 
 	`DisabledRules` VARCHAR(500) NOT NULL, 
+	`Thresholds` TEXT NOT NULL, 
 	`CreatedBy` INTEGER, 
 	`CreatedAt` DATETIME NOT NULL, 
 	CONSTRAINT pk_exams PRIMARY KEY (`ExamID`), 

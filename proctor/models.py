@@ -119,6 +119,8 @@ class Exam(db.Model):
     is_published: Mapped[bool] = mapped_column("IsPublished", Boolean, nullable=False, default=False)
     auto_terminate: Mapped[bool] = mapped_column("AutoTerminate", Boolean, nullable=False, default=False)
     disabled_rules: Mapped[str] = mapped_column("DisabledRules", String(500), nullable=False, default="")
+    # JSON object of config_vision overrides for this exam ({"TIME_NO_FACE_S": 5.0}), validated against its bounds.
+    thresholds: Mapped[str] = mapped_column("Thresholds", Text, nullable=False, default="{}")
     created_by: Mapped[int | None] = mapped_column("CreatedBy", ForeignKey("students.ID", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column("CreatedAt", DateTime, nullable=False, default=utcnow)
 

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-24 14:22:04.119588
+Create Date: 2026-11-25 08:01:17.945165
 
 """
 from alembic import op
@@ -58,6 +58,7 @@ def upgrade():
     sa.Column('IsPublished', sa.Boolean(), nullable=False),
     sa.Column('AutoTerminate', sa.Boolean(), nullable=False),
     sa.Column('DisabledRules', sa.String(length=500), nullable=False),
+    sa.Column('Thresholds', sa.Text(), nullable=False),
     sa.Column('CreatedBy', sa.Integer(), nullable=True),
     sa.Column('CreatedAt', sa.DateTime(), nullable=False),
     sa.ForeignKeyConstraint(['CreatedBy'], ['students.ID'], name=op.f('fk_exams_CreatedBy_students'), ondelete='SET NULL'),
