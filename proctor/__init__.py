@@ -5,6 +5,7 @@ Dependencies run one way: this package -> live runtime -> decision/warning -> pi
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 from flask import Flask, redirect, url_for
@@ -29,7 +30,8 @@ def create_app(config: dict | None = None, env=None) -> Flask:
     """Build the app. `config` overrides settings read from the environment (tests use it)."""
     configure_logging()
     config = dict(config or {})
-    instance_path = Path(config.pop("INSTANCE_PATH", None) or (env or {}).get("PROCTOR_INSTANCE_PATH") or REPO_ROOT / "instance")
+    env = os.environ if env is None else env
+    instance_path = Path(config.pop("INSTANCE_PATH", None) or env.get("PROCTOR_INSTANCE_PATH") or REPO_ROOT / "instance")
     app = Flask(
         __name__,
         instance_path=str(instance_path),

@@ -25,3 +25,21 @@ csrf = CSRFProtect()
 # PROCTOR_PROXY_COUNT tells ProxyFix how many proxies to trust.
 limiter = Limiter(key_func=get_remote_address, default_limits=[])
 socketio = SocketIO()
+
+
+def _enforce_sqlite_foreign_keys() -> None:
+    """SQLite ignores foreign keys (and so ON DELETE CASCADE) unless each connection asks for them."""
+    import sqlite3
+
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    @event.listens_for(Engine, "connect")
+    def _on_connect(dbapi_connection, _record):
+        if isinstance(dbapi_connection, sqlite3.Connection):
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+
+_enforce_sqlite_foreign_keys()

@@ -1,0 +1,53 @@
+"""Configuration from the environment: defaults, database selection, validation with clear messages."""
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+
+from proctor.settings import ConfigError, load_settings
+
+
+def test_defaults_use_sqlite_in_the_instance_folder(tmp_path):
+    s = load_settings({}, tmp_path)
+    assert s["SQLALCHEMY_DATABASE_URI"] == f"sqlite:///{tmp_path / 'examproctor.db'}"
+    assert (s["PROCTOR_HOST"], s["PROCTOR_PORT"], s["PROCTOR_ASYNC_MODE"]) == ("127.0.0.1", 5001, "eventlet")
+    assert s["SESSION_COOKIE_HTTPONLY"] and s["SESSION_COOKIE_SAMESITE"] == "Lax" and not s["SESSION_COOKIE_SECURE"]
+
+
+def test_secret_key_is_generated_once_and_kept_private(tmp_path):
+    first = load_settings({}, tmp_path)["SECRET_KEY"]
+    second = load_settings({}, tmp_path)["SECRET_KEY"]
+    assert first == second and len(first) >= 32
+    mode = stat.S_IMODE(os.stat(tmp_path / "secret_key").st_mode)
+    assert mode == 0o600
+    assert load_settings({"FLASK_SECRET_KEY": "s" * 40}, tmp_path)["SECRET_KEY"] == "s" * 40
+
+
+def test_mysql_variables_select_pymysql(tmp_path):
+    url = load_settings({"MYSQL_HOST": "db.internal", "MYSQL_PASSWORD": "p@ss:word"}, tmp_path)["SQLALCHEMY_DATABASE_URI"]
+    assert url == "mysql+pymysql://root:p%40ss%3Aword@db.internal:3306/examproctordb?charset=utf8mb4"
+    url = load_settings({"DATABASE_URL": "mysql://u:p@h/x"}, tmp_path)["SQLALCHEMY_DATABASE_URI"]
+    assert url.startswith("mysql+pymysql://u:p@h/x")
+
+
+def test_https_makes_cookies_secure(tmp_path):
+    s = load_settings({"PROCTOR_HTTPS": "true"}, tmp_path)
+    assert s["SESSION_COOKIE_SECURE"] and s["REMEMBER_COOKIE_SECURE"] and s["PREFERRED_URL_SCHEME"] == "https"
+
+
+@pytest.mark.parametrize("env, words", [
+    ({"PROCTOR_PORT": "eighty"}, "PROCTOR_PORT"),
+    ({"PROCTOR_PORT": "70000"}, "between 1 and 65535"),
+    ({"PROCTOR_ASYNC_MODE": "tornado"}, "eventlet, threading, gevent"),
+    ({"FLASK_SECRET_KEY": "short"}, "too short"),
+    ({"DATABASE_URL": "not a url"}, "DATABASE_URL"),
+    ({"MYSQL_HOST": "h", "MYSQL_DB": "bad;name"}, "MYSQL_DB"),
+    ({"PROCTOR_HTTPS": "maybe"}, "true or false"),
+    ({"MAIL_USE_TLS": "1", "MAIL_USE_SSL": "1"}, "exclusive"),
+    ({"LOGIN_LIMIT_PER_ACCOUNT": "lots"}, "LOGIN_LIMIT_PER_ACCOUNT"),
+])
+def test_bad_values_fail_at_start_with_a_clear_message(tmp_path, env, words):
+    with pytest.raises(ConfigError, match=words.replace("(", r"\(")):
+        load_settings(env, tmp_path)
