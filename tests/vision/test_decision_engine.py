@@ -1,0 +1,372 @@
+"""Decision engine: every rule's on-for, hysteresis, disabling and time handling, on a fake clock.
+
+Observations come either from FaceObservation/Detections values (the shapes the pipelines
+produce) or, where marked, from real photos analysed by the real FaceAnalyzer.
+"""
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from config_vision import load_vision_config
+from decision_engine import (ENDED, INSTANT, STARTED, BrowserEvent, DecisionEngine, FrameObservation, RuleEvent)
+from face_pipeline import FaceObservation
+from person_pipeline import Detection, Detections
+
+STEP = 0.1  # seconds between frames (10 fps)
+
+
+def cfg(**overrides):
+    return load_vision_config(env={}, **overrides)
+
+
+FACE = FaceObservation(True, 1, yaw_deg=3.0, pitch_deg=-2.0, roll_deg=0.5, ear_left=0.29, ear_right=0.30,
+                       iris_offset=0.04, box=(200, 120, 400, 360), confidence=0.9)
+NO_FACE = FaceObservation(False, 0)
+TWO_FACES = FaceObservation(True, 2, yaw_deg=0.0, pitch_deg=0.0, ear_left=0.3, ear_right=0.3, iris_offset=0.0)
+TURNED = FaceObservation(True, 1, yaw_deg=40.0, pitch_deg=0.0, ear_left=0.3, ear_right=0.3, iris_offset=0.0)
+LOOK_DOWN = FaceObservation(True, 1, yaw_deg=2.0, pitch_deg=-38.0, ear_left=0.3, ear_right=0.3, iris_offset=0.0)
+GAZING = FaceObservation(True, 1, yaw_deg=4.0, pitch_deg=1.0, ear_left=0.3, ear_right=0.3, iris_offset=0.6)
+CLOSED = FaceObservation(True, 1, yaw_deg=0.0, pitch_deg=0.0, ear_left=0.08, ear_right=0.10, iris_offset=0.0)
+ONE_EYE_CLOSED = FaceObservation(True, 1, yaw_deg=0.0, pitch_deg=0.0, ear_left=0.08, ear_right=0.30, iris_offset=0.0)
+
+
+def dets(*items, size=(640, 480)):
+    return Detections(tuple(items), "test", size)
+
+
+PERSON = Detection(0, "person", 0.8, (100, 50, 500, 470))
+PERSON2 = Detection(0, "person", 0.7, (480, 60, 630, 470))
+PHONE = Detection(67, "cell phone", 0.41, (300, 300, 360, 400))
+BOOK = Detection(73, "book", 0.30, (10, 300, 120, 400))
+MOUSE = Detection(64, "mouse", 0.9, (500, 400, 540, 430))
+WEAK_PHONE = Detection(67, "cell phone", 0.10, (300, 300, 360, 400))
+
+
+def run(engine, student, t0, t1, make_obs, step=STEP):
+    """Feed frames from t0 (inclusive) to t1 (exclusive); returns all events."""
+    events: list[RuleEvent] = []
+    n = int(round((t1 - t0) / step))
+    for i in range(n):
+        t = round(t0 + i * step, 6)
+        events += engine.evaluate(student, make_obs(t), t)
+    return events
+
+
+def face_obs(face, **kw):
+    return lambda t: FrameObservation(t=t, face=face, frame_mean=120.0, frame_diff=4.0, **kw)
+
+
+def started(events, rule):
+    return [e for e in events if e.rule == rule and e.state == STARTED]
+
+
+def ended(events, rule):
+    return [e for e in events if e.rule == rule and e.state == ENDED]
+
+
+# ---------------------------------------------------------------- each rule fires after its time, not before
+
+RULE_CASES = [
+    ("NO_FACE", "TIME_NO_FACE_S", face_obs(NO_FACE)),
+    ("MULTIPLE_FACES", "TIME_MULTIPLE_PERSONS_S", face_obs(TWO_FACES)),
+    ("DISTRACTION", "TIME_HEAD_TURNED_S", face_obs(TURNED)),
+    ("EYES_CLOSED", "TIME_EYES_CLOSED_S", face_obs(CLOSED)),
+    ("PROHIBITED_OBJECT", "TIME_BANNED_OBJECT_S",
+     lambda t: FrameObservation(t=t, face=FACE, detections=dets(PERSON, PHONE), detections_t=t)),
+    ("IDENTITY_MISMATCH", "TIME_IDENTITY_MISMATCH_S",
+     lambda t: FrameObservation(t=t, face=FACE, identity_match=False, identity_t=t)),
+    ("CAMERA_OFF", "TIME_CAMERA_OFF_S", lambda t: FrameObservation(t=t, face=NO_FACE, frame_mean=3.0, frame_diff=0.0)),
+]
+
+
+@pytest.mark.parametrize("rule,time_setting,make_obs", RULE_CASES, ids=[c[0] for c in RULE_CASES])
+def test_rule_fires_after_its_duration_and_not_before(rule, time_setting, make_obs):
+    config = cfg()
+    need = getattr(config, time_setting)
+    engine = DecisionEngine(config)
+    # an honest second first, then the condition starts at t=1.0
+    before = run(engine, "s1", 0.0, 1.0, face_obs(FACE))
+    assert before == []
+    early = run(engine, "s1", 1.0, 1.0 + need, make_obs)  # last frame at 1.0 + need - STEP
+    assert started(early, rule) == [], f"{rule} fired before {need} s"
+    late = run(engine, "s1", 1.0 + need, 1.0 + need + 0.5, make_obs)
+    first = started(late, rule)
+    assert len(first) == 1, late
+    ev = first[0]
+    assert ev.t == pytest.approx(1.0 + need)
+    assert ev.details["since"] == pytest.approx(1.0)
+    assert ev.details["duration_s"] >= need
+    assert ev.severity
+    assert engine.active_conditions("s1")[rule] == pytest.approx(1.0)
+    # no second "started" while it continues
+    more = run(engine, "s1", 1.0 + need + 0.5, 1.0 + need + 3.0, make_obs)
+    assert started(more, rule) == []
+
+
+@pytest.mark.parametrize("rule,time_setting,make_obs", RULE_CASES, ids=[c[0] for c in RULE_CASES])
+def test_rule_ends_after_clear_time(rule, time_setting, make_obs):
+    config = cfg()
+    engine = DecisionEngine(config)
+    need = getattr(config, time_setting)
+    events = run(engine, "s", 0.0, need + 1.0, make_obs)
+    assert len(started(events, rule)) == 1
+    back_at = round(need + 1.0, 6)
+    calm = face_obs(FACE, detections=dets(PERSON), identity_match=True)
+
+    def honest(t):
+        o = calm(t)
+        return FrameObservation(t=t, face=o.face, detections=o.detections, detections_t=t, identity_match=True,
+                                identity_t=t, frame_mean=120.0, frame_diff=4.0)
+
+    after = run(engine, "s", back_at, back_at + 3.0, honest)
+    done = ended(after, rule)
+    assert len(done) == 1, after
+    assert done[0].t == pytest.approx(back_at + config.TIME_CLEAR_S, abs=STEP + 1e-9)
+    assert done[0].details["cleared_at"] == pytest.approx(back_at)
+    assert done[0].details["duration_s"] == pytest.approx(back_at, abs=1e-6)
+    assert rule not in engine.active_conditions("s")
+    assert started(after, rule) == []
+
+
+def test_detail_values_are_carried():
+    engine = DecisionEngine(cfg())
+    ev = started(run(engine, "s", 0, 3, face_obs(TURNED)), "DISTRACTION")[0]
+    assert ev.details["yaw_deg"] == 40.0 and ev.details["cause"] == "head_turned"
+    ev = started(run(engine, "p", 0, 3, lambda t: FrameObservation(t=t, face=FACE, detections=dets(PERSON, PHONE, BOOK))),
+                 "PROHIBITED_OBJECT")[0]
+    labels = [o["label"] for o in ev.details["objects"]]
+    assert labels == ["cell phone", "book"]
+    assert ev.details["objects"][0]["score"] == pytest.approx(0.41)
+    assert len(ev.details["objects"][0]["box"]) == 4
+    d = ev.as_dict()
+    assert d["event"] == "PROHIBITED_OBJECT" and d["state"] == "started" and "objects" in d
+
+
+def test_pitch_and_gaze_are_distraction_with_their_own_times():
+    config = cfg(TIME_HEAD_TURNED_S=2.0, TIME_GAZING_S=4.0)
+    engine = DecisionEngine(config)
+    ev = started(run(engine, "down", 0, 3, face_obs(LOOK_DOWN)), "DISTRACTION")
+    assert len(ev) == 1 and ev[0].t == pytest.approx(2.0) and ev[0].details["pitch_deg"] == -38.0
+    early = run(engine, "gaze", 0, 3.95, face_obs(GAZING))
+    assert started(early, "DISTRACTION") == []
+    late = run(engine, "gaze", 4.0, 4.5, face_obs(GAZING))
+    assert started(late, "DISTRACTION")[0].details["cause"] == "gazing"
+
+
+def test_one_eye_closed_is_not_eyes_closed():
+    engine = DecisionEngine(cfg())
+    assert run(engine, "s", 0, 5, face_obs(ONE_EYE_CLOSED)) == []
+
+
+def test_persons_from_detector_count_for_multiple_faces():
+    engine = DecisionEngine(cfg())
+    events = run(engine, "s", 0, 3, lambda t: FrameObservation(t=t, face=FACE, detections=dets(PERSON, PERSON2), detections_t=t))
+    ev = started(events, "MULTIPLE_FACES")
+    assert len(ev) == 1 and ev[0].details["persons"] == 2 and ev[0].details["face_count"] == 1
+
+
+def test_weak_or_not_banned_objects_do_not_fire():
+    engine = DecisionEngine(cfg())
+    events = run(engine, "s", 0, 5, lambda t: FrameObservation(t=t, face=FACE, detections=dets(PERSON, WEAK_PHONE, MOUSE)))
+    assert events == []
+    # the mouse becomes banned when configured as an extra class
+    engine = DecisionEngine(cfg(EXTRA_BANNED_CLASSES="64"))
+    events = run(engine, "s", 0, 3, lambda t: FrameObservation(t=t, face=FACE, detections=dets(PERSON, MOUSE)))
+    assert [o["label"] for o in started(events, "PROHIBITED_OBJECT")[0].details["objects"]] == ["mouse"]
+
+
+def test_stale_detections_are_ignored():
+    config = cfg()
+    engine = DecisionEngine(config)
+    # the detector result is from t=0 and never refreshed: only the first OBSERVATION_STALE_S count
+    old = dets(PERSON, PHONE)
+    events = run(engine, "s", 0, 6, lambda t: FrameObservation(t=t, face=FACE, detections=old, detections_t=0.0))
+    # defaults: fresh until 2.0 s, enough for the 1.5 s on-for; then unknown, so it neither ends nor repeats
+    assert (config.OBSERVATION_STALE_S, config.TIME_BANNED_OBJECT_S) == (2.0, 1.5)
+    assert [(e.state, e.t) for e in events if e.rule == "PROHIBITED_OBJECT"] == [(STARTED, 1.5)]
+    engine = DecisionEngine(cfg(OBSERVATION_STALE_S=1.0))
+    events = run(engine, "s", 0, 6, lambda t: FrameObservation(t=t, face=FACE, detections=old, detections_t=0.0))
+    assert started(events, "PROHIBITED_OBJECT") == []
+
+
+# ---------------------------------------------------------------- hysteresis
+
+def test_flicker_does_not_restart_a_pending_condition():
+    config = cfg(TIME_NO_FACE_S=3.0, TIME_CLEAR_S=1.0)
+    engine = DecisionEngine(config)
+    events = run(engine, "s", 0.0, 1.5, face_obs(NO_FACE))
+    events += run(engine, "s", 1.5, 1.8, face_obs(FACE))  # 0.3 s flicker of a face
+    events += run(engine, "s", 1.8, 3.5, face_obs(NO_FACE))
+    ev = started(events, "NO_FACE")
+    assert len(ev) == 1 and ev[0].t == pytest.approx(3.0) and ev[0].details["since"] == 0.0
+
+
+def test_flicker_does_not_end_or_restart_an_active_condition():
+    engine = DecisionEngine(cfg(TIME_NO_FACE_S=3.0, TIME_CLEAR_S=1.0))
+    events = run(engine, "s", 0.0, 4.0, face_obs(NO_FACE))
+    assert len(started(events, "NO_FACE")) == 1
+    for k in range(5):  # five brief appearances of a face, each 0.5 s
+        base = 4.0 + k * 1.5
+        events += run(engine, "s", base, base + 0.5, face_obs(FACE))
+        events += run(engine, "s", base + 0.5, base + 1.5, face_obs(NO_FACE))
+    assert len(started(events, "NO_FACE")) == 1
+    assert ended(events, "NO_FACE") == []
+    assert engine.active_conditions("s") == {"NO_FACE": 0.0}
+
+
+def test_long_absence_resets_a_pending_condition():
+    engine = DecisionEngine(cfg(TIME_NO_FACE_S=3.0, TIME_CLEAR_S=1.0))
+    events = run(engine, "s", 0.0, 2.0, face_obs(NO_FACE))
+    events += run(engine, "s", 2.0, 3.5, face_obs(FACE))  # back for 1.5 s > TIME_CLEAR_S
+    events += run(engine, "s", 3.5, 6.0, face_obs(NO_FACE))
+    assert started(events, "NO_FACE") == []
+    events += run(engine, "s", 6.0, 7.0, face_obs(NO_FACE))
+    assert started(events, "NO_FACE")[0].details["since"] == pytest.approx(3.5)
+
+
+# ---------------------------------------------------------------- unknown data and time
+
+def test_unknown_face_never_fires_anything():
+    engine = DecisionEngine(cfg())
+    events = run(engine, "s", 0, 30, lambda t: FrameObservation(t=t, face=None))
+    assert events == [] and engine.active_conditions("s") == {}
+
+
+def test_unknown_data_neither_starts_nor_ends():
+    engine = DecisionEngine(cfg())
+    events = run(engine, "s", 0, 4, face_obs(NO_FACE))
+    assert len(started(events, "NO_FACE")) == 1
+    events = run(engine, "s", 4, 20, lambda t: FrameObservation(t=t, face=None))
+    assert events == [] and "NO_FACE" in engine.active_conditions("s")
+
+
+def test_evidence_gap_restarts_a_pending_condition():
+    engine = DecisionEngine(cfg(TIME_NO_FACE_S=3.0, OBSERVATION_STALE_S=2.0))
+    events = run(engine, "s", 0.0, 1.0, face_obs(NO_FACE))
+    events += run(engine, "s", 1.0, 5.0, lambda t: FrameObservation(t=t, face=None, frame_mean=120.0, frame_diff=4.0))
+    events += run(engine, "s", 5.0, 7.9, face_obs(NO_FACE))
+    assert started(events, "NO_FACE") == []
+    events += run(engine, "s", 7.9, 8.5, face_obs(NO_FACE))
+    assert started(events, "NO_FACE")[0].details["since"] == pytest.approx(5.0)
+
+
+def test_time_going_backwards_or_repeating_is_ignored():
+    engine = DecisionEngine(cfg())
+    run(engine, "s", 0, 2.9, face_obs(NO_FACE))
+    assert engine.evaluate("s", FrameObservation(t=2.8, face=NO_FACE), 2.8) == []
+    assert engine.evaluate("s", FrameObservation(t=1.0, face=FACE), 1.0) == []
+    assert engine.evaluate("s", FrameObservation(t=2.8, face=NO_FACE), 2.8) == []  # repeat
+    assert engine.evaluate("s", FrameObservation(t=math.nan, face=NO_FACE), math.nan) == []
+    # the ignored frames did not disturb the state: it fires at 3.0 as it would have
+    ev = engine.evaluate("s", FrameObservation(t=3.0, face=NO_FACE), 3.0)
+    assert [e.rule for e in ev] == ["NO_FACE"] and ev[0].details["since"] == 0.0
+
+
+def test_camera_off_when_no_frames_via_tick_and_back():
+    config = cfg(TIME_CAMERA_OFF_S=5.0, TIME_CLEAR_S=1.0)
+    engine = DecisionEngine(config)
+    assert engine.tick("never-seen", 100.0) == []
+    run(engine, "s", 0, 2, face_obs(FACE))
+    last = 1.9
+    assert engine.tick("s", last + 4.9) == []
+    ev = engine.tick("s", last + 5.0)
+    assert len(ev) == 1 and ev[0].rule == "CAMERA_OFF" and ev[0].state == STARTED
+    assert ev[0].details["cause"] == "no_frames" and ev[0].details["last_frame_t"] == pytest.approx(last)
+    assert engine.tick("s", last + 8.0) == []  # not again
+    assert engine.active_conditions("s") == {"CAMERA_OFF": pytest.approx(last)}
+    events = run(engine, "s", 10.0, 12.0, face_obs(FACE))
+    assert len(ended(events, "CAMERA_OFF")) == 1 and engine.active_conditions("s") == {}
+
+
+def test_frozen_frames_are_camera_off():
+    engine = DecisionEngine(cfg())
+    events = run(engine, "s", 0, 6, lambda t: FrameObservation(t=t, face=FACE, frame_mean=110.0, frame_diff=0.0))
+    ev = started(events, "CAMERA_OFF")
+    assert len(ev) == 1 and ev[0].details["cause"] == "frozen"
+
+
+# ---------------------------------------------------------------- browser events
+
+@pytest.mark.parametrize("kind", ["TAB_SWITCH", "FULLSCREEN_EXIT", "VOICE_DETECTED", "CAMERA_OFF"])
+def test_browser_events_are_instant(kind):
+    engine = DecisionEngine(cfg())
+    ev = engine.browser_event("s", BrowserEvent(kind, 12.5, {"level": 0.4}))
+    assert len(ev) == 1
+    assert (ev[0].rule, ev[0].state, ev[0].t) == (kind, INSTANT, 12.5)
+    assert ev[0].details["level"] == 0.4 and ev[0].details["source"] == "browser"
+
+
+def test_browser_event_validation_and_order():
+    engine = DecisionEngine(cfg())
+    with pytest.raises(ValueError, match="unknown browser event type"):
+        engine.browser_event("s", BrowserEvent("NO_FACE", 1.0, {}))
+    assert engine.browser_event("s", BrowserEvent("TAB_SWITCH", 5.0, {}))
+    assert engine.browser_event("s", BrowserEvent("TAB_SWITCH", 4.0, {})) == []  # out of order
+    assert engine.browser_event("s", BrowserEvent("TAB_SWITCH", math.inf, {})) == []
+    assert engine.browser_event("s", BrowserEvent("FULLSCREEN_EXIT", 5.0, {}))  # same time, other event
+
+
+# ---------------------------------------------------------------- disabling
+
+ALL_BAD = lambda t: FrameObservation(  # noqa: E731 - every frame rule's condition at once
+    t=t, face=TWO_FACES, detections=dets(PERSON, PERSON2, PHONE), detections_t=t, identity_match=False,
+    identity_t=t, frame_mean=5.0, frame_diff=0.0)
+
+
+@pytest.mark.parametrize("rule", ["NO_FACE", "MULTIPLE_FACES", "DISTRACTION", "EYES_CLOSED", "PROHIBITED_OBJECT",
+                                  "IDENTITY_MISMATCH", "CAMERA_OFF", "TAB_SWITCH"])
+def test_disabled_rule_never_fires_config_flag_and_per_student(rule):
+    maker = dict((c[0], c[2]) for c in RULE_CASES).get(rule, ALL_BAD)
+    off = DecisionEngine(cfg(**{f"RULE_{rule}_ENABLED": False}))
+    on = DecisionEngine(cfg())
+    on.set_disabled_rules("excused", {rule})
+    for engine, student in ((off, "a"), (on, "excused")):
+        events = run(engine, student, 0, 12, maker)
+        events += engine.browser_event(student, BrowserEvent("TAB_SWITCH", 13.0, {}))
+        events += engine.tick(student, 40.0)
+        assert [e for e in events if e.rule == rule] == [], (student, events)
+    # the same rule fires for another student of the same engine
+    events = run(on, "other", 0, 12, maker) + on.browser_event("other", BrowserEvent("TAB_SWITCH", 13.0, {}))
+    assert [e for e in events if e.rule == rule]
+
+
+def test_disabling_an_active_rule_drops_it_and_unknown_rule_is_refused():
+    engine = DecisionEngine(cfg())
+    run(engine, "s", 0, 4, face_obs(NO_FACE))
+    assert "NO_FACE" in engine.active_conditions("s")
+    engine.set_disabled_rules("s", {"NO_FACE"})
+    assert engine.active_conditions("s") == {}
+    with pytest.raises(ValueError, match="unknown rule"):
+        engine.set_disabled_rules("s", {"NOT_A_RULE"})
+    engine.set_disabled_rules("s", set())
+    assert started(run(engine, "s", 4, 8, face_obs(NO_FACE)), "NO_FACE")
+
+
+def test_students_are_independent_and_forget():
+    engine = DecisionEngine(cfg())
+    run(engine, "a", 0, 4, face_obs(NO_FACE))
+    assert run(engine, "b", 0, 4, face_obs(FACE)) == []
+    assert "NO_FACE" in engine.active_conditions("a") and engine.active_conditions("b") == {}
+    engine.forget("a")
+    assert engine.active_conditions("a") == {}
+    # after forgetting, an early time is accepted again (a new session)
+    assert engine.evaluate("a", FrameObservation(t=0.5, face=FACE), 0.5) == []
+
+
+def test_honest_values_fire_nothing_for_60_seconds():
+    engine = DecisionEngine(cfg())
+    import random
+
+    rng = random.Random(7)
+
+    def honest(t):
+        face = FaceObservation(True, 1, yaw_deg=rng.uniform(-15, 15), pitch_deg=rng.uniform(-15, 10),
+                               ear_left=rng.uniform(0.24, 0.33), ear_right=rng.uniform(0.24, 0.33),
+                               iris_offset=rng.uniform(-0.15, 0.15))
+        return FrameObservation(t=t, face=face, detections=dets(PERSON), detections_t=t, identity_match=True,
+                                identity_t=t, frame_mean=rng.uniform(90, 140), frame_diff=rng.uniform(1, 6))
+
+    assert run(engine, "s", 0, 60, honest) == []
+    assert engine.tick("s", 60.0) == []

@@ -1,0 +1,189 @@
+"""Warning system: turns rule events into warnings, cooldowns, termination and a suspicion score.
+
+Pure: no I/O and no clock; every call carries the event's frame time.
+
+* Each "started" or "instant" rule event may issue a warning; "ended" events never do.
+* After a warning of one rule, further warnings of that rule wait ``WARNING_COOLDOWN_S``
+  (the event is then *held by cooldown*; it still counts as evidence for the score).
+* Auto-termination: when the warning count reaches ``INSTANT_PENALTY_THRESHOLD`` the decision
+  says ``terminate`` - but only if the caller passes ``auto_terminate=True`` (an exam setting,
+  OFF by default, ``AUTO_TERMINATE_DEFAULT``).
+* The suspicion score (0-100) summarises the session's evidence for a human reviewer: which
+  signals, how long, how often, with what weight and what each contributed. It is advisory
+  only: it never terminates a session and never fails anyone - ``terminate`` is decided from
+  the warning count alone, never from the score.
+* ``clear`` resets the warning count and the cooldowns (an admin forgave the warnings); the
+  evidence behind the suspicion score is kept, because it is the session's record.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Hashable
+
+from config_vision import RULES, VisionConfig
+from decision_engine import ENDED, INSTANT, STARTED, RuleEvent
+
+# Weight of each signal in the suspicion score (0..1): how strongly it suggests cheating.
+SUSPICION_WEIGHTS: dict[str, float] = {
+    "NO_FACE": 0.6,
+    "MULTIPLE_FACES": 1.0,
+    "DISTRACTION": 0.4,
+    "EYES_CLOSED": 0.2,
+    "PROHIBITED_OBJECT": 1.0,
+    "IDENTITY_MISMATCH": 1.0,
+    "CAMERA_OFF": 0.8,
+    "TAB_SWITCH": 0.6,
+    "FULLSCREEN_EXIT": 0.4,
+    "VOICE_DETECTED": 0.3,
+}
+SUSPICION_POINTS_PER_EVENT = 4.0    # raw points per occurrence (before the weight)
+SUSPICION_POINTS_PER_SECOND = 0.5   # raw points per second a condition lasted (before the weight)
+SUSPICION_SCALE = 50.0              # raw points at which the score reaches 63 (1 - 1/e); saturates at 100
+
+# What the student is told, per rule.
+WARNING_MESSAGES: dict[str, str] = {
+    "NO_FACE": "Your face is not visible. Stay in front of the camera.",
+    "MULTIPLE_FACES": "More than one person is visible. You must take the exam alone.",
+    "DISTRACTION": "Please keep looking at the screen.",
+    "EYES_CLOSED": "Your eyes appear closed. Please stay attentive.",
+    "PROHIBITED_OBJECT": "A prohibited object (phone, book or laptop) is visible. Put it away.",
+    "IDENTITY_MISMATCH": "The person in front of the camera does not match the enrolled student.",
+    "CAMERA_OFF": "Your camera is off, covered or frozen. Turn it back on.",
+    "TAB_SWITCH": "Leaving the exam tab is not allowed.",
+    "FULLSCREEN_EXIT": "Please return to full screen.",
+    "VOICE_DETECTED": "Talking was detected. Please stay quiet during the exam.",
+}
+
+
+@dataclass(frozen=True)
+class WarningDecision:
+    issued: bool
+    held_by_cooldown: bool
+    count: int
+    terminate: bool
+    reason: str
+    message: str = ""  # the text for the student when issued
+
+
+@dataclass(frozen=True)
+class Suspicion:
+    score: float                 # 0..100, advisory only
+    components: list[dict]       # {signal, seconds, count, weight, contribution}
+    explanation: str
+
+
+@dataclass
+class _Signal:
+    count: int = 0
+    seconds: float = 0.0           # finished durations
+    open_since: float | None = None  # a started condition not yet ended
+
+
+@dataclass
+class _StudentWarnings:
+    count: int = 0
+    last_warned: dict[str, float] = field(default_factory=dict)
+    signals: dict[str, _Signal] = field(default_factory=dict)
+
+
+class WarningSystem:
+    def __init__(self, config: VisionConfig):
+        self.config = config
+        self._students: dict[Hashable, _StudentWarnings] = {}
+
+    def on_event(self, student: Hashable, event: RuleEvent, auto_terminate: bool = False) -> WarningDecision:
+        if not isinstance(event, RuleEvent):
+            raise TypeError("event must be a RuleEvent")
+        if event.rule not in RULES:
+            raise ValueError(f"unknown rule {event.rule!r}")
+        if event.state not in (STARTED, ENDED, INSTANT):
+            raise ValueError(f"unknown event state {event.state!r}")
+        st = self._students.setdefault(student, _StudentWarnings())
+        threshold = int(self.config.INSTANT_PENALTY_THRESHOLD)
+        terminate = bool(auto_terminate) and st.count >= threshold
+        t = float(event.t)
+        if not math.isfinite(t):
+            return WarningDecision(False, False, st.count, terminate, "event time is not a number: ignored")
+        self._record_evidence(st, event, t)
+        if event.state == ENDED:
+            return WarningDecision(False, False, st.count, terminate, f"{event.rule} ended: no warning")
+        last = st.last_warned.get(event.rule)
+        cooldown = float(self.config.WARNING_COOLDOWN_S)
+        if last is not None and t - last < cooldown:
+            ago = max(0.0, t - last)
+            return WarningDecision(False, True, st.count, terminate,
+                                   f"held: {event.rule} was warned {ago:.1f} s ago (cooldown {cooldown:g} s)")
+        st.last_warned[event.rule] = t
+        st.count += 1
+        terminate = bool(auto_terminate) and st.count >= threshold
+        reason = f"warning {st.count} of {threshold} for {event.rule}"
+        if terminate:
+            reason += f"; auto-terminate: {st.count} warnings reached the threshold {threshold}"
+        elif not auto_terminate and st.count >= threshold:
+            reason += " (threshold reached; auto-terminate is off, an admin decides)"
+        return WarningDecision(True, False, st.count, terminate, reason, WARNING_MESSAGES[event.rule])
+
+    def clear(self, student: Hashable, t: float) -> None:
+        """Reset the warning count and cooldowns; the suspicion evidence is kept."""
+        st = self._students.get(student)
+        if st is not None:
+            st.count = 0
+            st.last_warned.clear()
+
+    def count(self, student: Hashable) -> int:
+        st = self._students.get(student)
+        return st.count if st is not None else 0
+
+    def suspicion(self, student: Hashable, t: float) -> Suspicion:
+        """The advisory score at frame time ``t`` (open conditions count up to ``t``)."""
+        st = self._students.get(student)
+        rows = []
+        for rule in RULES:
+            sig = st.signals.get(rule) if st is not None else None
+            if sig is None or (sig.count == 0 and sig.seconds == 0 and sig.open_since is None):
+                continue
+            seconds = sig.seconds
+            if sig.open_since is not None and math.isfinite(t) and t > sig.open_since:
+                seconds += t - sig.open_since
+            weight = SUSPICION_WEIGHTS[rule]
+            raw = weight * (sig.count * SUSPICION_POINTS_PER_EVENT + seconds * SUSPICION_POINTS_PER_SECOND)
+            rows.append((rule, seconds, sig.count, weight, raw))
+        total_raw = sum(r[4] for r in rows)
+        score = 100.0 * (1.0 - math.exp(-total_raw / SUSPICION_SCALE)) if total_raw > 0 else 0.0
+        components = [
+            {"signal": rule, "seconds": round(seconds, 1), "count": count, "weight": weight,
+             "contribution": round(score * raw / total_raw, 1)}
+            for rule, seconds, count, weight, raw in sorted(rows, key=lambda r: -r[4])
+        ]
+        if components:
+            parts = "; ".join(
+                f"{c['signal']} {c['count']}x" + (f" for {c['seconds']:g} s" if c["seconds"] else "")
+                + f" (weight {c['weight']:g}) -> {c['contribution']:g}"
+                for c in components
+            )
+            explanation = f"Suspicion {score:.0f}/100 from: {parts}."
+        else:
+            explanation = "Suspicion 0/100: no signals so far."
+        explanation += " Advisory only: the score never terminates or fails a session."
+        return Suspicion(round(score, 1), components, explanation)
+
+    def forget(self, student: Hashable) -> None:
+        self._students.pop(student, None)
+
+    @staticmethod
+    def _record_evidence(st: _StudentWarnings, event: RuleEvent, t: float) -> None:
+        sig = st.signals.setdefault(event.rule, _Signal())
+        if event.state == INSTANT:
+            sig.count += 1
+        elif event.state == STARTED:
+            sig.count += 1
+            since = event.details.get("since") if isinstance(event.details, dict) else None
+            start = float(since) if isinstance(since, (int, float)) and math.isfinite(since) and since <= t else t
+            if sig.open_since is None:
+                sig.open_since = start
+        elif sig.open_since is not None:  # ended
+            cleared = event.details.get("cleared_at") if isinstance(event.details, dict) else None
+            end = float(cleared) if isinstance(cleared, (int, float)) and math.isfinite(cleared) else t
+            sig.seconds += max(0.0, end - sig.open_since)
+            sig.open_since = None
