@@ -109,9 +109,27 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("EXTRA_OBJECT_CONFIDENCE", float, 0.35, "Minimum score for the optional extra banned classes.", 0.01, 0.99),
     Setting("EXTRA_BANNED_CLASSES", str, "", "Comma-separated extra COCO ids to ban, from: 64 mouse, 72 refrigerator, 76 scissors, 77 teddy bear."),
     Setting("NMS_IOU", float, 0.5, "IoU above which overlapping boxes of one class are merged.", 0.05, 0.95),
+    Setting("PERSON_DUPLICATE_OVERLAP", float, 0.8, "A person box with at least this fraction of its area inside a higher-scored person box is a duplicate (when also similar in size).", 0.5, 1.0),
+    Setting("PERSON_DUPLICATE_MIN_AREA_RATIO", float, 0.3, "Only a contained person box at least this fraction of the other's area counts as a duplicate (a small person behind is kept).", 0.0, 1.0),
+    Setting("PERSON_MIN_AREA_FRACTION", float, 0.005, "Person boxes smaller than this fraction of the frame area are ignored (parts of a person, or far in the background).", 0.0, 0.5),
+    Setting("DETECTOR_SECOND_LOOK", bool, True, "Run the detector again on zoomed crops around detected persons to find small objects (phones, books)."),
+    Setting("SECOND_LOOK_MAX_REGIONS", int, 2, "Most person crops looked at again per detector run (each costs one more inference).", 0, 8),
+    Setting("SECOND_LOOK_MARGIN_FRACTION", float, 0.15, "Margin added around a person box on each side for the second look (fraction of box size).", 0.0, 1.0),
+    Setting("SECOND_LOOK_MAX_AREA_FRACTION", float, 0.6, "Crops covering more than this fraction of the frame are skipped (too little zoom to help).", 0.05, 1.0),
+    Setting("OBJECT_EVIDENCE_WINDOW_RUNS", int, 5, "Prohibited-object evidence: the last N detector runs are remembered.", 1, 50),
+    Setting("OBJECT_EVIDENCE_MIN_HITS", int, 2, "Prohibited-object evidence: a class counts only when seen in at least this many of the remembered runs.", 1, 50),
     # --- identity
     Setting("IDENTITY_DISTANCE_THRESHOLD", float, 0.5, "Face embedding distance at or below which two faces are the same person (calibrated; dlib's customary 0.6 matches different people too often).", 0.2, 0.8),
     Setting("IDENTITY_CHECK_EVERY_S", float, 5.0, "How often (frame time) the live face is verified against the enrolment.", 0.5, 600),
+    Setting("ENROL_MIN_FACE_PX", int, 80, "Enrolment photo: the face box must be at least this many pixels on its short side.", 16, 2000),
+    Setting("ENROL_MIN_BRIGHTNESS", float, 60.0, "Enrolment photo: mean luma (0-255) of the face below this is refused as too dark.", 0, 255),
+    Setting("ENROL_MAX_BRIGHTNESS", float, 225.0, "Enrolment photo: mean luma (0-255) of the face above this is refused as too bright.", 0, 255),
+    Setting("ENROL_MIN_SHARPNESS", float, 40.0, "Enrolment photo: variance of the Laplacian of the face (resized to 160 px) below this is refused as too blurry.", 0, 10000),
+    # --- liveness (a still picture held to the camera neither blinks nor turns)
+    Setting("LIVENESS_WINDOW_S", float, 10.0, "Liveness passes when a blink or a head turn is seen within this many seconds (frame time).", 1.0, 600),
+    Setting("LIVENESS_TURN_DEG", float, 15.0, "Liveness head turn: yaw must move this far from where it started, then come back within half of it.", 5.0, 60),
+    Setting("LIVENESS_EAR_OPEN_MARGIN", float, 0.04, "Liveness blink: after EAR falls below EAR_THRESHOLD it must rise above EAR_THRESHOLD plus this margin.", 0.0, 0.3),
+    Setting("LIVENESS_BLINK_MAX_S", float, 1.0, "Liveness blink: the eyes must reopen within this many seconds of closing.", 0.05, 10),
 ) + tuple(_rule_flag(r) for r in RULES)
 
 _BY_NAME = {s.name: s for s in SETTINGS}
