@@ -49,6 +49,7 @@ CREATE TABLE exams (
 	`AutoTerminate` BOOL NOT NULL, 
 	`DisabledRules` VARCHAR(500) NOT NULL, 
 	`Thresholds` TEXT NOT NULL, 
+	`RequireLiveness` BOOL NOT NULL DEFAULT '1', 
 	`CreatedBy` INTEGER, 
 	`CreatedAt` DATETIME NOT NULL, 
 	CONSTRAINT pk_exams PRIMARY KEY (`ExamID`), 
@@ -83,6 +84,8 @@ CREATE TABLE exam_sessions (
 	`AutoTerminate` BOOL, 
 	`DisabledRules` VARCHAR(500) NOT NULL, 
 	`IdentityConfirmedAt` DATETIME, 
+	`IdentityDistance` FLOAT, 
+	`IdentityLiveness` VARCHAR(64), 
 	CONSTRAINT pk_exam_sessions PRIMARY KEY (`SessionID`), 
 	CONSTRAINT ck_exam_sessions_status CHECK (Status IN ('IN_PROGRESS', 'COMPLETED', 'TERMINATED')), 
 	CONSTRAINT `fk_exam_sessions_StudentID_students` FOREIGN KEY(`StudentID`) REFERENCES students (`ID`) ON DELETE CASCADE, 
@@ -143,6 +146,25 @@ CREATE TABLE exam_results (
 
 CREATE INDEX `ix_exam_results_ExamID` ON exam_results (`ExamID`);
 CREATE INDEX `ix_exam_results_StudentID` ON exam_results (`StudentID`);
+
+CREATE TABLE recordings (
+	id INTEGER NOT NULL AUTO_INCREMENT, 
+	session_id INTEGER NOT NULL, 
+	student_id INTEGER NOT NULL, 
+	kind VARCHAR(16) NOT NULL, 
+	path VARCHAR(255) NOT NULL, 
+	mime VARCHAR(64) NOT NULL, 
+	bytes INTEGER NOT NULL, 
+	sequence INTEGER NOT NULL, 
+	started_at DATETIME, 
+	created_at DATETIME NOT NULL, 
+	CONSTRAINT pk_recordings PRIMARY KEY (id), 
+	CONSTRAINT fk_recordings_session_id_exam_sessions FOREIGN KEY(session_id) REFERENCES exam_sessions (`SessionID`) ON DELETE CASCADE, 
+	CONSTRAINT fk_recordings_student_id_students FOREIGN KEY(student_id) REFERENCES students (`ID`) ON DELETE CASCADE
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;
+
+CREATE INDEX ix_recordings_session_id ON recordings (session_id);
+CREATE INDEX ix_recordings_student_id ON recordings (student_id);
 
 CREATE TABLE violations (
 	`ViolationID` INTEGER NOT NULL AUTO_INCREMENT, 

@@ -121,6 +121,8 @@ class Exam(db.Model):
     disabled_rules: Mapped[str] = mapped_column("DisabledRules", String(500), nullable=False, default="")
     # JSON object of config_vision overrides for this exam ({"TIME_NO_FACE_S": 5.0}), validated against its bounds.
     thresholds: Mapped[str] = mapped_column("Thresholds", Text, nullable=False, default="{}")
+    # Identity confirmation before the exam must include a liveness step (blink or head turn).
+    require_liveness: Mapped[bool] = mapped_column("RequireLiveness", Boolean, nullable=False, default=True, server_default="1")
     created_by: Mapped[int | None] = mapped_column("CreatedBy", ForeignKey("students.ID", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column("CreatedAt", DateTime, nullable=False, default=utcnow)
 
@@ -169,6 +171,8 @@ class ExamSession(db.Model):
     auto_terminate: Mapped[bool | None] = mapped_column("AutoTerminate", Boolean)  # None: the exam's setting
     disabled_rules: Mapped[str] = mapped_column("DisabledRules", String(500), nullable=False, default="")
     identity_confirmed_at: Mapped[datetime | None] = mapped_column("IdentityConfirmedAt", DateTime)
+    identity_distance: Mapped[float | None] = mapped_column("IdentityDistance", Float)  # face distance at confirmation
+    identity_liveness: Mapped[str | None] = mapped_column("IdentityLiveness", String(64))  # how liveness passed, or "not required"
 
     student: Mapped[Student] = relationship()
     exam: Mapped[Exam] = relationship()
@@ -220,6 +224,23 @@ class Violation(db.Model):
     review_note: Mapped[str | None] = mapped_column("ReviewNote", Text)
     reviewed_by: Mapped[int | None] = mapped_column("ReviewedBy", ForeignKey("students.ID", ondelete="SET NULL"))
     reviewed_at: Mapped[datetime | None] = mapped_column("ReviewedAt", DateTime)
+
+
+class Recording(db.Model):
+    """A stored media file of a session: an audio chunk from the exam page, or evidence."""
+
+    __tablename__ = "recordings"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("exam_sessions.SessionID", ondelete="CASCADE"), nullable=False, index=True)
+    student_id: Mapped[int] = mapped_column(ForeignKey("students.ID", ondelete="CASCADE"), nullable=False, index=True)
+    kind: Mapped[str] = mapped_column(String(16), nullable=False)  # audio, evidence
+    path: Mapped[str] = mapped_column(String(255), nullable=False)  # relative to PROCTOR_DATA_DIR
+    mime: Mapped[str] = mapped_column(String(64), nullable=False)
+    bytes: Mapped[int] = mapped_column(Integer, nullable=False)
+    sequence: Mapped[int] = mapped_column(Integer, nullable=False, default=0)  # chunk number from the page
+    started_at: Mapped[datetime | None] = mapped_column(DateTime)  # when the chunk's recording began (client clock)
+    created_at: Mapped[datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
 
 
 class AuditLog(db.Model):

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-25 08:01:17.945165
+Create Date: 2026-11-25 08:03:25.565462
 
 """
 from alembic import op
@@ -59,6 +59,7 @@ def upgrade():
     sa.Column('AutoTerminate', sa.Boolean(), nullable=False),
     sa.Column('DisabledRules', sa.String(length=500), nullable=False),
     sa.Column('Thresholds', sa.Text(), nullable=False),
+    sa.Column('RequireLiveness', sa.Boolean(), server_default='1', nullable=False),
     sa.Column('CreatedBy', sa.Integer(), nullable=True),
     sa.Column('CreatedAt', sa.DateTime(), nullable=False),
     sa.ForeignKeyConstraint(['CreatedBy'], ['students.ID'], name=op.f('fk_exams_CreatedBy_students'), ondelete='SET NULL'),
@@ -89,6 +90,8 @@ def upgrade():
     sa.Column('AutoTerminate', sa.Boolean(), nullable=True),
     sa.Column('DisabledRules', sa.String(length=500), nullable=False),
     sa.Column('IdentityConfirmedAt', sa.DateTime(), nullable=True),
+    sa.Column('IdentityDistance', sa.Float(), nullable=True),
+    sa.Column('IdentityLiveness', sa.String(length=64), nullable=True),
     sa.CheckConstraint("Status IN ('IN_PROGRESS', 'COMPLETED', 'TERMINATED')", name=op.f('ck_exam_sessions_status')),
     sa.ForeignKeyConstraint(['ExamID'], ['exams.ExamID'], name=op.f('fk_exam_sessions_ExamID_exams'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['StudentID'], ['students.ID'], name=op.f('fk_exam_sessions_StudentID_students'), ondelete='CASCADE'),
@@ -150,6 +153,25 @@ def upgrade():
         batch_op.create_index(batch_op.f('ix_exam_results_ExamID'), ['ExamID'], unique=False)
         batch_op.create_index(batch_op.f('ix_exam_results_StudentID'), ['StudentID'], unique=False)
 
+    op.create_table('recordings',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('session_id', sa.Integer(), nullable=False),
+    sa.Column('student_id', sa.Integer(), nullable=False),
+    sa.Column('kind', sa.String(length=16), nullable=False),
+    sa.Column('path', sa.String(length=255), nullable=False),
+    sa.Column('mime', sa.String(length=64), nullable=False),
+    sa.Column('bytes', sa.Integer(), nullable=False),
+    sa.Column('sequence', sa.Integer(), nullable=False),
+    sa.Column('started_at', sa.DateTime(), nullable=True),
+    sa.Column('created_at', sa.DateTime(), nullable=False),
+    sa.ForeignKeyConstraint(['session_id'], ['exam_sessions.SessionID'], name=op.f('fk_recordings_session_id_exam_sessions'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['student_id'], ['students.ID'], name=op.f('fk_recordings_student_id_students'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_recordings'))
+    )
+    with op.batch_alter_table('recordings', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_recordings_session_id'), ['session_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_recordings_student_id'), ['student_id'], unique=False)
+
     op.create_table('violations',
     sa.Column('ViolationID', sa.Integer(), nullable=False),
     sa.Column('StudentID', sa.Integer(), nullable=False),
@@ -186,6 +208,11 @@ def downgrade():
         batch_op.drop_index(batch_op.f('ix_violations_SessionID'))
 
     op.drop_table('violations')
+    with op.batch_alter_table('recordings', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_recordings_student_id'))
+        batch_op.drop_index(batch_op.f('ix_recordings_session_id'))
+
+    op.drop_table('recordings')
     with op.batch_alter_table('exam_results', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_exam_results_StudentID'))
         batch_op.drop_index(batch_op.f('ix_exam_results_ExamID'))
