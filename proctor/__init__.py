@@ -78,6 +78,11 @@ def create_app(config: dict | None = None, env=None) -> Flask:
     app.register_blueprint(student.bp, url_prefix="/student")
     app.register_blueprint(admin.bp)
     app.register_blueprint(api.bp)
+    from . import live_routes, sockets
+
+    app.register_blueprint(live_routes.api_bp)
+    app.register_blueprint(live_routes.admin_bp)
+    sockets.init_app(app, socketio)
     register_error_handlers(app)
 
     @app.route("/")

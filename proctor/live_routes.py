@@ -1,0 +1,498 @@
+"""Live proctoring over HTTP: frame and browser-event uploads, the MJPEG view, diagnostics, admin actions.
+
+Two blueprints: `api_bp` under /api (JSON; errors are {"error", "code"}) and `admin_bp` under /admin
+(the MJPEG stream and violation evidence). Every view declares its access level; the student and
+the exam session always come from the login session and the database, never from the request body.
+The routes only hand work to the live runtime (proctor.live): none of them runs inference.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import math
+import mimetypes
+import os
+import re
+import struct
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+from flask import Blueprint, Response, abort, current_app, jsonify, request, send_file
+from flask_login import current_user
+from sqlalchemy import select
+
+from config_vision import BROWSER_EVENT_RULES, RULES
+
+from . import audit
+from .extensions import db, limiter, socketio
+from .models import ExamSession, Role, SessionStatus, Student, Violation, utcnow
+from .security import ADMIN, STUDENT, access
+
+log = logging.getLogger(__name__)
+
+api_bp = Blueprint("live_api", __name__, url_prefix="/api")
+admin_bp = Blueprint("live_admin", __name__, url_prefix="/admin")
+
+# Defaults for app settings this module reads (app.config overrides each).
+DEFAULTS = {
+    "PROCTOR_FRAME_MAX_BYTES": 2 * 1024 * 1024,   # one uploaded frame, base64 JSON included
+    "PROCTOR_FRAME_RATE_LIMIT": "10 per second",  # per student account
+    "PROCTOR_EVENT_RATE_LIMIT": "5 per second;120 per minute",
+    "PROCTOR_FRAME_MAX_WIDTH_PX": 640,             # frames are scaled down to fit, aspect kept
+    "PROCTOR_FRAME_MAX_HEIGHT_PX": 480,
+    "PROCTOR_FRAME_MIN_SIDE_PX": 32,
+    "PROCTOR_FRAME_MAX_SIDE_PX": 4096,
+    "PROCTOR_MJPEG_FPS": 5.0,                     # cap on the parts sent per second
+    "PROCTOR_MJPEG_MAX_S": 900,                   # a stream ends after this; the page reconnects
+    "PROCTOR_MJPEG_KEEPALIVE_S": 1.0,             # resend the last frame this often when nothing is new
+}
+REASON_MAX = 255
+LEVEL_MIN, LEVEL_MAX = -200.0, 1000.0  # voice level: dBFS (negative) or a 0..1 / 0..100 scale
+DURATION_MAX_MS = 24 * 3600 * 1000
+CLIENT_TS_MAX_MS = 2 ** 53  # a JavaScript Date.now() fits well below this
+EVIDENCE_KINDS = {"snapshot": "evidence_path", "clip": "clip_path"}
+
+_DATA_URL = re.compile(r"^data:image/(jpeg|jpg|png);base64,", re.IGNORECASE)
+
+
+def setting(name: str):
+    return current_app.config.get(name, DEFAULTS[name])
+
+
+def _user_key() -> str:
+    # Limits are per account: a class behind one NAT address must not share a budget.
+    return f"user:{current_user.get_id()}" if current_user.is_authenticated else f"addr:{request.remote_addr}"
+
+
+def _runtime():
+    from .live import get_runtime
+
+    return get_runtime(current_app._get_current_object())
+
+
+def _bad(message: str):
+    abort(400, description=message)
+
+
+# --- input validation -------------------------------------------------------------------
+
+class FrameError(ValueError):
+    """The uploaded frame is not acceptable; the message says why (400)."""
+
+
+def image_dimensions(data: bytes) -> tuple[str, int, int]:
+    """(format, width, height) read from a JPEG or PNG header, before any pixel is decoded."""
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        if len(data) < 24 or data[12:16] != b"IHDR":
+            raise FrameError("broken PNG header")
+        width, height = struct.unpack(">II", data[16:24])
+        return "png", width, height
+    if data.startswith(b"\xff\xd8"):
+        i, n = 2, len(data)
+        while i < n:
+            if data[i] != 0xFF:
+                raise FrameError("broken JPEG: bad marker")
+            while i < n and data[i] == 0xFF:  # fill bytes
+                i += 1
+            if i >= n:
+                break
+            marker = data[i]
+            i += 1
+            if marker in (0x01, *range(0xD0, 0xD9)):  # markers without a length
+                continue
+            if i + 2 > n:
+                break
+            (length,) = struct.unpack(">H", data[i:i + 2])
+            if length < 2:
+                raise FrameError("broken JPEG: bad segment length")
+            if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+                if i + 7 > n:
+                    break
+                height, width = struct.unpack(">HH", data[i + 3:i + 7])
+                return "jpeg", width, height
+            if marker == 0xDA:  # start of scan before any frame header
+                break
+            i += length
+        raise FrameError("broken JPEG: no frame header")
+    raise FrameError("not a JPEG or PNG image")
+
+
+def decode_frame(image_field, *, min_side: int, max_side: int, max_w: int, max_h: int) -> np.ndarray:
+    """The uploaded image (data URL or bare base64 of a JPEG/PNG) as a BGR frame that fits max_w x max_h."""
+    if not isinstance(image_field, str) or not image_field:
+        raise FrameError("'image' must be a non-empty string (a data URL or base64 JPEG/PNG)")
+    text = image_field
+    if text.startswith("data:"):
+        match = _DATA_URL.match(text)
+        if not match:
+            raise FrameError("'image' data URL must be data:image/jpeg;base64,... or data:image/png;base64,...")
+        text = text[match.end():]
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise FrameError("'image' is not valid base64") from None
+    if not raw:
+        raise FrameError("'image' is empty")
+    _, width, height = image_dimensions(raw)
+    if min(width, height) < min_side:
+        raise FrameError(f"image too small: {width}x{height} (each side must be at least {min_side} px)")
+    if max(width, height) > max_side:
+        raise FrameError(f"image too large: {width}x{height} (each side must be at most {max_side} px)")
+    frame = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_COLOR)
+    if frame is None or frame.ndim != 3 or frame.shape[2] != 3:
+        raise FrameError("the image could not be decoded")
+    h, w = frame.shape[:2]
+    if (w, h) != (width, height):  # the header lied about the size
+        raise FrameError("the image could not be decoded")
+    scale = min(max_w / w, max_h / h, 1.0)
+    if scale < 1.0:
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        frame = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+    return np.ascontiguousarray(frame)
+
+
+def _number(value, name: str, lo: float, hi: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        _bad(f"'{name}' must be a number")
+    if not lo <= value <= hi:
+        _bad(f"'{name}' must be between {lo:g} and {hi:g}")
+    return float(value)
+
+
+def _json_body(max_bytes: int | None = None) -> dict:
+    """The request body as a JSON object; 413 when over max_bytes, 400 when it is not a JSON object."""
+    if max_bytes is not None and request.content_length is not None and request.content_length > max_bytes:
+        abort(413, description=f"request body over the {max_bytes // 1024} KiB limit for this address")
+    if not request.is_json:
+        _bad("send a JSON body (Content-Type: application/json)")
+    if max_bytes is not None:
+        data = request.stream.read(max_bytes + 1) if request.content_length is None else request.get_data(cache=True)
+        if len(data) > max_bytes:
+            abort(413, description=f"request body over the {max_bytes // 1024} KiB limit for this address")
+    else:
+        data = request.get_data(cache=True)
+    try:
+        body = json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        _bad("the body is not valid JSON")
+    if not isinstance(body, dict):
+        _bad("the body must be a JSON object")
+    return body
+
+
+def _current_session() -> ExamSession:
+    """The logged-in student's exam session in progress; 409 when there is none or its time is over."""
+    exam_session = db.session.scalars(
+        select(ExamSession)
+        .where(ExamSession.student_id == current_user.id, ExamSession.status == SessionStatus.IN_PROGRESS.value)
+        .order_by(ExamSession.started_at.desc(), ExamSession.id.desc())
+        .limit(1)
+    ).first()
+    if exam_session is None:
+        abort(409, description="no exam in progress for this account")
+    if exam_session.deadline is not None and exam_session.deadline <= utcnow():
+        abort(409, description="the exam time is over")
+    return exam_session
+
+
+# --- student uploads -----------------------------------------------------------------------
+
+@api_bp.route("/student-frame", methods=["POST"])
+@access(STUDENT)
+@limiter.limit(lambda: setting("PROCTOR_FRAME_RATE_LIMIT"), key_func=_user_key)
+def student_frame():
+    body = _json_body(int(setting("PROCTOR_FRAME_MAX_BYTES")))
+    exam_session = _current_session()
+    ts = body.get("ts")
+    if ts is None:
+        _bad("'ts' (the client's time in ms) is required")
+    ts = _number(ts, "ts", 0, CLIENT_TS_MAX_MS)
+    try:
+        frame = decode_frame(
+            body.get("image"),
+            min_side=int(setting("PROCTOR_FRAME_MIN_SIDE_PX")),
+            max_side=int(setting("PROCTOR_FRAME_MAX_SIDE_PX")),
+            max_w=int(setting("PROCTOR_FRAME_MAX_WIDTH_PX")),
+            max_h=int(setting("PROCTOR_FRAME_MAX_HEIGHT_PX")),
+        )
+    except FrameError as exc:
+        log.info("frame refused for student %s: %s", current_user.id, exc)
+        _bad(str(exc))
+    receipt = _runtime().submit_frame(current_user.id, exam_session.id, frame, ts)
+    return jsonify(seq=receipt.seq, replaced_older=bool(receipt.replaced_older),
+                   width=int(frame.shape[1]), height=int(frame.shape[0])), 202
+
+
+def _event_details(kind: str, body: dict) -> dict:
+    """Only known fields, checked: nothing else the client says is passed on."""
+    details: dict = {}
+    raw = body.get("details")
+    if raw is not None and not isinstance(raw, dict):
+        _bad("'details' must be an object")
+    raw = dict(raw or {})
+    for key in ("level", "duration_ms"):  # accepted at the top level too
+        if key in body and key not in raw:
+            raw[key] = body[key]
+    if kind == "VOICE_DETECTED":
+        if raw.get("level") is None:
+            _bad("VOICE_DETECTED needs a numeric 'level'")
+        details["level"] = _number(raw["level"], "level", LEVEL_MIN, LEVEL_MAX)
+    if raw.get("duration_ms") is not None:
+        details["duration_ms"] = _number(raw["duration_ms"], "duration_ms", 0, DURATION_MAX_MS)
+    return details
+
+
+@api_bp.route("/student-event", methods=["POST"])
+@access(STUDENT)
+@limiter.limit(lambda: setting("PROCTOR_EVENT_RATE_LIMIT"), key_func=_user_key)
+def student_event():
+    body = _json_body(16 * 1024)
+    kind = body.get("type")
+    if not isinstance(kind, str) or kind not in BROWSER_EVENT_RULES:
+        _bad(f"'type' must be one of {', '.join(BROWSER_EVENT_RULES)}")
+    details = _event_details(kind, body)
+    exam_session = _current_session()
+    warnings = _runtime().browser_event(current_user.id, exam_session.id, kind, details)
+    return jsonify(accepted=True, type=kind, warnings=list(warnings or []))
+
+
+# --- MJPEG live view ---------------------------------------------------------------------
+
+_BOUNDARY = "frame"
+
+
+def _mjpeg_part(jpeg: bytes) -> bytes:
+    return (b"--" + _BOUNDARY.encode() + b"\r\nContent-Type: image/jpeg\r\nContent-Length: "
+            + str(len(jpeg)).encode() + b"\r\n\r\n" + jpeg + b"\r\n")
+
+
+def _encode(frame: np.ndarray, quality: int = 80) -> bytes:
+    ok, buf = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise ValueError("JPEG encoding failed")
+    return buf.tobytes()
+
+
+def _status_alerts(status: dict) -> list[str]:
+    active = status.get("active_rules") if isinstance(status, dict) else None
+    if isinstance(active, dict):
+        return [str(rule) for rule in active]
+    if isinstance(active, (list, tuple)):
+        return [str(rule) for rule in active]
+    return []
+
+
+def _mark_raw(jpeg: bytes, status: dict, age_s: float | None) -> bytes:
+    """The raw camera frame with the last known status drawn on it and a clear RAW label."""
+    frame = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    if frame is None:
+        return jpeg
+    label = "RAW - analysis not current" + (f" ({age_s:.1f}s)" if age_s is not None else "")
+    alerts = [label] + _status_alerts(status or {})
+    try:
+        from vision_ui import draw_hud
+
+        frame = draw_hud(frame, None, None, dict(status or {}, mode="raw"), alerts)
+    except ImportError:
+        frame = frame.copy()
+        cv2.rectangle(frame, (0, 0), (frame.shape[1], 28), (0, 0, 0), -1)
+        cv2.putText(frame, label, (8, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 200, 255), 1, cv2.LINE_AA)
+    except Exception:  # noqa: BLE001 - a drawing bug must not end the stream
+        log.exception("draw_hud failed on a raw frame; sending it unmarked")
+    return _encode(frame)
+
+
+_WAITING_JPEG: bytes | None = None
+
+
+def _waiting_jpeg() -> bytes:
+    """A plain card shown until the student's first frame arrives."""
+    global _WAITING_JPEG
+    if _WAITING_JPEG is None:
+        card = np.full((240, 320, 3), 40, np.uint8)
+        cv2.putText(card, "waiting for camera", (62, 125), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (200, 200, 200), 1, cv2.LINE_AA)
+        _WAITING_JPEG = _encode(card)
+    return _WAITING_JPEG
+
+
+def mjpeg_parts(runtime, student_id: int, fps: float, max_s: float, keepalive_s: float, clock=time.monotonic):
+    """Generator of multipart parts: reads the runtime's latest view, never asks for inference."""
+    period = 1.0 / max(fps, 0.1)
+    started = clock()
+    last_key = None
+    last_sent = 0.0
+    sent = 0
+    try:
+        while clock() - started < max_s:
+            view = runtime.latest_view(student_id)
+            if view is None:
+                key, payload = ("waiting",), None
+            else:
+                key, payload = (view.kind, id(view.jpeg), len(view.jpeg)), view
+            now = clock()
+            if key != last_key or now - last_sent >= keepalive_s:
+                if payload is None:
+                    jpeg = _waiting_jpeg()
+                elif payload.kind == "raw":
+                    jpeg = _mark_raw(payload.jpeg, payload.status, payload.age_s)
+                else:
+                    jpeg = payload.jpeg
+                yield _mjpeg_part(jpeg)
+                sent += 1
+                last_key, last_sent = key, now
+            socketio.sleep(period)
+    except GeneratorExit:
+        # The viewer left: the server closes the generator; nothing else to release.
+        pass
+    finally:
+        log.info("mjpeg stream for student %s ended after %d parts", student_id, sent)
+
+
+@admin_bp.route("/live/<int:student_id>")
+@access(ADMIN)
+def live_stream(student_id: int):
+    student = db.session.get(Student, student_id)
+    if student is None or student.role != Role.STUDENT.value:
+        abort(404)
+    runtime = _runtime()
+    parts = mjpeg_parts(
+        runtime,
+        student_id,
+        fps=float(setting("PROCTOR_MJPEG_FPS")),
+        max_s=float(setting("PROCTOR_MJPEG_MAX_S")),
+        keepalive_s=float(setting("PROCTOR_MJPEG_KEEPALIVE_S")),
+    )
+    resp = Response(parts, mimetype=f"multipart/x-mixed-replace; boundary={_BOUNDARY}", direct_passthrough=True)
+    resp.headers["Cache-Control"] = "no-store"
+    resp.headers["X-Accel-Buffering"] = "no"  # a reverse proxy must not buffer the stream
+    return resp
+
+
+# --- evidence ----------------------------------------------------------------------------
+
+@admin_bp.route("/evidence/<int:violation_id>/<kind>")
+@access(ADMIN)
+def evidence(violation_id: int, kind: str):
+    column = EVIDENCE_KINDS.get(kind)
+    if column is None:
+        abort(404)
+    violation = db.session.get(Violation, violation_id)
+    stored = getattr(violation, column, None) if violation is not None else None
+    if not stored:
+        abort(404)
+    data_dir = Path(current_app.config["PROCTOR_DATA_DIR"]).resolve()
+    path = Path(stored)
+    path = (path if path.is_absolute() else data_dir / path).resolve()
+    # Only files inside the data folder are served, whatever the stored path says.
+    if os.path.commonpath([str(data_dir), str(path)]) != str(data_dir) or not path.is_file():
+        log.warning("evidence %s/%s refused or missing: %s", violation_id, kind, stored)
+        abort(404)
+    mimetype = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    resp = send_file(path, mimetype=mimetype, conditional=True, max_age=0)
+    resp.headers["Cache-Control"] = "private, no-store"
+    return resp
+
+
+def evidence_url(violation_id: int | None, kind: str) -> str | None:
+    """The admin URL of a violation's snapshot or clip (no request context needed)."""
+    if violation_id is None:
+        return None
+    return f"/admin/evidence/{int(violation_id)}/{kind}"
+
+
+# --- diagnostics -------------------------------------------------------------------------
+
+@api_bp.route("/object-detection-status")
+@access(ADMIN)
+def object_detection_status():
+    return jsonify(_runtime().detector_status())
+
+
+@api_bp.route("/detection-pipeline-status")
+@access(ADMIN)
+def detection_pipeline_status():
+    return jsonify(_runtime().pipeline_status())
+
+
+@api_bp.route("/admin-active-students")
+@access(ADMIN)
+def admin_active_students():
+    students = _runtime().active_students()
+    return jsonify(students=list(students), count=len(students))
+
+
+# --- admin actions -----------------------------------------------------------------------
+
+def _session_in_progress(session_id: int) -> ExamSession:
+    exam_session = db.session.get(ExamSession, session_id)
+    if exam_session is None:
+        abort(404, description=f"no exam session {session_id}")
+    if exam_session.status != SessionStatus.IN_PROGRESS.value:
+        abort(409, description=f"session {session_id} is already {exam_session.status.lower()}")
+    return exam_session
+
+
+def _bool_field(body: dict, name: str) -> bool:
+    value = body.get(name)
+    if not isinstance(value, bool):
+        _bad(f"'{name}' must be true or false")
+    return value
+
+
+@api_bp.route("/admin/students/<int:student_id>/clear-warnings", methods=["POST"])
+@access(ADMIN)
+def clear_warnings(student_id: int):
+    student = db.session.get(Student, student_id)
+    if student is None or student.role != Role.STUDENT.value:
+        abort(404, description=f"no student {student_id}")
+    _runtime().clear_warnings(student_id, current_user.id)
+    audit.record(current_user.id, "warnings.clear", "student", student_id)
+    return jsonify(ok=True, student_id=student_id)
+
+
+@api_bp.route("/admin/sessions/<int:session_id>/terminate", methods=["POST"])
+@access(ADMIN)
+def terminate_session(session_id: int):
+    body = _json_body(16 * 1024)
+    reason = body.get("reason")
+    if not isinstance(reason, str) or not reason.strip():
+        _bad("'reason' is required")
+    reason = reason.strip()
+    if len(reason) > REASON_MAX:
+        _bad(f"'reason' must be at most {REASON_MAX} characters")
+    exam_session = _session_in_progress(session_id)
+    student_id = exam_session.student_id
+    _runtime().terminate(session_id, reason, current_user.id)
+    audit.record(current_user.id, "session.terminate", "exam_session", session_id, reason=reason, student_id=student_id)
+    db.session.expire_all()
+    refreshed = db.session.get(ExamSession, session_id)
+    return jsonify(ok=True, session_id=session_id, status=refreshed.status if refreshed else None)
+
+
+@api_bp.route("/admin/sessions/<int:session_id>/auto-terminate", methods=["POST"])
+@access(ADMIN)
+def set_auto_terminate(session_id: int):
+    body = _json_body(16 * 1024)
+    enabled = _bool_field(body, "enabled")
+    _session_in_progress(session_id)
+    _runtime().set_auto_terminate(session_id, enabled, current_user.id)
+    audit.record(current_user.id, "session.auto_terminate", "exam_session", session_id, enabled=enabled)
+    return jsonify(ok=True, session_id=session_id, auto_terminate=enabled)
+
+
+@api_bp.route("/admin/sessions/<int:session_id>/rules", methods=["POST"])
+@access(ADMIN)
+def set_rule(session_id: int):
+    body = _json_body(16 * 1024)
+    rule = body.get("rule")
+    if not isinstance(rule, str) or rule not in RULES:
+        _bad(f"'rule' must be one of {', '.join(RULES)}")
+    enabled = _bool_field(body, "enabled")
+    _session_in_progress(session_id)
+    _runtime().set_rule(session_id, rule, enabled, current_user.id)
+    audit.record(current_user.id, "session.rule", "exam_session", session_id, rule=rule, enabled=enabled)
+    return jsonify(ok=True, session_id=session_id, rule=rule, enabled=enabled)

@@ -1,0 +1,228 @@
+"""Socket.IO: live pushes to admins (/admin) and to each student about their own exam (/student).
+
+The live runtime publishes events on its bus from whatever thread produced them (a worker, a
+request). The bridge here only appends them to a bounded queue; one background task started by
+Socket.IO (a green thread under eventlet, a thread otherwise) drains the queue and emits, so
+every emit happens in the server's own concurrency model. Clients cannot change any state through
+these namespaces: their events are ignored; admin actions go through the audited HTTP routes.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from datetime import datetime, timezone
+
+from flask import current_app, request
+from flask_login import current_user
+from flask_socketio import Namespace, join_room
+
+log = logging.getLogger(__name__)
+
+ADMIN_NS = "/admin"
+STUDENT_NS = "/student"
+ADMIN_ROOM = "admins"
+ADMIN_EVENTS = ("student_violation", "student_status", "student_joined", "student_left", "exam_terminated",
+                "warnings_cleared")
+QUEUE_MAX = 5000          # events kept while the emitter catches up; the oldest go first
+POLL_S = 0.05             # how often the emitter looks at the queue
+IDLE_STOP_S = 30.0        # the emitter stops this long after the last client left
+EXTENSION_KEY = "proctor_socket_bridge"
+
+
+def student_room(student_id: int) -> str:
+    return f"student:{int(student_id)}"
+
+
+def _iso(t) -> str | None:
+    try:
+        return datetime.fromtimestamp(float(t), tz=timezone.utc).isoformat().replace("+00:00", "Z")
+    except (TypeError, ValueError, OverflowError, OSError):
+        return None
+
+
+class SocketBridge:
+    """Runtime events -> Socket.IO emits, for one app."""
+
+    def __init__(self, app, socketio):
+        self.app = app
+        self.socketio = socketio
+        self.queue: deque = deque(maxlen=QUEUE_MAX)
+        self._lock = threading.Lock()
+        self._running = False
+        self._subscribed = False
+        self._clients = 0
+        self._idle_since: float | None = None
+        self._names: dict[int, str] = {}
+        self.emitted = 0
+
+    # -- called from any thread --------------------------------------------------------
+    def on_event(self, name: str, payload: dict) -> None:
+        if self._running:
+            self.queue.append((name, dict(payload)))
+
+    # -- called in the server's context (socket handlers) --------------------------------
+    def client_connected(self) -> None:
+        with self._lock:
+            self._clients += 1
+            self._idle_since = None
+            if self._running:
+                return
+            self._running = True
+        self._subscribe()
+        self.socketio.start_background_task(self._run)
+
+    def client_disconnected(self) -> None:
+        with self._lock:
+            self._clients = max(0, self._clients - 1)
+            if self._clients == 0:
+                self._idle_since = time.monotonic()
+
+    def _subscribe(self) -> None:
+        if self._subscribed:
+            return
+        from .live import get_runtime
+
+        get_runtime(self.app).events.subscribe(self.on_event)
+        self._subscribed = True
+
+    def _run(self) -> None:
+        log.info("socket bridge started")
+        try:
+            while True:
+                while self.queue:
+                    name, payload = self.queue.popleft()
+                    try:
+                        with self.app.app_context():
+                            self.dispatch(name, payload)
+                    except Exception:  # noqa: BLE001 - one bad event must not stop the pushes
+                        log.exception("socket bridge could not emit %s", name)
+                with self._lock:
+                    if self._clients == 0 and self._idle_since is not None \
+                            and time.monotonic() - self._idle_since > IDLE_STOP_S:
+                        self._running = False
+                        self.queue.clear()
+                        break
+                self.socketio.sleep(POLL_S)
+        finally:
+            log.info("socket bridge stopped")
+
+    # -- what each runtime event becomes ------------------------------------------------
+    def dispatch(self, name: str, payload: dict) -> None:
+        if name == "student_joined" and payload.get("name"):
+            self._names[int(payload["student_id"])] = str(payload["name"])
+        if name in ADMIN_EVENTS:
+            data = self.violation_payload(payload) if name == "student_violation" else payload
+            self._emit(name, data, namespace=ADMIN_NS, to=ADMIN_ROOM)
+        if name == "student_warning" and payload.get("student_id") is not None:
+            self._emit("warning", {"type": payload.get("type"), "message": payload.get("message"),
+                                   "count": payload.get("count")},
+                       namespace=STUDENT_NS, to=student_room(payload["student_id"]))
+        if name == "exam_terminated" and payload.get("student_id") is not None:
+            self._emit("terminated", {"reason": payload.get("reason"), "result_url": self.result_url(payload)},
+                       namespace=STUDENT_NS, to=student_room(payload["student_id"]))
+
+    def _emit(self, event: str, data: dict, namespace: str, to: str) -> None:
+        self.socketio.emit(event, data, namespace=namespace, to=to)
+        self.emitted += 1
+
+    def student_name(self, student_id) -> str | None:
+        if student_id is None:
+            return None
+        sid = int(student_id)
+        if sid not in self._names:
+            from .extensions import db
+            from .models import Student
+
+            student = db.session.get(Student, sid)
+            if student is None:
+                return None
+            self._names[sid] = student.name
+        return self._names[sid]
+
+    def violation_payload(self, payload: dict) -> dict:
+        from .live_routes import evidence_url
+
+        vid = payload.get("violation_id")
+        t = payload.get("t")
+        data = dict(payload)
+        data.update(
+            student_id=payload.get("student_id"),
+            name=payload.get("name") or self.student_name(payload.get("student_id")),
+            session_id=payload.get("session_id"),
+            type=payload.get("type"),
+            details=payload.get("details") or {},
+            time=payload.get("time") or _iso(t),
+            evidence_url=evidence_url(vid, "snapshot"),
+            clip_url=evidence_url(vid, "clip"),
+        )
+        return data
+
+    def result_url(self, payload: dict) -> str:
+        if payload.get("result_url"):
+            return str(payload["result_url"])
+        from flask import url_for
+        from werkzeug.routing import BuildError
+
+        session_id = payload.get("session_id")
+        for endpoint in ("student.result", "student.exam_result", "student.results"):
+            try:
+                with self.app.test_request_context("/"):
+                    return url_for(endpoint, session_id=session_id)
+            except (BuildError, TypeError, ValueError):
+                continue
+        return "/student/"
+
+
+def bridge(app=None) -> SocketBridge:
+    app = app or current_app._get_current_object()
+    return app.extensions[EXTENSION_KEY]
+
+
+class AdminNamespace(Namespace):
+    """Admins only: a connection from anyone else is refused at the handshake."""
+
+    def on_connect(self, auth=None):
+        if not (current_user.is_authenticated and current_user.is_admin):
+            log.info("refused /admin socket from %s (not an admin)", request.remote_addr)
+            raise ConnectionRefusedError("admin login required")
+        join_room(ADMIN_ROOM)
+        b = bridge()
+        b.client_connected()
+        from .live import get_runtime
+
+        try:
+            students = get_runtime(current_app._get_current_object()).active_students()
+        except Exception:  # noqa: BLE001 - the snapshot is a convenience; live events still flow
+            log.exception("active_students() failed for a connecting admin")
+            students = []
+        self.emit("active_students", {"students": list(students)}, to=request.sid)
+        return True
+
+    def on_disconnect(self, reason=None):
+        bridge().client_disconnected()
+
+
+class StudentNamespace(Namespace):
+    """Each student gets their own warnings and termination notice, in a room of their own."""
+
+    def on_connect(self, auth=None):
+        if not current_user.is_authenticated or current_user.is_admin:
+            log.info("refused /student socket from %s (not a student)", request.remote_addr)
+            raise ConnectionRefusedError("student login required")
+        join_room(student_room(current_user.id))
+        bridge().client_connected()
+        return True
+
+    def on_disconnect(self, reason=None):
+        bridge().client_disconnected()
+
+
+def init_app(app, socketio) -> SocketBridge:
+    """Register the namespaces on the app's Socket.IO server and attach the event bridge."""
+    b = SocketBridge(app, socketio)
+    app.extensions[EXTENSION_KEY] = b
+    socketio.on_namespace(AdminNamespace(ADMIN_NS))
+    socketio.on_namespace(StudentNamespace(STUDENT_NS))
+    return b
