@@ -1,0 +1,113 @@
+"""HUD drawing on real photos: new image returned, input untouched, works with None and tiny frames."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from face_pipeline import FaceObservation
+from person_pipeline import Detection, Detections
+from vision_ui import (AMBER, RED, AlertAnnotator, DetectionBoxAnnotator, FaceAnnotator, Hud, StatusPanelAnnotator,
+                       draw_hud)
+
+FACE = FaceObservation(True, 1, yaw_deg=20.0, pitch_deg=-10.0, roll_deg=3.0, ear_left=0.28, ear_right=0.3,
+                       iris_offset=0.1, box=(150, 120, 330, 330), confidence=0.9, face_boxes=((150, 120, 330, 330),),
+                       landmarks=tuple((150 + 180 * (i % 10) / 10, 120 + 210 * (i // 10) / 10) for i in range(100)))
+DETS = Detections((Detection(0, "person", 0.82, (40.0, 60.0, 460.0, 640.0)),
+                   Detection(67, "cell phone", 0.41, (300.0, 420.0, 380.0, 560.0))), "test", (480, 640))
+
+
+@pytest.fixture
+def photo(load_image):
+    return load_image("a_1_webcam_woman_T1.jpg")  # 480 x 640 portrait webcam capture
+
+
+def changed(a, b, box=None):
+    if box is not None:
+        x1, y1, x2, y2 = box
+        a, b = a[y1:y2, x1:x2], b[y1:y2, x1:x2]
+    return int(np.count_nonzero(np.any(a != b, axis=-1)))
+
+
+def test_draw_hud_returns_a_new_image_and_leaves_input_untouched(photo):
+    before = photo.copy()
+    out = draw_hud(photo, FACE, DETS, {"warnings": 2, "warning_limit": 3, "suspicion": 37.2, "label": "Student 7"},
+                   ["PROHIBITED_OBJECT: cell phone"])
+    assert out is not photo and not np.shares_memory(out, photo)
+    assert np.array_equal(photo, before)
+    assert out.shape == photo.shape and out.dtype == np.uint8
+    assert changed(out, photo) > 1000
+
+
+def test_each_annotator_draws_where_it_should(photo):
+    hud = Hud(FACE, DETS, {"warnings": 1}, ["NO_FACE"])
+    # the phone's box edge is drawn red
+    boxes = DetectionBoxAnnotator().annotate(photo.copy(), hud)
+    edge = boxes[480:540, 300]  # left edge of the phone box, below its label
+    assert np.all(edge == RED)
+    # the face annotator only draws around the face
+    face = FaceAnnotator().annotate(photo.copy(), hud)
+    assert changed(face, photo, (140, 110, 341, 341)) > 200
+    assert changed(face, photo) == changed(face, photo, (140, 110, 341, 341))
+    # status panel in the top-left corner only
+    panel = StatusPanelAnnotator().annotate(photo.copy(), hud)
+    assert changed(panel, photo, (0, 0, 200, 60)) > 500
+    assert changed(panel, photo, (0, 300, 480, 640)) == 0
+    # alerts: red border and a red label at the bottom
+    alerts = AlertAnnotator().annotate(photo.copy(), hud)
+    assert np.all(alerts[0, :] == RED) and changed(alerts, photo, (0, 600, 200, 640)) > 300
+
+
+def test_status_lines_say_what_is_known():
+    lines = [t for t, _ in StatusPanelAnnotator().lines(Hud(FACE, DETS, {"warnings": 2, "warning_limit": 3,
+                                                                         "suspicion": 41.6}, ()))]
+    text = "\n".join(lines)
+    for part in ("FACE: yes (1)", "YAW +20", "PITCH -10", "EAR 0.29", "GAZE +0.10", "PERSONS 1",
+                 "cell phone 0.41", "WARNINGS 2/3", "SUSPICION 42/100"):
+        assert part in text, (part, text)
+    unknown = [t for t, _ in StatusPanelAnnotator().lines(Hud(None, None, {}, ()))]
+    assert unknown == ["FACE: not analysed", "OBJECTS: not analysed"]
+
+
+def test_raw_marker(photo):
+    raw = draw_hud(photo, None, None, {"raw": True}, [])
+    plain = draw_hud(photo, None, None, {}, [])
+    assert np.all(raw[:, 0] == AMBER)  # amber border
+    assert changed(raw, plain, (380, 0, 480, 60)) > 100  # "RAW" top right
+
+
+def test_none_observations_and_odd_inputs(load_image):
+    photo = load_image("f_5_living_room_empty.jpg")
+    out = draw_hud(photo, None, None, None, None)
+    assert out.shape == photo.shape
+    no_face = draw_hud(photo, FaceObservation(False, 0), Detections((), "test", (224, 224)), {}, [])
+    assert no_face.shape == photo.shape
+    gray = draw_hud(photo[:, :, 1].copy(), FACE, DETS, {}, ["x"])
+    assert gray.shape == photo.shape
+    bgra = np.dstack([photo, np.full(photo.shape[:2], 255, np.uint8)])
+    assert draw_hud(bgra, None, None, {}, []).shape == photo.shape
+
+
+@pytest.mark.parametrize("size", [(1, 1), (3, 5), (17, 9), (59, 80), (64, 48)])
+def test_tiny_frames_do_not_fail(photo, size):
+    import cv2
+
+    h, w = size
+    small = cv2.resize(photo, (w, h), interpolation=cv2.INTER_AREA)
+    before = small.copy()
+    out = draw_hud(small, FACE, DETS, {"raw": True, "warnings": 3, "suspicion": 90}, ["MULTIPLE_FACES", "NO_FACE"])
+    assert out.shape == (h, w, 3) and np.array_equal(small, before)
+
+
+@pytest.mark.parametrize("bad", [np.zeros((0, 0, 3), np.uint8), np.zeros((10, 10, 3), np.float32),
+                                 np.zeros((10, 10, 2), np.uint8), "not an image"])
+def test_bad_frames_are_refused_clearly(bad):
+    with pytest.raises(ValueError, match="draw_hud needs"):
+        draw_hud(bad, None, None, {}, [])
+
+
+def test_detection_boxes_scale_to_the_hud_frame(photo):
+    import cv2
+
+    half = cv2.resize(photo, (240, 320))
+    out = DetectionBoxAnnotator().annotate(half.copy(), Hud(None, DETS, {}, ()))
+    assert np.all(out[240:280, 150] == RED)  # the phone box's left edge, at half scale
