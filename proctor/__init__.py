@@ -78,8 +78,9 @@ def create_app(config: dict | None = None, env=None) -> Flask:
     app.register_blueprint(student.bp, url_prefix="/student")
     app.register_blueprint(admin.bp)
     app.register_blueprint(api.bp)
-    from . import live_routes, sockets
+    from . import live, live_routes, sockets
 
+    live.init_app(app, socketio)  # the live runtime (starts lazily on first use)
     app.register_blueprint(live_routes.api_bp)
     app.register_blueprint(live_routes.admin_bp)
     sockets.init_app(app, socketio)
