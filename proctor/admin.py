@@ -1,4 +1,8 @@
-"""Admin pages, all under /admin/."""
+"""Admin pages, all under /admin/ (every view is @access(ADMIN)).
+
+The blueprint is defined here; the areas live in admin_students, admin_exams, admin_results,
+admin_reports and admin_live, which register their views on it when imported below.
+"""
 from flask import Blueprint, render_template
 from sqlalchemy import func, select
 
@@ -22,3 +26,6 @@ def home():
         "pending_violations": count(select(func.count()).select_from(Violation).where(Violation.review_status == "PENDING")),
     }
     return render_template("admin/home.html", stats=stats)
+
+
+from . import admin_exams, admin_live, admin_reports, admin_results, admin_students  # noqa: E402,F401  (views on bp)

@@ -1,0 +1,89 @@
+"""Admin: CSV exports of results and violations (formula-safe cells)."""
+from __future__ import annotations
+
+from datetime import datetime, time, timedelta
+
+from flask import Response, render_template, request
+from sqlalchemy import select
+
+from .admin import bp
+from .admin_common import csv_text
+from .admin_results import OUTCOMES, read_filters, results_query, violation_counts
+from .extensions import db
+from .models import Exam, ExamSession, ReviewStatus, ResultStatus, Student, Violation
+from .security import ADMIN, access
+
+EXPORT_MAX_ROWS = 50_000
+
+
+def _csv_response(text: str, filename: str) -> Response:
+    response = Response(text, mimetype="text/csv")
+    response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
+    response.headers["Cache-Control"] = "private, no-store"
+    return response
+
+
+def _iso(value) -> str:
+    return value.isoformat(sep=" ", timespec="seconds") if value else ""
+
+
+@bp.route("/reports")
+@access(ADMIN)
+def reports():
+    exams = db.session.execute(select(Exam.id, Exam.title).order_by(Exam.title)).all()
+    return render_template("admin/reports.html", exams=exams, statuses=[s.value for s in ResultStatus], outcomes=OUTCOMES,
+                           review_statuses=[s.value for s in ReviewStatus], f=read_filters())
+
+
+@bp.route("/reports/results.csv")
+@access(ADMIN)
+def export_results():
+    f = read_filters()
+    rows = db.session.execute(results_query(f).limit(EXPORT_MAX_ROWS)).all()
+    counts = violation_counts([r.ExamSession.id for r in rows])
+    header = ["result_id", "session_id", "student_id", "student_name", "student_email", "exam_id", "exam_title",
+              "started_at_utc", "ended_at_utc", "score", "total", "percentage", "grade", "status", "termination_reason",
+              "outcome", "violations", "violations_pending", "violations_confirmed", "violations_dismissed"]
+    out = []
+    for r in rows:
+        c = counts[r.ExamSession.id]
+        out.append([r.ExamResult.id, r.ExamSession.id, r.Student.id, r.Student.name, r.Student.email, r.Exam.id, r.Exam.title,
+                    _iso(r.ExamSession.started_at), _iso(r.ExamSession.ended_at), r.ExamResult.score, r.ExamResult.total,
+                    f"{r.ExamResult.percentage:.1f}", r.ExamResult.grade, r.ExamResult.status,
+                    r.ExamSession.termination_reason or "", r.ExamResult.outcome or "", c["total"], c["PENDING"],
+                    c["CONFIRMED"], c["DISMISSED"]])
+    return _csv_response(csv_text(header, out), "results.csv")
+
+
+@bp.route("/reports/violations.csv")
+@access(ADMIN)
+def export_violations():
+    f = read_filters()
+    review = request.args.get("review", "").strip().upper()
+    stmt = (select(Violation, Student, Exam, ExamSession)
+            .join(Student, Student.id == Violation.student_id)
+            .join(ExamSession, ExamSession.id == Violation.session_id)
+            .join(Exam, Exam.id == ExamSession.exam_id))
+    if f.exam_id:
+        stmt = stmt.where(ExamSession.exam_id == f.exam_id)
+    if review in {s.value for s in ReviewStatus}:
+        stmt = stmt.where(Violation.review_status == review)
+    if f.date_from:
+        stmt = stmt.where(Violation.timestamp >= datetime.combine(f.date_from, time.min))
+    if f.date_to:
+        stmt = stmt.where(Violation.timestamp < datetime.combine(f.date_to + timedelta(days=1), time.min))
+    session_raw = request.args.get("session", "")
+    if session_raw.isdigit() and len(session_raw) < 10:
+        stmt = stmt.where(Violation.session_id == int(session_raw))
+    rows = db.session.execute(stmt.order_by(Violation.timestamp, Violation.id).limit(EXPORT_MAX_ROWS)).all()
+    root = request.host_url.rstrip("/")
+    header = ["violation_id", "session_id", "student_id", "student_name", "student_email", "exam_title", "timestamp_utc",
+              "type", "severity", "details", "review_status", "review_note", "reviewed_at_utc", "snapshot_url", "clip_url"]
+    out = []
+    for r in rows:
+        v = r.Violation
+        out.append([v.id, v.session_id, r.Student.id, r.Student.name, r.Student.email, r.Exam.title, _iso(v.timestamp),
+                    v.type, v.severity, v.details, v.review_status, v.review_note or "", _iso(v.reviewed_at),
+                    f"{root}/admin/evidence/{v.id}/snapshot" if v.evidence_path else "",
+                    f"{root}/admin/evidence/{v.id}/clip" if v.clip_path else ""])
+    return _csv_response(csv_text(header, out), "violations.csv")

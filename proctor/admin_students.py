@@ -1,0 +1,284 @@
+"""Admin: students. List/search/paginate, create, edit, deactivate, delete, CSV import, face image."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import secrets
+from pathlib import Path
+
+from flask import abort, current_app, flash, redirect, render_template, request, send_file, url_for
+from flask_login import current_user
+from sqlalchemy import func, or_, select
+
+from .accounts import AccountError, create_account, find_by_email, normalise_email
+from .admin import bp
+from .admin_common import FieldError, audit, bool_field, get_or_404, paginate, query_int, read_upload, text_field
+from .extensions import db
+from .models import EMAIL_MAX, NAME_MAX, PASSWORD_MAX, PASSWORD_MIN, ExamSession, Profile, Role, Student
+from .security import ADMIN, access, hash_password
+
+log = logging.getLogger(__name__)
+
+IMPORT_MAX_BYTES = 256 * 1024
+IMPORT_MAX_ROWS = 500
+IMPORT_REQUIRED = ("name", "email")
+IMPORT_OPTIONAL = ("password",)
+SEARCH_MAX = 100
+IMAGE_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".webp": "image/webp"}
+
+
+def _email_field(form) -> str:
+    email = normalise_email(text_field(form, "email", "Email", EMAIL_MAX))
+    local, _, domain = email.partition("@")
+    if not local or "." not in domain or " " in email:
+        raise FieldError("email", "Email must be a valid address such as name@example.edu.")
+    return email
+
+
+def _password_field(form, required: bool) -> str | None:
+    raw = form.get("password", "")
+    if not raw and not required:
+        return None
+    if not PASSWORD_MIN <= len(raw) <= PASSWORD_MAX:
+        raise FieldError("password", f"Password must be {PASSWORD_MIN} to {PASSWORD_MAX} characters.")
+    return raw
+
+
+@bp.route("/students")
+@access(ADMIN)
+def students():
+    q = request.args.get("q", "").strip()[:SEARCH_MAX]
+    status = request.args.get("status", "")
+    stmt = select(Student).where(Student.role == Role.STUDENT.value)
+    if q:
+        pattern = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        stmt = stmt.where(or_(Student.name.ilike(pattern, escape="\\"), Student.email.ilike(pattern, escape="\\")))
+    if status == "active":
+        stmt = stmt.where(Student.is_active_account.is_(True))
+    elif status == "inactive":
+        stmt = stmt.where(Student.is_active_account.is_(False))
+    page = paginate(stmt.order_by(Student.name, Student.id), query_int("page", 1))
+    ids = [s.id for s in page.items]
+    profiles = {p.student_id: p for p in db.session.scalars(select(Profile).where(Profile.student_id.in_(ids)))} if ids else {}
+    sessions = dict(db.session.execute(
+        select(ExamSession.student_id, func.count()).where(ExamSession.student_id.in_(ids)).group_by(ExamSession.student_id)
+    ).all()) if ids else {}
+    return render_template("admin/students.html", page=page, q=q, status=status, profiles=profiles, sessions=sessions)
+
+
+@bp.route("/students/new", methods=["GET", "POST"])
+@access(ADMIN)
+def student_new():
+    errors: dict[str, str] = {}
+    values = {"name": "", "email": "", "role": Role.STUDENT.value}
+    if request.method == "POST":
+        form = request.form
+        values = {"name": form.get("name", ""), "email": form.get("email", ""), "role": form.get("role", Role.STUDENT.value)}
+        try:
+            name = text_field(form, "name", "Name", NAME_MAX)
+            email = _email_field(form)
+            password = _password_field(form, required=True)
+            role = form.get("role", Role.STUDENT.value)
+            if role not in (Role.STUDENT.value, Role.ADMIN.value):
+                raise FieldError("role", "Role must be STUDENT or ADMIN.")
+            student = create_account(name, email, password, role)
+        except FieldError as exc:
+            errors[exc.field] = exc.message
+        except AccountError as exc:
+            errors["email"] = str(exc).capitalize() + "."
+        else:
+            audit("student.create", "student", student.id, email=student.email, role=student.role)
+            db.session.commit()
+            flash(f"Created {student.role.lower()} account {student.email}.", "success")
+            return redirect(url_for("admin.student_edit", student_id=student.id))
+    return render_template("admin/student_form.html", student=None, values=values, errors=errors), (400 if errors else 200)
+
+
+@bp.route("/students/<int:student_id>/edit", methods=["GET", "POST"])
+@access(ADMIN)
+def student_edit(student_id: int):
+    student = get_or_404(Student, student_id)
+    errors: dict[str, str] = {}
+    values = {"name": student.name, "email": student.email, "active": student.is_active_account}
+    if request.method == "POST":
+        form = request.form
+        values = {"name": form.get("name", ""), "email": form.get("email", ""), "active": bool_field(form, "active")}
+        try:
+            name = text_field(form, "name", "Name", NAME_MAX)
+            email = _email_field(form)
+            password = _password_field(form, required=False)
+            other = find_by_email(email)
+            if other is not None and other.id != student.id:
+                raise FieldError("email", "An account with this email already exists.")
+            active = bool_field(form, "active")
+            if student.id == current_user.id and not active:
+                raise FieldError("active", "You cannot deactivate your own account.")
+        except FieldError as exc:
+            errors[exc.field] = exc.message
+        else:
+            changed = [f for f, old, new in (("name", student.name, name), ("email", student.email, email),
+                                              ("active", student.is_active_account, active)) if old != new]
+            student.name, student.email, student.is_active_account = name, email, active
+            if password:
+                student.password_hash = hash_password(password)
+                changed.append("password")
+            audit("student.update", "student", student.id, fields=changed)
+            db.session.commit()
+            flash("Saved.", "success")
+            return redirect(url_for("admin.student_edit", student_id=student.id))
+    profile = db.session.scalar(select(Profile).where(Profile.student_id == student.id))
+    quality = {}
+    if profile is not None and profile.quality:
+        try:
+            quality = json.loads(profile.quality)
+        except ValueError:
+            quality = {"error": "unreadable quality record"}
+    session_count = db.session.scalar(select(func.count()).select_from(ExamSession).where(ExamSession.student_id == student.id))
+    return render_template("admin/student_form.html", student=student, values=values, errors=errors, profile=profile,
+                           quality=quality if isinstance(quality, dict) else {}, session_count=session_count), (400 if errors else 200)
+
+
+@bp.route("/students/<int:student_id>/active", methods=["POST"])
+@access(ADMIN)
+def student_set_active(student_id: int):
+    student = get_or_404(Student, student_id)
+    active = bool_field(request.form, "active")
+    if student.id == current_user.id and not active:
+        flash("You cannot deactivate your own account.", "danger")
+        return redirect(url_for("admin.students")), 303
+    student.is_active_account = active
+    audit("student.activate" if active else "student.deactivate", "student", student.id)
+    db.session.commit()
+    flash(f"{student.email} is now {'active' if active else 'deactivated'}.", "success")
+    return redirect(request.form.get("back") == "edit" and url_for("admin.student_edit", student_id=student.id)
+                    or url_for("admin.students"))
+
+
+@bp.route("/students/<int:student_id>/delete", methods=["GET", "POST"])
+@access(ADMIN)
+def student_delete(student_id: int):
+    student = get_or_404(Student, student_id)
+    if student.id == current_user.id:
+        flash("You cannot delete your own account.", "danger")
+        return redirect(url_for("admin.students"))
+    if request.method == "POST":
+        if request.form.get("confirm_email", "").strip().lower() != student.email.lower():
+            flash("Type the account's email address to confirm the deletion.", "danger")
+            return render_template("admin/student_delete.html", student=student), 400
+        image = _profile_image_path(db.session.scalar(select(Profile).where(Profile.student_id == student.id)))
+        audit("student.delete", "student", student.id, email=student.email, name=student.name)
+        db.session.delete(student)
+        db.session.commit()
+        if image is not None:
+            image.unlink(missing_ok=True)
+        flash(f"Deleted {student.email} and all their sessions, results and violations.", "success")
+        return redirect(url_for("admin.students"))
+    return render_template("admin/student_delete.html", student=student)
+
+
+def _data_dir() -> Path:
+    return Path(current_app.config["PROCTOR_DATA_DIR"]).resolve()
+
+
+def _profile_image_path(profile: Profile | None) -> Path | None:
+    """The profile image on disk, only if it lies inside the data folder and is an image file."""
+    if profile is None or not profile.image_path:
+        return None
+    root = _data_dir()
+    raw = Path(profile.image_path)
+    path = (raw if raw.is_absolute() else root / raw).resolve()
+    if not path.is_relative_to(root) or path.suffix.lower() not in IMAGE_TYPES or not path.is_file():
+        if not path.is_relative_to(root):
+            log.warning("profile %s image path %r is outside the data folder; refused", profile.id, profile.image_path)
+        return None
+    return path
+
+
+@bp.route("/students/<int:student_id>/face")
+@access(ADMIN)
+def student_face(student_id: int):
+    get_or_404(Student, student_id)
+    path = _profile_image_path(db.session.scalar(select(Profile).where(Profile.student_id == student_id)))
+    if path is None:
+        abort(404)
+    response = send_file(path, mimetype=IMAGE_TYPES[path.suffix.lower()], max_age=0)
+    response.headers["Cache-Control"] = "private, no-store"
+    return response
+
+
+@bp.route("/students/import", methods=["GET", "POST"])
+@access(ADMIN)
+def students_import():
+    if request.method == "GET":
+        return render_template("admin/students_import.html", report=None, error=None,
+                               max_rows=IMPORT_MAX_ROWS, max_kb=IMPORT_MAX_BYTES // 1024)
+    try:
+        text = read_upload("file", IMPORT_MAX_BYTES)
+        report = import_students_csv(text)
+    except FieldError as exc:
+        return render_template("admin/students_import.html", report=None, error=exc.message,
+                               max_rows=IMPORT_MAX_ROWS, max_kb=IMPORT_MAX_BYTES // 1024), 400
+    audit("student.import", "student", None, created=len(report["created"]), failed=len(report["errors"]))
+    db.session.commit()
+    status = 400 if report["errors"] and not report["created"] else 200
+    return render_template("admin/students_import.html", report=report, error=None,
+                           max_rows=IMPORT_MAX_ROWS, max_kb=IMPORT_MAX_BYTES // 1024), status
+
+
+def import_students_csv(text: str) -> dict:
+    """Create a student per good row; each bad row is reported with its line number and reason.
+
+    Columns: name, email (required), password (optional: a random one is made and shown once).
+    """
+    try:
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        header = [h.strip().lower() for h in (reader.fieldnames or [])]
+    except csv.Error as exc:
+        raise FieldError("file", f"The file is not valid CSV: {exc}.") from None
+    missing = [c for c in IMPORT_REQUIRED if c not in header]
+    unknown = [h for h in header if h not in IMPORT_REQUIRED + IMPORT_OPTIONAL]
+    if missing or unknown:
+        parts = []
+        if missing:
+            parts.append("missing column(s): " + ", ".join(missing))
+        if unknown:
+            parts.append("unknown column(s): " + ", ".join(unknown))
+        raise FieldError("file", f"Bad header ({'; '.join(parts)}). Expected: name,email[,password].")
+    reader.fieldnames = header
+    created, errors, seen = [], [], set()
+    try:
+        rows = list(reader)
+    except csv.Error as exc:
+        raise FieldError("file", f"The file is not valid CSV: {exc}.") from None
+    if len(rows) > IMPORT_MAX_ROWS:
+        raise FieldError("file", f"Too many rows: {len(rows)} (at most {IMPORT_MAX_ROWS} per file).")
+    if not rows:
+        raise FieldError("file", "The file has a header but no rows.")
+    for index, row in enumerate(rows, start=2):
+        if None in row:  # more cells than columns
+            errors.append({"line": index, "email": (row.get("email") or "")[:EMAIL_MAX], "error": "too many cells in this row"})
+            continue
+        cells = {k: (v or "") for k, v in row.items()}
+        try:
+            name = text_field(cells, "name", "Name", NAME_MAX)
+            email = _email_field(cells)
+            if email in seen:
+                raise FieldError("email", "Email appears twice in this file.")
+            seen.add(email)
+            password = cells.get("password", "")
+            generated = not password
+            if generated:
+                password = secrets.token_urlsafe(9)
+            elif not PASSWORD_MIN <= len(password) <= PASSWORD_MAX:
+                raise FieldError("password", f"Password must be {PASSWORD_MIN} to {PASSWORD_MAX} characters.")
+            student = create_account(name, email, password, Role.STUDENT.value)
+        except FieldError as exc:
+            errors.append({"line": index, "email": cells.get("email", "")[:EMAIL_MAX], "error": exc.message})
+        except AccountError as exc:
+            errors.append({"line": index, "email": cells.get("email", "")[:EMAIL_MAX], "error": str(exc).capitalize() + "."})
+        else:
+            created.append({"line": index, "id": student.id, "email": student.email, "name": student.name,
+                            "password": password if generated else None})
+    return {"created": created, "errors": errors}
