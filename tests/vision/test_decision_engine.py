@@ -370,3 +370,129 @@ def test_honest_values_fire_nothing_for_60_seconds():
 
     assert run(engine, "s", 0, 60, honest) == []
     assert engine.tick("s", 60.0) == []
+
+
+# ---------------------------------------------------------------- real photos through the real FaceAnalyzer
+
+def cover(image, size):
+    """Scale to cover ``size`` (w, h) and crop the centre, as a webcam's fixed frame would (no distortion)."""
+    import cv2
+
+    w, h = size
+    ih, iw = image.shape[:2]
+    s = max(w / iw, h / ih)
+    scaled = cv2.resize(image, (max(w, round(iw * s)), max(h, round(ih * s))), interpolation=cv2.INTER_AREA)
+    y, x = (scaled.shape[0] - h) // 2, (scaled.shape[1] - w) // 2
+    return scaled[y:y + h, x:x + w]
+
+
+def webcam_frames(image, n, seed, size=None):
+    """n frames of one still photo as a webcam would give them: small shifts, exposure drift, sensor noise."""
+    import cv2
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    if size is not None:
+        image = cover(image, size)
+    h, w = image.shape[:2]
+    for _ in range(n):
+        dx, dy = rng.integers(-5, 6, 2)
+        shifted = cv2.warpAffine(image, np.float32([[1, 0, dx], [0, 1, dy]]), (w, h), borderMode=cv2.BORDER_REPLICATE)
+        frame = shifted.astype(np.float32) * rng.uniform(0.88, 1.08) + rng.normal(0, 2.0, shifted.shape)
+        yield np.clip(frame, 0, 255).astype(np.uint8)
+
+
+def frame_stats(frame, previous):
+    import cv2
+    import numpy as np
+
+    gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+    diff = None if previous is None else float(np.mean(cv2.absdiff(gray, previous)))
+    return float(gray.mean()), diff, gray
+
+
+@pytest.fixture
+def face_analyzer():
+    from face_pipeline import FaceAnalyzer
+
+    analyzers = []
+
+    def make():
+        analyzers.append(FaceAnalyzer(cfg(), static_image_mode=False))  # tracking mode, as in the live loop
+        return analyzers[-1]
+
+    yield make
+    for a in analyzers:
+        a.close()
+
+
+def feed(engine, analyzer, student, frames_with_t):
+    events, previous, faces = [], None, []
+    for t, frame in frames_with_t:
+        face = analyzer.analyze(frame)
+        faces.append(face)
+        mean, diff, previous = frame_stats(frame, previous)
+        events += engine.evaluate(student, FrameObservation(t=t, face=face, frame_mean=mean, frame_diff=diff), t)
+    return events, faces
+
+
+@pytest.mark.parametrize("photo,flip", [("a_1_webcam_woman_T1.jpg", False), ("a_3_face_closeup_sergey.png", True),
+                                         ("a_6_grace_hopper.jpg", False), ("a_7_astronaut.png", True)])
+def test_honest_student_from_real_photo_fires_nothing_over_60_s(load_image, face_analyzer, photo, flip):
+    import cv2
+
+    image = load_image(photo)
+    if flip:
+        image = cv2.flip(image, 1)
+    fps = 2  # frame time is what the rules use; 2 fps keeps the test quick
+    frames = ((i / fps, f) for i, f in enumerate(webcam_frames(image, 60 * fps, seed=len(photo))))
+    engine = DecisionEngine(cfg())
+    events, faces = feed(engine, face_analyzer(), "honest", frames)
+    assert all(f.face_count == 1 for f in faces), [f.face_count for f in faces]
+    assert events == [], [e.as_dict() for e in events]
+    assert engine.tick("honest", 60.0) == [] and engine.active_conditions("honest") == {}
+
+
+def test_clip_face_then_empty_room_then_back_fires_no_face_at_8_s(load_image, face_analyzer):
+    """a_1 present 0-5 s, the empty room (f_5) 5-9 s, a_1 again 9-14 s, at 5 fps."""
+    student, room = load_image("a_1_webcam_woman_T1.jpg"), load_image("f_5_living_room_empty.jpg")
+    size = (student.shape[1], student.shape[0])
+    fps = 5
+    clip = list(webcam_frames(student, 5 * fps, 1)) + list(webcam_frames(room, 4 * fps, 2, size)) \
+        + list(webcam_frames(student, 5 * fps, 3))
+    config = cfg()
+    engine = DecisionEngine(config)
+    events, faces = feed(engine, face_analyzer(), "clip", ((i / fps, f) for i, f in enumerate(clip)))
+    assert [f.face_count for f in faces[:25]] == [1] * 25 and [f.face_count for f in faces[25:45]] == [0] * 20
+    no_face = [e for e in events if e.rule == "NO_FACE"]
+    assert [e.state for e in no_face] == [STARTED, ENDED], [e.as_dict() for e in events]
+    start, end = no_face
+    assert start.t == pytest.approx(5.0 + config.TIME_NO_FACE_S) and start.details["since"] == pytest.approx(5.0)
+    assert end.details["cleared_at"] == pytest.approx(9.0)
+    assert end.t == pytest.approx(9.0 + config.TIME_CLEAR_S)
+    assert end.details["duration_s"] == pytest.approx(4.0)
+    # the empty room is a real camera picture (not black, not frozen): no CAMERA_OFF
+    assert [e for e in events if e.rule == "CAMERA_OFF"] == []
+
+
+def test_clip_second_person_and_covered_camera(load_image, face_analyzer):
+    """a_3 alone, then e_5 (two men) for 3 s, then the camera covered (the photo darkened to black) for 6 s."""
+    import numpy as np
+
+    size = (640, 480)
+    alone, two = cover(load_image("a_3_face_closeup_sergey.png"), size), load_image("e_5_zidane_two_men.jpg")
+    covered = (alone.astype(np.float32) * 0.03).astype(np.uint8)  # a hand over the lens
+    fps = 5
+    clip = list(webcam_frames(alone, 2 * fps, 1)) + list(webcam_frames(two, 3 * fps, 2, size)) \
+        + list(webcam_frames(alone, 2 * fps, 3)) + list(webcam_frames(covered, 6 * fps, 4))
+    assert {f.shape for f in clip} == {(480, 640, 3)}
+    config = cfg()
+    engine = DecisionEngine(config)
+    events, faces = feed(engine, face_analyzer(), "clip2", ((i / fps, f) for i, f in enumerate(clip)))
+    multi = [e for e in events if e.rule == "MULTIPLE_FACES"]
+    assert [e.state for e in multi] == [STARTED, ENDED], [e.as_dict() for e in events]
+    assert multi[0].t == pytest.approx(2.0 + config.TIME_MULTIPLE_PERSONS_S, abs=0.21)
+    assert multi[0].details["face_count"] >= 2
+    cam = [e for e in events if e.rule == "CAMERA_OFF"]
+    assert [e.state for e in cam] == [STARTED] and cam[0].details["cause"] == "black"
+    assert cam[0].t == pytest.approx(7.0 + config.TIME_CAMERA_OFF_S, abs=0.21)
