@@ -59,7 +59,8 @@ def create_app(config: dict | None = None, env=None) -> Flask:
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"
     login_manager.session_protection = "strong"
-    socketio.init_app(app, async_mode=app.config["PROCTOR_ASYNC_MODE"], manage_session=False, cors_allowed_origins=[])
+    # cors_allowed_origins left at its default: only pages of this same origin may open a socket.
+    socketio.init_app(app, async_mode=app.config["PROCTOR_ASYNC_MODE"], manage_session=False)
 
     from .models import Student
 
@@ -78,6 +79,10 @@ def create_app(config: dict | None = None, env=None) -> Flask:
     app.register_blueprint(student.bp, url_prefix="/student")
     app.register_blueprint(admin.bp)
     app.register_blueprint(api.bp)
+    from . import exam, exam_api
+
+    app.register_blueprint(exam.bp, url_prefix="/student")
+    app.register_blueprint(exam_api.bp)
     from . import live, live_routes, sockets
 
     live.init_app(app, socketio)  # the live runtime (starts lazily on first use)

@@ -1,0 +1,314 @@
+"""The student's exam journey (pages under /student/): rules, system check, face registration,
+identity confirmation, the exam and the result.
+
+`begin` sends the student to the first step they still need; `start` refuses to open an exam
+until every step is done, so skipping a page in the address bar gets nowhere. The JSON calls
+these pages make live in exam_api.py.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from pathlib import Path
+
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+from sqlalchemy import select
+
+from . import exam_service as svc
+from .exam_api import (
+    ApiError,
+    decode_image,
+    identity_confirmation,
+    run_blocking,
+    setting,
+    shrink,
+    system_check_passed,
+    vision,
+)
+from .extensions import db
+from .models import Exam, ExamSession, Profile, SessionStatus, utcnow
+from .security import STUDENT, access
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("exam", __name__)
+
+PHOTO_TYPES = {"image/jpeg", "image/png", "image/webp"}
+PHOTO_MAX_BYTES = 5 * 1024 * 1024
+SYSTEM_PROBLEMS = {
+    "camera": ("Camera", "No camera picture. Connect a webcam, allow this site to use it (the camera icon in the "
+                         "address bar), and close other programs that use it."),
+    "microphone": ("Microphone", "No microphone signal. Connect a microphone, allow this site to use it, and check "
+                                 "it is not muted."),
+    "browser": ("Browser", "This browser lacks something the exam needs (camera access, audio processing, "
+                           "recording, or a secure connection). Use a current Chrome, Edge or Firefox over https "
+                           "or on this computer."),
+    "upload": ("Upload speed", "The connection to the server is too slow or failed. Move closer to the Wi-Fi "
+                               "router or use a cable, and stop large downloads."),
+}
+
+
+def rules_version() -> str:
+    return setting("PROCTOR_RULES_VERSION")
+
+
+def _exam_arg(required: bool = True) -> Exam | None:
+    raw = request.values.get("exam", "")
+    if not raw:
+        if required:
+            abort(400, description="which exam? (?exam=<id>)")
+        return None
+    if not raw.isdigit() or len(raw) > 9:
+        abort(400, description="exam must be a number")
+    return _open_exam(int(raw))
+
+
+def _open_exam(exam_id: int) -> Exam:
+    exam = db.session.get(Exam, exam_id)
+    if exam is None or not exam.is_published:
+        abort(404)
+    return exam
+
+
+def _profile() -> Profile | None:
+    return db.session.scalar(select(Profile).where(Profile.student_id == current_user.id))
+
+
+def _sessions_for(exam_id: int) -> list[ExamSession]:
+    return db.session.scalars(select(ExamSession).where(ExamSession.student_id == current_user.id,
+                                                        ExamSession.exam_id == exam_id).order_by(ExamSession.id)).all()
+
+
+def next_step(exam: Exam) -> str:
+    """URL of the first step this student still needs for the exam."""
+    active = svc.active_session(current_user.id)
+    if active is not None:
+        return url_for("exam.take", session_id=active.id)
+    done = [s for s in _sessions_for(exam.id) if s.status != SessionStatus.IN_PROGRESS.value]
+    if done and len(done) >= current_app.config.get("PROCTOR_EXAM_MAX_ATTEMPTS", 1):
+        return url_for("exam.result", session_id=done[-1].id)
+    if current_user.rules_accepted_version != rules_version():
+        return url_for("exam.rules", exam=exam.id)
+    if not system_check_passed():
+        return url_for("exam.system_check", exam=exam.id)
+    profile = _profile()
+    if profile is None or not profile.embedding:
+        return url_for("exam.face", exam=exam.id)
+    if identity_confirmation(exam.id) is None:
+        return url_for("exam.confirm", exam_id=exam.id)
+    return url_for("exam.ready", exam_id=exam.id)
+
+
+@bp.route("/exams/<int:exam_id>/")
+@access(STUDENT)
+def begin(exam_id: int):
+    return redirect(next_step(_open_exam(exam_id)))
+
+
+# --- rules -----------------------------------------------------------------------------------
+
+@bp.route("/rules", methods=["GET", "POST"])
+@access(STUDENT)
+def rules():
+    exam = _exam_arg(required=False)
+    if request.method == "POST":
+        if request.form.get("accept") != "yes":
+            flash("Tick the box to confirm you have read and accept the rules.", "warning")
+            return render_template("student/rules.html", exam=exam, version=rules_version(), error=True), 400
+        current_user.rules_accepted_version = rules_version()
+        current_user.rules_accepted_at = utcnow()
+        db.session.commit()
+        log.info("student %s accepted rules version %s", current_user.id, rules_version())
+        return redirect(next_step(exam) if exam else url_for("student.home"))
+    return render_template("student/rules.html", exam=exam, version=rules_version(), error=False)
+
+
+# --- system check ----------------------------------------------------------------------------
+
+@bp.route("/system-check")
+@access(STUDENT)
+def system_check():
+    exam = _exam_arg(required=False)
+    return render_template("student/system_check.html", exam=exam,
+                           min_upload_kbps=current_app.config.get("PROCTOR_MIN_UPLOAD_KBPS", 256))
+
+
+@bp.route("/system-check/problems")
+@access(STUDENT)
+def system_check_failed():
+    codes = [c for c in request.args.get("problems", "").split(",") if c in SYSTEM_PROBLEMS]
+    exam = _exam_arg(required=False)
+    problems = [SYSTEM_PROBLEMS[c] for c in codes] or [("Unknown", "The check did not finish. Reload the page and try again.")]
+    return render_template("student/system_check_failed.html", problems=problems, exam=exam), 200
+
+
+# --- face registration -----------------------------------------------------------------------
+
+def _face_dir() -> Path:
+    path = Path(current_app.config["PROCTOR_DATA_DIR"]) / "faces"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def register_face(image_bgr) -> tuple[bool, str, dict]:
+    """Enrol the image for the current student; (ok, message, quality)."""
+    import cv2
+
+    from face_identity import embedding_to_bytes
+
+    image_bgr = shrink(image_bgr, 1280)
+    pools = vision()
+    try:
+        enrolment = run_blocking(lambda: pools["identity"].run(lambda fi: fi.enrol(image_bgr)))
+    except TimeoutError:
+        return False, "The server is busy; try again in a moment.", {}
+    quality = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in (enrolment.quality or {}).items()
+               if isinstance(v, (int, float, str, bool)) or v is None}
+    if not enrolment.ok or enrolment.embedding is None:
+        return False, enrolment.error or "the photo could not be used", quality
+    name = f"{current_user.id}-{uuid.uuid4().hex[:12]}.jpg"
+    ok, jpeg = cv2.imencode(".jpg", image_bgr, [cv2.IMWRITE_JPEG_QUALITY, 92])
+    if not ok:
+        return False, "the photo could not be stored", quality
+    (_face_dir() / name).write_bytes(jpeg.tobytes())
+    profile = _profile()
+    old = None
+    if profile is None:
+        profile = Profile(student_id=current_user.id)
+        db.session.add(profile)
+    else:
+        old = profile.image_path
+    profile.image_path = f"faces/{name}"
+    profile.embedding = embedding_to_bytes(enrolment.embedding)
+    profile.quality = json.dumps(quality)
+    profile.updated_at = utcnow()
+    db.session.commit()
+    if old and old != profile.image_path:
+        try:
+            (Path(current_app.config["PROCTOR_DATA_DIR"]) / old).unlink(missing_ok=True)
+        except OSError:
+            log.warning("could not remove old face image %s", old)
+    log.info("student %s registered a face (quality %s)", current_user.id, quality)
+    return True, "Your face is registered.", quality
+
+
+@bp.route("/face", methods=["GET", "POST"])
+@access(STUDENT)
+def face():
+    exam = _exam_arg(required=False)
+    profile = _profile()
+    if request.method == "GET":
+        return render_template("student/face.html", exam=exam, profile=profile, error=None)
+
+    def refuse(message: str, status: int = 400):
+        log.info("face registration refused for student %s: %s", current_user.id, message)
+        return render_template("student/face.html", exam=exam, profile=profile, error=message), status
+
+    if svc.active_session(current_user.id) is not None:
+        return refuse("You cannot change your registered face while an exam is in progress.", 409)
+    upload = request.files.get("photo")
+    if upload is None or not upload.filename:
+        return refuse("Choose a photo or take one with the camera first.")
+    if (upload.mimetype or "").lower() not in PHOTO_TYPES:
+        return refuse("The photo must be a JPEG, PNG or WebP image.", 415)
+    raw = upload.read(PHOTO_MAX_BYTES + 1)
+    if len(raw) > PHOTO_MAX_BYTES:
+        return refuse(f"The photo is larger than {PHOTO_MAX_BYTES // (1024 * 1024)} MB.", 413)
+    try:
+        image = decode_image(raw)
+    except ApiError as exc:
+        return refuse(exc.message[0].upper() + exc.message[1:] + ".", exc.status)
+    ok, message, _quality = register_face(image)
+    if not ok:
+        return refuse(f"This photo cannot be used: {message}.", 422)
+    flash(message, "success")
+    return redirect(next_step(exam) if exam else url_for("exam.face"))
+
+
+# --- identity confirmation and start -------------------------------------------------------
+
+@bp.route("/exams/<int:exam_id>/confirm")
+@access(STUDENT)
+def confirm(exam_id: int):
+    exam = _open_exam(exam_id)
+    profile = _profile()
+    if profile is None or not profile.embedding:
+        return redirect(url_for("exam.face", exam=exam.id))
+    return render_template("student/confirm.html", exam=exam)
+
+
+@bp.route("/exams/<int:exam_id>/ready")
+@access(STUDENT)
+def ready(exam_id: int):
+    exam = _open_exam(exam_id)
+    step = next_step(exam)
+    if step != url_for("exam.ready", exam_id=exam.id):
+        return redirect(step)
+    return render_template("student/ready.html", exam=exam, confirmation=identity_confirmation(exam.id))
+
+
+@bp.route("/exams/<int:exam_id>/start", methods=["POST"])
+@access(STUDENT)
+def start(exam_id: int):
+    exam = _open_exam(exam_id)
+    step = next_step(exam)
+    resuming = "/sessions/" in step
+    if not resuming and step != url_for("exam.ready", exam_id=exam.id):
+        flash("Finish the steps before the exam first.", "warning")
+        return redirect(step)
+    try:
+        sess = svc.start_session(current_user.id, exam.id)
+    except svc.ExamError as exc:
+        flash(exc.message, "danger")
+        return redirect(url_for("student.home"))
+    confirmation = identity_confirmation(exam.id)
+    if sess.identity_confirmed_at is None and confirmation is not None:
+        sess.identity_confirmed_at = utcnow()
+        sess.identity_distance = confirmation.get("distance")
+        sess.identity_liveness = str(confirmation.get("liveness") or "")[:64]
+        db.session.commit()
+    _notify_live_start(sess)
+    return redirect(url_for("exam.take", session_id=sess.id))
+
+
+def _notify_live_start(sess: ExamSession) -> None:
+    try:
+        from .live import get_runtime
+    except ImportError:
+        return
+    try:
+        get_runtime(current_app._get_current_object()).session_started(sess.student_id, sess.id)
+    except Exception:  # noqa: BLE001 - the exam goes on; the admin sees the camera missing
+        log.exception("live runtime: session_started failed for session %s", sess.id)
+
+
+# --- the exam and its result -----------------------------------------------------------------
+
+def _my_session(session_id: int) -> ExamSession:
+    try:
+        return svc.session_for_student(session_id, current_user.id)
+    except svc.ExamError as exc:
+        abort(exc.status)
+
+
+@bp.route("/sessions/<int:session_id>")
+@access(STUDENT)
+def take(session_id: int):
+    sess = _my_session(session_id)
+    if sess.status != SessionStatus.IN_PROGRESS.value:
+        return redirect(url_for("exam.result", session_id=sess.id))
+    return render_template("student/exam.html", sess=sess, exam=sess.exam,
+                           fps=float(current_app.config.get("PROCTOR_PROCTOR_FPS", 2.0)))
+
+
+@bp.route("/sessions/<int:session_id>/result")
+@access(STUDENT)
+def result(session_id: int):
+    sess = _my_session(session_id)
+    if sess.status == SessionStatus.IN_PROGRESS.value:
+        return redirect(url_for("exam.take", session_id=sess.id))
+    res = svc.result_for_session(sess.id)
+    return render_template("student/result.html", sess=sess, exam=sess.exam, result=res,
+                           violations=svc.violation_summary(sess.id))

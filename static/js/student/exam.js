@@ -1,0 +1,175 @@
+/* The exam page: questions from the server in this student's order, each answer saved as it is
+   clicked, flags, navigation, the server's deadline, submit with confirmation, autosubmit. */
+(function () {
+  "use strict";
+  const root = document.getElementById("exam");
+  if (!root) return;
+  const C = window.ExamCommon;
+  const qBox = document.querySelector("#question .card-body");
+  const nav = document.getElementById("question-nav");
+  const timerEl = document.getElementById("timer");
+  const saveState = document.getElementById("save-state");
+  const flagBtn = document.getElementById("flag");
+  const alerts = document.getElementById("alerts");
+  const posKey = "exam-position-" + root.dataset.sessionId;
+  let questions = [], index = 0, deadlineAt = 0, finished = false, timerHandle = null;
+
+  function banner(message, level, key) {
+    const div = document.createElement("div");
+    div.className = "alert alert-" + (level || "warning") + " alert-dismissible exam-alert";
+    div.setAttribute("role", "alert");
+    if (key) div.dataset.key = key;
+    const text = document.createElement("span");
+    text.textContent = message;
+    const close = document.createElement("button");
+    close.type = "button"; close.className = "btn-close"; close.setAttribute("aria-label", "Dismiss");
+    close.addEventListener("click", function () { div.remove(); });
+    div.appendChild(text); div.appendChild(close);
+    alerts.prepend(div);
+    while (alerts.children.length > 5) alerts.lastChild.remove();
+  }
+
+  function goResult(url) {
+    finished = true;
+    if (timerHandle) clearInterval(timerHandle);
+    if (window.ExamProctor) window.ExamProctor.stop();
+    window.location.assign(url || root.dataset.resultUrl);
+  }
+
+  function renderNav() {
+    nav.replaceChildren();
+    questions.forEach(function (q, i) {
+      const b = document.createElement("button");
+      b.type = "button";
+      b.className = "btn btn-sm question-nav-item";
+      if (q.selected !== null) b.classList.add("answered");
+      if (q.flagged) b.classList.add("flagged");
+      if (i === index) { b.classList.add("current"); b.setAttribute("aria-current", "true"); }
+      b.textContent = String(q.number);
+      b.setAttribute("aria-label", "Question " + q.number + (q.selected !== null ? ", answered" : ", not answered") + (q.flagged ? ", flagged" : ""));
+      b.addEventListener("click", function () { show(i); });
+      nav.appendChild(b);
+    });
+  }
+
+  function show(i) {
+    if (!questions.length) return;
+    index = Math.max(0, Math.min(questions.length - 1, i));
+    try { sessionStorage.setItem(posKey, String(index)); } catch (e) { /* private mode */ }
+    const q = questions[index];
+    qBox.replaceChildren();
+    const fs = document.createElement("fieldset");
+    const legend = document.createElement("legend");
+    legend.className = "h5 question-text";
+    legend.id = "question-text";
+    legend.textContent = "Question " + q.number + " of " + questions.length + ": " + q.text;
+    fs.appendChild(legend);
+    q.options.forEach(function (opt, k) {
+      const wrap = document.createElement("div");
+      wrap.className = "form-check option";
+      const input = document.createElement("input");
+      input.className = "form-check-input";
+      input.type = "radio"; input.name = "q-" + q.id; input.id = "q-" + q.id + "-" + k; input.value = String(k);
+      input.checked = q.selected === k;
+      input.addEventListener("change", function () { answer(q, k); });
+      const label = document.createElement("label");
+      label.className = "form-check-label"; label.htmlFor = input.id; label.textContent = opt;
+      wrap.appendChild(input); wrap.appendChild(label);
+      fs.appendChild(wrap);
+    });
+    qBox.appendChild(fs);
+    flagBtn.setAttribute("aria-pressed", q.flagged ? "true" : "false");
+    flagBtn.textContent = q.flagged ? "Unflag" : "Flag for review";
+    document.getElementById("prev").disabled = index === 0;
+    document.getElementById("next").disabled = index === questions.length - 1;
+    renderNav();
+  }
+
+  async function save(q, body) {
+    saveState.textContent = "Saving…";
+    const r = await C.postJSON(root.dataset.answerUrl, Object.assign({question_id: q.id}, body));
+    if (r.ok) {
+      q.selected = r.data.selected; q.flagged = r.data.flagged;
+      saveState.textContent = "Saved";
+      syncDeadline(r.data.remaining_s);
+    } else if (r.status === 409) {
+      goResult(r.data.result_url);
+    } else {
+      saveState.textContent = "Not saved: " + (r.data.error || r.status);
+      banner("Your answer was not saved (" + (r.data.error || r.status) + "). Check your connection and click it again.", "danger");
+    }
+    renderNav();
+  }
+
+  function answer(q, k) { q.selected = k; save(q, {selected: k}); }
+
+  flagBtn.addEventListener("click", function () {
+    const q = questions[index];
+    if (!q) return;
+    q.flagged = !q.flagged;
+    show(index);
+    save(q, {flagged: q.flagged});
+  });
+  document.getElementById("prev").addEventListener("click", function () { show(index - 1); });
+  document.getElementById("next").addEventListener("click", function () { show(index + 1); });
+
+  function syncDeadline(remaining) {
+    if (typeof remaining === "number") deadlineAt = performance.now() + remaining * 1000;
+  }
+
+  function tick() {
+    const left = Math.max(0, Math.round((deadlineAt - performance.now()) / 1000));
+    const m = Math.floor(left / 60), s = left % 60;
+    timerEl.textContent = (m < 10 ? "0" : "") + m + ":" + (s < 10 ? "0" : "") + s;
+    timerEl.parentElement.classList.toggle("exam-timer-low", left <= 60);
+    if (left <= 0 && !finished) submit(true);
+  }
+
+  async function submit(auto) {
+    if (finished) return;
+    finished = true;
+    if (auto) banner("Time is up: your answers are being submitted.", "info");
+    const r = await C.postJSON(root.dataset.submitUrl, {});
+    if (r.ok || r.status === 409) { goResult(r.data.result_url); return; }
+    finished = false;
+    banner("Could not submit (" + (r.data.error || r.status) + "). Trying again…", "danger");
+    setTimeout(function () { submit(auto); }, 3000);
+  }
+
+  const modalEl = document.getElementById("submit-modal");
+  document.getElementById("submit").addEventListener("click", function () {
+    const unanswered = questions.filter(function (q) { return q.selected === null; }).length;
+    const flagged = questions.filter(function (q) { return q.flagged; }).length;
+    document.getElementById("submit-summary").textContent = "You answered " + (questions.length - unanswered) + " of " +
+      questions.length + " questions" + (flagged ? "; " + flagged + " flagged for review." : ".");
+    window.bootstrap.Modal.getOrCreateInstance(modalEl).show();
+  });
+  document.getElementById("submit-confirm").addEventListener("click", function () {
+    window.bootstrap.Modal.getOrCreateInstance(modalEl).hide();
+    submit(false);
+  });
+
+  async function load() {
+    const r = await C.getJSON(root.dataset.sessionUrl);
+    if (!r.ok) { qBox.textContent = "Could not load the exam: " + (r.data.error || r.status); return; }
+    if (r.data.status !== "IN_PROGRESS") { goResult(r.data.result_url); return; }
+    questions = r.data.questions;
+    syncDeadline(r.data.remaining_s);
+    let start = 0;
+    try { start = parseInt(sessionStorage.getItem(posKey) || "0", 10) || 0; } catch (e) { start = 0; }
+    show(start);
+    tick();
+    timerHandle = setInterval(tick, 500);
+  }
+
+  // Every 30 s: pick up the server's clock and a termination the socket may have missed.
+  setInterval(async function () {
+    if (finished) return;
+    const r = await C.getJSON(root.dataset.sessionUrl);
+    if (r.ok && r.data.status !== "IN_PROGRESS") goResult(r.data.result_url);
+    else if (r.ok) syncDeadline(r.data.remaining_s);
+  }, 30000);
+
+  window.ExamPage = {banner: banner, terminated: function (url) { goResult(url); }, isFinished: function () { return finished; }};
+  load();
+})();

@@ -1,0 +1,261 @@
+/* The proctoring client on the exam page: camera frames to the server with back-pressure,
+   camera-off, voice, tab-switch and full-screen events, audio recording in chunks, and the
+   server's warnings over Socket.IO. The server decides what is a violation; this page reports. */
+(function () {
+  "use strict";
+  const root = document.getElementById("exam");
+  if (!root) return;
+  const C = window.ExamCommon;
+  const video = document.getElementById("proctor-video");
+  const canvas = document.getElementById("proctor-canvas");
+  const statusEl = document.getElementById("proctor-status");
+  const sessionId = root.dataset.sessionId;
+  const baseInterval = 1000 / Math.max(0.2, Math.min(10, parseFloat(root.dataset.fps || "2")));
+
+  const VOICE = {calibrateMs: 3000, marginDb: 15, lowHz: 300, highHz: 3400, windowSamples: 15, needSamples: 10,
+                 sampleMs: 100, cooldownMs: 8000, floorMinDb: -90};
+  const BLACK = {mean: 8, holdMs: 3000};
+  const AUDIO_CHUNK_MS = 10000;
+
+  let stream = null, stopped = false;
+  let interval = baseInterval, quality = 0.7, inFlight = false, frameTimer = null;
+  let cameraOffSent = false, blackSince = 0;
+  let audioCtx = null, voiceTimer = null, recorder = null, chunkSeq = 0;
+  let wasFullscreen = false;
+  const recent = {};
+
+  function page() { return window.ExamPage; }
+
+  function say(text) { statusEl.textContent = text; }
+
+  function warn(message, type) {
+    const now = Date.now();
+    if (type && recent[type] && now - recent[type] < 3000) return;  // socket push and HTTP reply of the same warning
+    if (type) recent[type] = now;
+    if (page()) page().banner(message, "warning", type);
+  }
+
+  async function sendEvent(type, details) {
+    if (stopped) return;
+    const r = await C.postJSON(root.dataset.eventUrl, {type: type, details: details || {}});
+    if (r.ok && Array.isArray(r.data.warnings)) {
+      r.data.warnings.forEach(function (w) { if (w && w.message) warn(w.message, w.type || type); });
+    }
+    return r;
+  }
+
+  // --- frames ---------------------------------------------------------------------------
+  function scheduleFrame() {
+    if (stopped) return;
+    frameTimer = setTimeout(sendFrame, interval);
+  }
+
+  async function sendFrame() {
+    if (stopped) return;
+    if (inFlight) { scheduleFrame(); return; }  // back-pressure: never two uploads at once
+    const shot = C.grab(video, canvas, quality, 640);
+    if (!shot) { checkCamera(null); scheduleFrame(); return; }
+    checkCamera(shot.ctx);
+    inFlight = true;
+    const t0 = performance.now();
+    try {
+      const r = await C.postJSON(root.dataset.frameUrl, {image: shot.dataUrl, ts: Date.now()});
+      const took = performance.now() - t0;
+      adapt(took);
+      if (r.status === 409 && page()) {
+        // No exam in progress any more: the session ended (time, submit or termination).
+        const s = await C.getJSON(root.dataset.sessionUrl);
+        if (s.ok && s.data.status !== "IN_PROGRESS") page().terminated(s.data.result_url);
+      } else if (!r.ok && r.status !== 429) {
+        say("Camera upload refused: " + (r.data.error || r.status));
+      } else if (r.ok) {
+        say("Camera on · " + (1000 / interval).toFixed(1) + " frames/s");
+      }
+    } catch (e) {
+      adapt(5000);
+      say("Camera upload failed; retrying.");
+    } finally {
+      inFlight = false;
+      scheduleFrame();
+    }
+  }
+
+  function adapt(tookMs) {
+    // Slow link: lower JPEG quality first, then the rate; recover step by step when it is fast.
+    if (tookMs > baseInterval * 0.8) {
+      if (quality > 0.45) quality = Math.max(0.4, quality - 0.1);
+      else interval = Math.min(baseInterval * 4, interval * 1.5);
+    } else if (tookMs < baseInterval * 0.3) {
+      if (interval > baseInterval) interval = Math.max(baseInterval, interval / 1.5);
+      else if (quality < 0.7) quality = Math.min(0.7, quality + 0.05);
+    }
+  }
+
+  function checkCamera(ctx) {
+    const track = stream && stream.getVideoTracks()[0];
+    let off = null;
+    if (!track || track.readyState !== "live") off = "ended";
+    else if (track.muted) off = "muted";
+    else if (ctx) {
+      const w = canvas.width, h = canvas.height;
+      const data = ctx.getImageData(0, 0, w, h).data;
+      let sum = 0, n = 0;
+      for (let i = 0; i < data.length; i += 4 * 97) { sum += data[i] * 0.299 + data[i + 1] * 0.587 + data[i + 2] * 0.114; n++; }
+      const mean = n ? sum / n : 0;
+      if (mean < BLACK.mean) {
+        blackSince = blackSince || performance.now();
+        if (performance.now() - blackSince >= BLACK.holdMs) off = "black";
+      } else blackSince = 0;
+    }
+    if (off && !cameraOffSent) {
+      cameraOffSent = true;
+      say("Camera is off (" + off + ").");
+      warn("Your camera is off or covered. Turn it back on.", "CAMERA_OFF");
+      sendEvent("CAMERA_OFF", {reason: off});
+    } else if (!off) cameraOffSent = false;
+  }
+
+  // --- voice ----------------------------------------------------------------------------
+  function startVoice(track) {
+    const Ctx = window.AudioContext || window.webkitAudioContext;
+    audioCtx = new Ctx();
+    const src = audioCtx.createMediaStreamSource(new MediaStream([track]));
+    const analyser = audioCtx.createAnalyser();
+    analyser.fftSize = 2048;
+    analyser.smoothingTimeConstant = 0.2;
+    src.connect(analyser);
+    const bins = new Float32Array(analyser.frequencyBinCount);
+    const hzPerBin = audioCtx.sampleRate / analyser.fftSize;
+    const lo = Math.max(1, Math.floor(VOICE.lowHz / hzPerBin)), hi = Math.min(bins.length - 1, Math.ceil(VOICE.highHz / hzPerBin));
+    const calib = [], voiced = [];
+    const t0 = performance.now();
+    let floor = null, lastSent = 0, runStart = 0;
+
+    function bandDb() {
+      analyser.getFloatFrequencyData(bins);
+      let p = 0;
+      for (let i = lo; i <= hi; i++) if (isFinite(bins[i])) p += Math.pow(10, bins[i] / 10);
+      return p > 0 ? 10 * Math.log10(p) : -200;
+    }
+
+    voiceTimer = setInterval(function () {
+      if (audioCtx.state === "suspended") audioCtx.resume();
+      const db = bandDb();
+      if (floor === null) {
+        calib.push(db);
+        if (performance.now() - t0 >= VOICE.calibrateMs && calib.length >= 10) {
+          calib.sort(function (a, b) { return a - b; });
+          floor = Math.max(VOICE.floorMinDb, calib[Math.floor(calib.length / 2)]);
+          root.dataset.noiseFloorDb = floor.toFixed(1);
+        }
+        return;
+      }
+      const loud = db > floor + VOICE.marginDb;
+      voiced.push(loud);
+      if (voiced.length > VOICE.windowSamples) voiced.shift();
+      if (loud && !runStart) runStart = performance.now();
+      const count = voiced.filter(Boolean).length;
+      if (count < 3) runStart = 0;
+      const now = performance.now();
+      if (count >= VOICE.needSamples && now - lastSent > VOICE.cooldownMs) {
+        lastSent = now;
+        sendEvent("VOICE_DETECTED", {level: Math.round(db * 10) / 10, duration_ms: Math.round(now - (runStart || now))});
+      }
+    }, VOICE.sampleMs);
+  }
+
+  // --- audio recording ------------------------------------------------------------------
+  function startRecording(track) {
+    if (!window.MediaRecorder) return;
+    const types = ["audio/webm;codecs=opus", "audio/webm", "audio/ogg;codecs=opus", "audio/ogg"];
+    const mime = types.find(function (t) { return MediaRecorder.isTypeSupported(t); });
+    if (!mime) return;
+    recorder = new MediaRecorder(new MediaStream([track]), {mimeType: mime, audioBitsPerSecond: 32000});
+    let chunkStarted = Date.now();
+    recorder.addEventListener("dataavailable", function (ev) {
+      if (!ev.data || !ev.data.size) return;
+      const form = new FormData();
+      form.append("session_id", sessionId);
+      form.append("seq", String(chunkSeq++));
+      form.append("started_ms", String(chunkStarted));
+      form.append("chunk", new Blob([ev.data], {type: mime.split(";")[0]}), "chunk");
+      chunkStarted = Date.now();
+      fetch(root.dataset.audioUrl, {method: "POST", credentials: "same-origin", headers: {"X-CSRFToken": C.csrf}, body: form})
+        .catch(function () { /* a lost chunk is a gap in the recording, not a reason to stop the exam */ });
+    });
+    recorder.start(AUDIO_CHUNK_MS);
+  }
+
+  // --- tab switch and full screen ---------------------------------------------------------
+  document.addEventListener("visibilitychange", function () {
+    if (document.visibilityState === "hidden" && !stopped && !(page() && page().isFinished())) {
+      sendEvent("TAB_SWITCH", {});
+    }
+  });
+
+  function goFullscreen() {
+    if (document.fullscreenElement || !document.documentElement.requestFullscreen) return;
+    document.documentElement.requestFullscreen().catch(function () {});
+  }
+  document.getElementById("fullscreen").addEventListener("click", goFullscreen);
+  document.addEventListener("click", function once() { goFullscreen(); document.removeEventListener("click", once); });
+  document.addEventListener("fullscreenchange", function () {
+    if (document.fullscreenElement) { wasFullscreen = true; return; }
+    if (wasFullscreen && !stopped && !(page() && page().isFinished())) {
+      wasFullscreen = false;
+      sendEvent("FULLSCREEN_EXIT", {});
+    }
+  });
+
+  // --- warnings pushed by the server --------------------------------------------------------
+  function connectSocket() {
+    if (!window.io) return;
+    const socket = window.io("/student", {transports: ["websocket", "polling"]});
+    socket.on("warning", function (w) {
+      warn((w && w.message) || "Proctoring warning", w && w.type);
+    });
+    socket.on("terminated", function () {
+      if (page()) page().terminated(root.dataset.resultUrl);
+    });
+    window.ExamProctor.socket = socket;
+  }
+
+  async function start() {
+    try {
+      stream = await navigator.mediaDevices.getUserMedia({
+        video: {width: {ideal: 640}, height: {ideal: 480}},
+        audio: {echoCancellation: false, noiseSuppression: false, autoGainControl: false},
+      });
+    } catch (e) {
+      say("Camera or microphone not available: " + (e.message || e.name));
+      sendEvent("CAMERA_OFF", {reason: "denied"});
+      return;
+    }
+    video.srcObject = stream;
+    video.play().catch(function () {});
+    const vt = stream.getVideoTracks()[0];
+    if (vt) {
+      vt.addEventListener("ended", function () { checkCamera(null); });
+      vt.addEventListener("mute", function () { checkCamera(null); });
+    }
+    const at = stream.getAudioTracks()[0];
+    if (at) { startVoice(at); startRecording(at); }
+    scheduleFrame();
+  }
+
+  function stop() {
+    stopped = true;
+    if (frameTimer) clearTimeout(frameTimer);
+    if (voiceTimer) clearInterval(voiceTimer);
+    if (recorder && recorder.state !== "inactive") { try { recorder.stop(); } catch (e) { /* already stopped */ } }
+    if (audioCtx) audioCtx.close().catch(function () {});
+    if (stream) stream.getTracks().forEach(function (t) { t.stop(); });
+    if (window.ExamProctor.socket) window.ExamProctor.socket.close();
+  }
+
+  window.ExamProctor = {stop: stop, state: function () {
+    return {interval: interval, quality: quality, inFlight: inFlight, chunks: chunkSeq, noiseFloorDb: root.dataset.noiseFloorDb};
+  }};
+  connectSocket();
+  start();
+})();
