@@ -194,3 +194,257 @@ def test_unpublished_or_empty_exam_cannot_start(app):
         with pytest.raises(svc.ExamError) as err:
             svc.start_session(sid, empty)
         assert err.value.status == 409
+
+
+# --- HTTP: the pages and /api/exam as the browser uses them ---------------------------------
+
+def _post_json(client, url, body, token):
+    return client.post(url, data=json.dumps(body), content_type="application/json", headers={"X-CSRFToken": token})
+
+
+def _started(app, client_email="student@example.edu", exam_id=None):
+    """A session started through the service for the logged-in test student (the gates are tested separately)."""
+    from proctor import exam_service as svc
+    from proctor.accounts import find_by_email
+
+    with app.app_context():
+        sid = find_by_email(client_email).id
+        return svc.start_session(sid, exam_id).id
+
+
+def _walk_keys(obj):
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            yield k
+            yield from _walk_keys(v)
+    elif isinstance(obj, list):
+        for v in obj:
+            yield from _walk_keys(v)
+
+
+def test_exam_payload_has_questions_in_student_order_and_never_the_key(app, student_client):
+    exam_id = make_exam(app)
+    session_id = _started(app, exam_id=exam_id)
+    resp = student_client.get(f"/api/exam/sessions/{session_id}")
+    assert resp.status_code == 200
+    data = resp.get_json()
+    from proctor import exam_service as svc
+    from proctor.extensions import db
+    from proctor.models import ExamSession
+
+    with app.app_context():
+        order = svc.question_order(db.session.get(ExamSession, session_id))
+    assert [q["id"] for q in data["questions"]] == order
+    assert set(data["questions"][0]) == {"id", "number", "text", "options", "points", "selected", "flagged"}
+    assert not [k for k in _walk_keys(data) if "correct" in k.lower() or "key" in k.lower()]
+    assert data["remaining_s"] > 19 * 60
+    page = student_client.get(f"/student/sessions/{session_id}")
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    assert "correct" not in html.lower() and "<script>" not in html  # no inline scripts (CSP)
+
+
+def test_answers_saved_restored_and_deadline_kept_on_reload(app, student_client):
+    exam_id = make_exam(app)
+    key = key_of(app, exam_id)
+    session_id = _started(app, exam_id=exam_id)
+    token = csrf_token(student_client, "/student/")
+    first = student_client.get(f"/api/exam/sessions/{session_id}").get_json()
+    qids = [q["id"] for q in first["questions"]]
+    r = _post_json(student_client, f"/api/exam/sessions/{session_id}/answers", {"question_id": qids[0], "selected": 2}, token)
+    assert r.status_code == 200 and r.get_json()["selected"] == 2
+    r = _post_json(student_client, f"/api/exam/sessions/{session_id}/answers", {"question_id": qids[1], "flagged": True}, token)
+    assert r.get_json() == {**r.get_json(), "selected": None, "flagged": True}
+    r = _post_json(student_client, f"/api/exam/sessions/{session_id}/answers", {"question_id": qids[0], "flagged": True}, token)
+    assert r.get_json()["selected"] == 2  # flagging keeps the choice
+    again = student_client.get(f"/api/exam/sessions/{session_id}").get_json()  # the page reloaded
+    by_id = {q["id"]: q for q in again["questions"]}
+    assert (by_id[qids[0]]["selected"], by_id[qids[0]]["flagged"]) == (2, True)
+    assert (by_id[qids[1]]["selected"], by_id[qids[1]]["flagged"]) == (None, True)
+    assert again["deadline"] == first["deadline"]
+    assert again["remaining_s"] <= first["remaining_s"]
+    # Starting again (a second tab, a reload of the start) returns the same session.
+    assert _started(app, exam_id=exam_id) == session_id
+    assert set(key)  # the exam exists with its key, which the student never saw
+
+
+def test_bad_answer_input_is_400_not_500(app, student_client):
+    exam_id = make_exam(app)
+    other_exam = make_exam(app, title="Other")
+    foreign_q = next(iter(key_of(app, other_exam)))
+    session_id = _started(app, exam_id=exam_id)
+    token = csrf_token(student_client, "/student/")
+    qid = student_client.get(f"/api/exam/sessions/{session_id}").get_json()["questions"][0]["id"]
+    url = f"/api/exam/sessions/{session_id}/answers"
+    for body in [{"question_id": 999999, "selected": 0}, {"question_id": foreign_q, "selected": 0},
+                 {"question_id": qid, "selected": 4}, {"question_id": qid, "selected": -1},
+                 {"question_id": qid, "selected": "1"}, {"question_id": str(qid), "selected": 1},
+                 {"question_id": qid, "flagged": "yes"}, {"question_id": qid}, {"selected": 1}, [1, 2], "x"]:
+        r = _post_json(student_client, url, body, token)
+        assert r.status_code == 400, (body, r.status_code, r.get_data(as_text=True))
+        assert r.get_json()["code"] == 400 and r.get_json()["error"]
+    r = student_client.post(url, data="{not json", content_type="application/json", headers={"X-CSRFToken": token})
+    assert r.status_code == 400
+    r = _post_json(student_client, "/api/exam/sessions/987654/answers", {"question_id": qid, "selected": 1}, token)
+    assert r.status_code == 404
+    r = student_client.post(url, data=json.dumps({"question_id": qid, "selected": 1}), content_type="application/json")
+    assert r.status_code == 400  # no CSRF token
+
+
+def test_another_students_session_is_refused(app, student_client):
+    exam_id = make_exam(app)
+    other = make_user(app, "other@example.edu")
+    from proctor import exam_service as svc
+
+    with app.app_context():
+        other_session = svc.start_session(other, exam_id).id
+    token = csrf_token(student_client, "/student/")
+    qid = next(iter(key_of(app, exam_id)))
+    assert student_client.get(f"/api/exam/sessions/{other_session}").status_code == 403
+    r = _post_json(student_client, f"/api/exam/sessions/{other_session}/answers", {"question_id": qid, "selected": 0}, token)
+    assert r.status_code == 403
+    assert _post_json(student_client, f"/api/exam/sessions/{other_session}/submit", {}, token).status_code == 403
+    assert student_client.get(f"/student/sessions/{other_session}").status_code == 403
+    assert student_client.get(f"/student/sessions/{other_session}/result").status_code == 403
+    with app.app_context():
+        from proctor.extensions import db
+        from proctor.models import Answer, ExamSession
+
+        assert db.session.scalars(select(Answer).where(Answer.session_id == other_session)).all() == []
+        assert db.session.get(ExamSession, other_session).status == "IN_PROGRESS"
+
+
+def test_submit_grades_on_server_and_double_submit_is_idempotent(app, student_client):
+    exam_id = make_exam(app, pass_mark=60)
+    key = key_of(app, exam_id)
+    session_id = _started(app, exam_id=exam_id)
+    token = csrf_token(student_client, "/student/")
+    for qid, correct in list(key.items())[:5]:  # 5 of 8 = 62.5 %
+        _post_json(student_client, f"/api/exam/sessions/{session_id}/answers", {"question_id": qid, "selected": correct}, token)
+    r1 = _post_json(student_client, f"/api/exam/sessions/{session_id}/submit", {"score": 100, "status": "PASS"}, token)
+    r2 = _post_json(student_client, f"/api/exam/sessions/{session_id}/submit", {}, token)
+    assert r1.status_code == r2.status_code == 200
+    assert r1.get_json() == r2.get_json() and r1.get_json()["status"] == "PASS"
+    from proctor.extensions import db
+    from proctor.models import ExamResult
+
+    with app.app_context():
+        rows = db.session.scalars(select(ExamResult).where(ExamResult.session_id == session_id)).all()
+        assert len(rows) == 1 and (rows[0].score, rows[0].total, rows[0].percentage) == (5, 8, 62.5)
+    late = _post_json(student_client, f"/api/exam/sessions/{session_id}/answers",
+                      {"question_id": next(iter(key)), "selected": 0}, token)
+    assert late.status_code == 409 and late.get_json()["result_url"].endswith(f"/sessions/{session_id}/result")
+    page = student_client.get(r1.get_json()["result_url"]).get_data(as_text=True)
+    assert "Passed" in page and "5 / 8" in page and "62.5 %" in page
+    assert student_client.get(f"/student/sessions/{session_id}").status_code == 302  # the exam page sends to the result
+
+
+def test_autosubmit_after_deadline_on_next_request(app, student_client):
+    exam_id = make_exam(app)
+    key = key_of(app, exam_id)
+    session_id = _started(app, exam_id=exam_id)
+    token = csrf_token(student_client, "/student/")
+    qid = next(iter(key))
+    _post_json(student_client, f"/api/exam/sessions/{session_id}/answers", {"question_id": qid, "selected": key[qid]}, token)
+    from proctor.extensions import db
+    from proctor.models import ExamResult, ExamSession, utcnow
+
+    with app.app_context():  # the deadline passes (moved in the database, no sleeping)
+        sess = db.session.get(ExamSession, session_id)
+        sess.deadline = utcnow() - timedelta(seconds=5)
+        db.session.commit()
+    data = student_client.get(f"/api/exam/sessions/{session_id}").get_json()
+    assert data["status"] == "COMPLETED" and data["remaining_s"] == 0 and data["result_url"]
+    with app.app_context():
+        res = db.session.scalar(select(ExamResult).where(ExamResult.session_id == session_id))
+        assert res is not None and res.score == 1
+        assert db.session.get(ExamSession, session_id).termination_reason.startswith("time expired")
+    r = _post_json(student_client, f"/api/exam/sessions/{session_id}/answers", {"question_id": qid, "selected": 0}, token)
+    assert r.status_code == 409
+
+
+def test_start_refused_until_every_step_is_done(app, student_client):
+    exam_id = make_exam(app)
+    token = csrf_token(student_client, "/student/")
+    r = student_client.get(f"/student/exams/{exam_id}/")
+    assert r.status_code == 302 and "/student/rules" in r.headers["Location"]
+    r = student_client.post(f"/student/exams/{exam_id}/start", data={"csrf_token": token})
+    assert r.status_code == 302 and "/student/rules" in r.headers["Location"]
+    r = student_client.post("/student/rules", data={"csrf_token": token, "exam": exam_id})
+    assert r.status_code == 400 and "Tick the box" in r.get_data(as_text=True)
+    r = student_client.post("/student/rules", data={"csrf_token": token, "exam": exam_id, "accept": "yes"})
+    assert r.status_code == 302 and "/student/system-check" in r.headers["Location"]
+    from proctor.accounts import find_by_email
+
+    with app.app_context():
+        assert find_by_email("student@example.edu").rules_accepted_version == app.config.get("PROCTOR_RULES_VERSION", "2026-11")
+    # The system check is recorded from what the page measured; a failing part sends to the advice page.
+    bad = _post_json(student_client, "/api/exam/system-check",
+                     {"camera": False, "microphone": True, "browser": True, "upload": True, "upload_kbps": 900}, token)
+    assert bad.status_code == 200 and bad.get_json()["ok"] is False and "camera" in bad.get_json()["next"]
+    advice = student_client.get(bad.get_json()["next"]).get_data(as_text=True)
+    assert "Connect a webcam" in advice
+    assert _post_json(student_client, "/api/exam/system-check", {"camera": "yes"}, token).status_code == 400
+    ok = _post_json(student_client, "/api/exam/system-check",
+                    {"camera": True, "microphone": True, "browser": True, "upload": True, "upload_kbps": 5000.0}, token)
+    assert ok.get_json()["ok"] is True
+    r = student_client.get(f"/student/exams/{exam_id}/")
+    assert r.status_code == 302 and "/student/face" in r.headers["Location"]
+    r = student_client.post(f"/student/exams/{exam_id}/start", data={"csrf_token": token})
+    assert r.status_code == 302 and "/student/face" in r.headers["Location"]
+    from proctor.extensions import db
+    from proctor.models import ExamSession
+
+    with app.app_context():
+        assert db.session.scalars(select(ExamSession)).all() == []
+
+
+def test_upload_speed_endpoint_counts_bytes(app, student_client):
+    token = csrf_token(student_client, "/student/")
+    body = bytes(256 * 1024)
+    r = student_client.post("/api/exam/upload-test", data=body, content_type="application/octet-stream",
+                            headers={"X-CSRFToken": token})
+    assert r.status_code == 200 and r.get_json()["bytes"] == len(body)
+    r = student_client.post("/api/exam/upload-test", data=bytes(3 * 1024 * 1024), content_type="application/octet-stream",
+                            headers={"X-CSRFToken": token})
+    assert r.status_code == 413
+
+
+def test_audio_chunks_validated_and_stored(app, student_client, tmp_path):
+    import io
+    import subprocess
+
+    exam_id = make_exam(app)
+    session_id = _started(app, exam_id=exam_id)
+    token = csrf_token(student_client, "/student/")
+    # A real WebM/Opus file, as MediaRecorder makes: speech from espeak-ng encoded by ffmpeg.
+    wav, webm = tmp_path / "s.wav", tmp_path / "s.webm"
+    subprocess.run(["espeak-ng", "-w", str(wav), "the answer is four"], check=True, capture_output=True)
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-i", str(wav), "-c:a", "libopus", str(webm)], check=True)
+    raw = webm.read_bytes()
+
+    def send(data, mime="audio/webm", seq="0", sid=None):
+        return student_client.post("/api/exam/audio-chunk", headers={"X-CSRFToken": token}, content_type="multipart/form-data",
+                                   data={"session_id": str(sid or session_id), "seq": seq, "started_ms": "1700000000000",
+                                         "chunk": (io.BytesIO(data), "chunk", mime)})
+
+    r = send(raw)
+    assert r.status_code == 201, r.get_data(as_text=True)
+    assert r.get_json()["bytes"] == len(raw) and r.get_json()["chunks"] == 1
+    assert send(raw[100:], seq="1").status_code == 201  # a later chunk continues the stream: no header
+    assert send(b"not audio at all", seq="0").status_code == 415
+    assert send(raw, mime="video/mp4").status_code == 415
+    assert send(raw, seq="-3").status_code == 400
+    assert send(raw, seq="x").status_code == 400
+    assert send(b"").status_code == 400
+    assert send(raw, sid=424242).status_code == 404
+    from proctor.extensions import db
+    from proctor.models import Recording
+
+    with app.app_context():
+        recs = db.session.scalars(select(Recording).where(Recording.session_id == session_id).order_by(Recording.sequence)).all()
+        assert [(r.kind, r.sequence, r.mime) for r in recs] == [("audio", 0, "audio/webm"), ("audio", 1, "audio/webm")]
+        from pathlib import Path
+
+        stored = Path(app.config["PROCTOR_DATA_DIR"]) / recs[0].path
+        assert stored.read_bytes() == raw
