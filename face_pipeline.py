@@ -1,10 +1,25 @@
 """Face analysis: presence, count, head pose, eyes and gaze from one frame.
 
-(Types first: the implementation follows in this module.)
+Stages, one way:
+  frame -> (dark? CLAHE) -> FaceMesh (478 landmarks per face)
+        -> independent face counter (MediaPipe FaceDetection full range on the frame, short range
+           on square tiles) -> boxes merged by IoU -> main face -> pose (solvePnP), EAR, iris.
+When MediaPipe cannot be imported, OpenCV's Haar cascade counts faces (no landmarks then).
+
+This module never imports Flask, the database or the web package. Every tunable number comes
+from config_vision. One FaceAnalyzer per worker/stream; an instance serialises its own calls
+(MediaPipe graphs are not re-entrant) and shares nothing with other instances.
 """
 from __future__ import annotations
 
+import math
+import threading
+from collections import deque
 from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+import cv2
+import numpy as np
 
 Box = tuple[int, int, int, int]  # x1, y1, x2, y2 in pixels of the analysed frame
 
@@ -33,3 +48,518 @@ class FaceObservation:
     def ear(self) -> float | None:
         vals = [v for v in (self.ear_left, self.ear_right) if v is not None]
         return sum(vals) / len(vals) if vals else None
+
+
+# ---------------------------------------------------------------------------------------------
+# Geometry on FaceMesh landmarks (indices of the 468/478-point topology).
+# "left"/"right" are the STUDENT's own left/right (MediaPipe's naming): the student's left eye
+# appears on the image right. iris_offset is + when the irises sit toward the image right.
+
+# 6-point EAR: p1 outer corner, p2/p3 upper lid, p4 inner corner, p5/p6 lower lid.
+_LEFT_EYE_EAR = (263, 387, 385, 362, 380, 373)
+_RIGHT_EYE_EAR = (33, 160, 158, 133, 153, 144)
+_LEFT_IRIS_CENTRE = 473   # refine_landmarks=True only
+_RIGHT_IRIS_CENTRE = 468
+
+# Pose solve: six vertices of MediaPipe's canonical face model (the 3-D face FaceMesh's
+# topology is built on; google-ai-edge/mediapipe, mediapipe/modules/face_geometry/data/
+# canonical_face_model.obj, Apache-2.0), in centimetres, turned into a camera-aligned frame for
+# a face looking straight at the camera: x to the image right, y down, z away from the camera.
+_POSE_LANDMARKS = (1, 152, 33, 263, 61, 291)  # nose tip, chin, eye outer corners, mouth corners
+_POSE_MODEL = np.array(
+    [
+        (0.0, 1.126865, -7.475604),         # 1 nose tip
+        (0.0, 9.403378, -4.264492),         # 152 chin
+        (-4.445859, -2.663991, -3.173422),  # 33 image-left eye outer corner (student's right eye)
+        (4.445859, -2.663991, -3.173422),   # 263 image-right eye outer corner (student's left eye)
+        (-2.456206, 4.342621, -4.283884),   # 61 image-left mouth corner
+        (2.456206, 4.342621, -4.283884),    # 291 image-right mouth corner
+    ],
+    dtype=np.float64,
+)
+
+# Two boxes are one face when they overlap this much (IoU) or the smaller lies mostly inside.
+_MERGE_IOU = 0.3
+_MERGE_CONTAINED = 0.6
+
+
+def _dist(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.hypot(*(a - b)))
+
+
+def eye_aspect_ratio(pts: np.ndarray, idx: tuple[int, ...]) -> float | None:
+    """(|p2-p6| + |p3-p5|) / (2 |p1-p4|) on pixel landmarks; None when degenerate."""
+    p1, p2, p3, p4, p5, p6 = (pts[i] for i in idx)
+    width = _dist(p1, p4)
+    if width < 1e-6:
+        return None
+    return (_dist(p2, p6) + _dist(p3, p5)) / (2.0 * width)
+
+
+def iris_offset(pts: np.ndarray) -> float | None:
+    """Mean signed iris offset of both eyes along each eye's corner axis, in half eye widths."""
+    if len(pts) < 478:
+        return None
+    offsets = []
+    for (outer, inner), centre in (((33, 133), _RIGHT_IRIS_CENTRE), ((263, 362), _LEFT_IRIS_CENTRE)):
+        a, b = pts[outer], pts[inner]
+        if a[0] > b[0]:
+            a, b = b, a  # a = image-left corner, b = image-right corner
+        axis = b - a
+        half = float(np.hypot(*axis)) / 2.0
+        if half < 1e-6:
+            return None
+        mid = (a + b) / 2.0
+        offsets.append(float(np.dot(pts[centre] - mid, axis / (2.0 * half))) / half)
+    return float(np.clip(sum(offsets) / len(offsets), -1.0, 1.0))
+
+
+def head_pose(pts: np.ndarray, frame_w: int, frame_h: int) -> tuple[float, float, float] | None:
+    """(yaw, pitch, roll) in degrees from a solvePnP fit of the generic 3-D face.
+
+    Pinhole camera with focal length = frame width, principal point at the centre, no
+    distortion. yaw + = nose toward the image right (student's left); pitch + = looking up;
+    roll + = the face rotated clockwise in the image.
+    """
+    image_pts = np.array([pts[i] for i in _POSE_LANDMARKS], dtype=np.float64)
+    focal = float(max(frame_w, frame_h))
+    camera = np.array([[focal, 0, frame_w / 2.0], [0, focal, frame_h / 2.0], [0, 0, 1]], dtype=np.float64)
+    ok, rvec, tvec = cv2.solvePnP(_POSE_MODEL, image_pts, camera, np.zeros(4), flags=cv2.SOLVEPNP_ITERATIVE)
+    if not ok or float(tvec[2][0]) <= 0:
+        # Retry from a frontal start in front of the camera (the default start can land behind it).
+        ok, rvec, tvec = cv2.solvePnP(
+            _POSE_MODEL, image_pts, camera, np.zeros(4),
+            rvec=np.zeros((3, 1)), tvec=np.array([[0.0], [0.0], [60.0]]),
+            useExtrinsicGuess=True, flags=cv2.SOLVEPNP_ITERATIVE,
+        )
+        if not ok:
+            return None
+    rot, _ = cv2.Rodrigues(rvec)
+    forward = rot @ np.array([0.0, 0.0, -1.0])   # where the nose points, camera coordinates
+    x_axis = rot @ np.array([1.0, 0.0, 0.0])     # the face's left-to-right axis in the image
+    tx, ty, tz = (float(v) for v in tvec.ravel())
+    # Angles are measured from the line of sight (face -> camera), not the camera axis, so a
+    # student sitting off-centre who looks at the camera reads 0.
+    yaw = math.degrees(math.atan2(forward[0], -forward[2]) - math.atan2(-tx, tz))
+    pitch = math.degrees(math.atan2(-forward[1], math.hypot(forward[0], forward[2]))
+                         - math.atan2(ty, math.hypot(tx, tz)))
+    roll = math.degrees(math.atan2(x_axis[1], x_axis[0]))
+    return yaw, pitch, roll
+
+
+def box_iou(a: Box, b: Box) -> float:
+    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    area_a = max(0, a[2] - a[0]) * max(0, a[3] - a[1])
+    area_b = max(0, b[2] - b[0]) * max(0, b[3] - b[1])
+    union = area_a + area_b - inter
+    return inter / union if union > 0 else 0.0
+
+
+def _same_face(a: Box, b: Box) -> bool:
+    if box_iou(a, b) >= _MERGE_IOU:
+        return True
+    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    smaller = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
+    return smaller > 0 and ix * iy / smaller >= _MERGE_CONTAINED
+
+
+def _area(b: Box) -> int:
+    return max(0, b[2] - b[0]) * max(0, b[3] - b[1])
+
+
+@dataclass
+class _Candidate:
+    box: Box
+    score: float
+    source: str                          # facemesh | face_detection | haar
+    landmarks: np.ndarray | None = None  # pixels, (N, 2)
+    confirmed: bool | None = None        # small-face scan: FaceMesh found a face in the zoomed crop
+
+
+def merge_candidates(cands: Iterable[_Candidate]) -> list[_Candidate]:
+    """One entry per face: FaceMesh faces first (they carry landmarks), then the rest by score."""
+    order = sorted(cands, key=lambda c: (c.landmarks is None, -c.score))
+    kept: list[_Candidate] = []
+    for c in order:
+        for k in kept:
+            if _same_face(c.box, k.box):
+                k.score = max(k.score, c.score)
+                break
+        else:
+            kept.append(c)
+    return kept
+
+
+def to_bgr_uint8(frame: Any) -> np.ndarray:
+    """Validate a frame: HxWx3 BGR uint8 (HxW grey and HxWx4 BGRA are converted)."""
+    if not isinstance(frame, np.ndarray):
+        raise ValueError(f"frame must be a numpy array, got {type(frame).__name__}")
+    if frame.dtype != np.uint8:
+        raise ValueError(f"frame must be uint8, got {frame.dtype}")
+    if frame.ndim == 2:
+        frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
+    elif frame.ndim == 3 and frame.shape[2] == 4:
+        frame = cv2.cvtColor(frame, cv2.COLOR_BGRA2BGR)
+    elif not (frame.ndim == 3 and frame.shape[2] == 3):
+        raise ValueError(f"frame must be HxWx3 BGR, got shape {frame.shape}")
+    if frame.shape[0] < 1 or frame.shape[1] < 1:
+        raise ValueError(f"frame is empty: shape {frame.shape}")
+    return np.ascontiguousarray(frame)
+
+
+def normalise_dark(frame_bgr: np.ndarray) -> np.ndarray:
+    """CLAHE on the L channel (LAB), after stretching L to the full range."""
+    lab = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2LAB)
+    l_chan = cv2.normalize(lab[:, :, 0], None, 0, 255, cv2.NORM_MINMAX)
+    clahe = cv2.createCLAHE(clipLimit=3.0, tileGridSize=(8, 8))
+    lab[:, :, 0] = clahe.apply(l_chan)
+    return cv2.cvtColor(lab, cv2.COLOR_LAB2BGR)
+
+
+def _small_face_tiles(w: int, h: int) -> list[tuple[int, int, int, int]]:
+    """A grid of overlapping squares (side 0.6 of the short side) so that a small face fills
+    enough of the full-range detector's 192-px input to be found."""
+    side = int(min(w, h) * 0.6)
+    if side < 120:
+        return []
+    stride = side * 0.8
+    nx = max(1, math.ceil((w - side) / stride) + 1)
+    ny = max(1, math.ceil((h - side) / stride) + 1)
+    xs = [round(i * (w - side) / max(1, nx - 1)) for i in range(nx)]
+    ys = [round(j * (h - side) / max(1, ny - 1)) for j in range(ny)]
+    return [(x, y, x + side, y + side) for y in ys for x in xs]
+
+
+def _square_tiles(w: int, h: int) -> list[tuple[int, int, int, int]]:
+    """Overlapping square tiles (side = the short side) covering a non-square frame."""
+    side = min(w, h)
+    long_len = max(w, h)
+    if long_len - side < side * 0.1:
+        return [(0, 0, w, h)]
+    n = max(2, math.ceil((long_len - side) / (side * 0.5)) + 1)
+    starts = [round(i * (long_len - side) / (n - 1)) for i in range(n)]
+    if w >= h:
+        return [(s, 0, s + side, h) for s in starts]
+    return [(0, s, w, s + side) for s in starts]
+
+
+class FaceAnalyzer:
+    """Face stage for one worker or stream.
+
+    static_image_mode=False tracks landmarks across video frames (cheaper, steadier);
+    True treats every call as an unrelated photo. backend: "auto" (MediaPipe, falling back to
+    the Haar cascade when MediaPipe cannot be imported), "mediapipe" or "haar".
+    """
+
+    def __init__(self, config: Any, static_image_mode: bool = False, *, backend: str = "auto") -> None:
+        if backend not in ("auto", "mediapipe", "haar"):
+            raise ValueError(f"unknown face backend {backend!r}: use auto, mediapipe or haar")
+        self.config = config
+        self.static_image_mode = bool(static_image_mode)
+        self._lock = threading.Lock()
+        self._closed = False
+        self._mesh = self._crop_mesh = self._fd_full = self._fd_short = None
+        self._haar = None
+        self._frame_no = 0
+        self._small_cache: list[_Candidate] = []
+        conf = float(config.FACE_DETECTION_CONFIDENCE)
+        mp_solutions = None
+        if backend != "haar":
+            try:
+                from mediapipe.python.solutions import face_detection, face_mesh
+                mp_solutions = (face_detection, face_mesh)
+            except ImportError:
+                if backend == "mediapipe":
+                    raise
+        if mp_solutions is not None:
+            face_detection, face_mesh = mp_solutions
+            self._mesh = face_mesh.FaceMesh(
+                static_image_mode=self.static_image_mode,
+                max_num_faces=int(config.MAX_FACES),
+                refine_landmarks=True,
+                min_detection_confidence=conf,
+                min_tracking_confidence=float(config.FACE_TRACKING_CONFIDENCE),
+            )
+            # Landmarks for a face the frame-level mesh missed (small or far), on a zoomed crop.
+            self._crop_mesh = face_mesh.FaceMesh(
+                static_image_mode=True, max_num_faces=1, refine_landmarks=True, min_detection_confidence=conf,
+            )
+            # The independent counter: full range finds small/background faces on the whole
+            # frame; short range on square tiles finds large turned faces full range misses.
+            self._fd_full = face_detection.FaceDetection(model_selection=1, min_detection_confidence=conf)
+            self._fd_short = face_detection.FaceDetection(model_selection=0, min_detection_confidence=conf)
+            self.backend = "mediapipe"
+        else:
+            self._haar = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
+            if self._haar.empty():
+                raise RuntimeError("OpenCV Haar cascade haarcascade_frontalface_default.xml could not be loaded")
+            self.backend = "haar"
+
+    # -- public -----------------------------------------------------------------------------
+    def analyze(self, frame_bgr: np.ndarray) -> FaceObservation:
+        frame = to_bgr_uint8(frame_bgr)
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("FaceAnalyzer is closed")
+            grey = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+            brightness = float(grey.mean())
+            normalised = brightness < float(self.config.DARK_FRAME_MEAN)
+            work = normalise_dark(frame) if normalised else frame
+            h, w = work.shape[:2]
+            if self.backend == "haar":
+                cands = self._haar_candidates(work)
+            else:
+                cands = self._mediapipe_candidates(work)
+            faces = merge_candidates(cands)
+            if not faces:
+                return FaceObservation(
+                    face_detected=False, face_count=0, brightness=brightness, normalised=normalised,
+                    detector=self.backend if self.backend == "haar" else "facemesh",
+                )
+            main = max(faces, key=lambda c: _area(c.box))
+            if main.landmarks is None and self._crop_mesh is not None:
+                main.landmarks = self._landmarks_on_crop(work, main.box)
+            sources = {c.source for c in faces}
+            detector = "haar" if "haar" in sources else ("facemesh" if sources == {"facemesh"} else "face_detection")
+            kwargs: dict[str, Any] = {}
+            pts = main.landmarks
+            if pts is not None and len(pts) >= 468:
+                pose = head_pose(pts, w, h)
+                if pose is not None:
+                    kwargs.update(yaw_deg=pose[0], pitch_deg=pose[1], roll_deg=pose[2])
+                kwargs.update(
+                    ear_left=eye_aspect_ratio(pts, _LEFT_EYE_EAR),
+                    ear_right=eye_aspect_ratio(pts, _RIGHT_EYE_EAR),
+                    iris_offset=iris_offset(pts),
+                    landmarks=tuple((float(x), float(y)) for x, y in pts),
+                )
+            return FaceObservation(
+                face_detected=True,
+                face_count=len(faces),
+                box=main.box,
+                confidence=float(main.score),
+                face_boxes=tuple(c.box for c in sorted(faces, key=lambda c: -_area(c.box))),
+                detector=detector,
+                brightness=brightness,
+                normalised=normalised,
+                **kwargs,
+            )
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            for graph in (self._mesh, self._crop_mesh, self._fd_full, self._fd_short):
+                if graph is not None:
+                    graph.close()
+            self._mesh = self._crop_mesh = self._fd_full = self._fd_short = self._haar = None
+
+    def __enter__(self) -> "FaceAnalyzer":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- detectors --------------------------------------------------------------------------
+    def _mediapipe_candidates(self, frame: np.ndarray) -> list[_Candidate]:
+        h, w = frame.shape[:2]
+        rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+        cands: list[_Candidate] = []
+        result = self._mesh.process(rgb)
+        for face in result.multi_face_landmarks or ():
+            pts = np.array([(lm.x * w, lm.y * h) for lm in face.landmark], dtype=np.float64)
+            box = _clip_box(pts[:, 0].min(), pts[:, 1].min(), pts[:, 0].max(), pts[:, 1].max(), w, h)
+            if box is not None:
+                # FaceMesh reports no per-face score; its detector passed FACE_DETECTION_CONFIDENCE.
+                cands.append(_Candidate(box, 1.0, "facemesh", pts))
+        cands.extend(self._face_detection(self._fd_full, rgb, 0, 0))
+        tile_min = float(self.config.FACE_TILE_CONFIDENCE)
+        for x1, y1, x2, y2 in _square_tiles(w, h):
+            tile = np.ascontiguousarray(rgb[y1:y2, x1:x2])
+            cands.extend(c for c in self._face_detection(self._fd_short, tile, x1, y1, (w, h)) if c.score >= tile_min)
+        known = [c.box for c in cands]
+        smalls, fresh = self._small_faces(rgb, tile_min)
+        if not fresh and not known:
+            return cands  # a scene with no face of its own now: old small-face boxes do not count
+        for small in smalls:
+            if any(_same_face(small.box, k) for k in known):
+                continue  # already counted
+            # A new small face must be confirmed by FaceMesh on a zoomed crop: the full-range
+            # detector on tiles fires on some hands and fabric folds at 0.7 in the test photos.
+            if small.confirmed is None:
+                small.confirmed = self._landmarks_on_crop(frame, small.box) is not None
+            if small.confirmed:
+                cands.append(_Candidate(small.box, small.score, small.source))
+        return cands
+
+    def _small_faces(self, rgb: np.ndarray, min_score: float) -> tuple[list[_Candidate], bool]:
+        """Full range on zoomed tiles: in photo mode every call, in video mode every Nth frame
+        (the boxes found stand until the next scan, so the count does not flicker)."""
+        every = int(self.config.FACE_SMALL_SCAN_EVERY_N_FRAMES)
+        if every <= 0:
+            return [], True
+        self._frame_no += 1
+        fresh = self.static_image_mode or (self._frame_no - 1) % every == 0
+        if fresh:
+            h, w = rgb.shape[:2]
+            found: list[_Candidate] = []
+            for x1, y1, x2, y2 in _small_face_tiles(w, h):
+                tile = np.ascontiguousarray(rgb[y1:y2, x1:x2])
+                found.extend(c for c in self._face_detection(self._fd_full, tile, x1, y1, (w, h)) if c.score >= min_score)
+            self._small_cache = found
+        return self._small_cache, fresh
+
+    @staticmethod
+    def _face_detection(graph: Any, rgb: np.ndarray, ox: int, oy: int,
+                        full: tuple[int, int] | None = None) -> list[_Candidate]:
+        th, tw = rgb.shape[:2]
+        fw, fh = full or (tw, th)
+        out = []
+        for det in graph.process(rgb).detections or ():
+            rb = det.location_data.relative_bounding_box
+            box = _clip_box(ox + rb.xmin * tw, oy + rb.ymin * th,
+                            ox + (rb.xmin + rb.width) * tw, oy + (rb.ymin + rb.height) * th, fw, fh)
+            if box is not None:
+                out.append(_Candidate(box, float(det.score[0]), "face_detection"))
+        return out
+
+    def _haar_candidates(self, frame: np.ndarray) -> list[_Candidate]:
+        grey = cv2.equalizeHist(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY))
+        min_side = max(20, min(frame.shape[:2]) // 25)
+        found = self._haar.detectMultiScale(grey, scaleFactor=1.1, minNeighbors=5, minSize=(min_side, min_side))
+        return [_Candidate((int(x), int(y), int(x + bw), int(y + bh)), 0.5, "haar") for x, y, bw, bh in
+                (found if len(found) else ())]
+
+    def _landmarks_on_crop(self, frame: np.ndarray, box: Box) -> np.ndarray | None:
+        """FaceMesh on a zoomed crop around a face the frame-level mesh missed."""
+        h, w = frame.shape[:2]
+        bw, bh = box[2] - box[0], box[3] - box[1]
+        side = int(max(bw, bh) * 2.0)
+        cx, cy = (box[0] + box[2]) / 2.0, (box[1] + box[3]) / 2.0
+        x1, y1 = int(max(0, cx - side / 2)), int(max(0, cy - side / 2))
+        x2, y2 = int(min(w, cx + side / 2)), int(min(h, cy + side / 2))
+        if x2 - x1 < 8 or y2 - y1 < 8:
+            return None
+        crop = frame[y1:y2, x1:x2]
+        scale = 256.0 / max(crop.shape[:2])
+        crop = cv2.resize(crop, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC if scale > 1 else cv2.INTER_AREA)
+        res = self._crop_mesh.process(cv2.cvtColor(crop, cv2.COLOR_BGR2RGB))
+        if not res.multi_face_landmarks:
+            return None
+        ch, cw = crop.shape[:2]
+        pts = np.array([(x1 + lm.x * cw / scale, y1 + lm.y * ch / scale)
+                        for lm in res.multi_face_landmarks[0].landmark], dtype=np.float64)
+        centre = pts.mean(axis=0)
+        if not (box[0] <= centre[0] <= box[2] and box[1] <= centre[1] <= box[3]):
+            return None  # the crop's mesh found some other face
+        return pts
+
+
+def _clip_box(x1: float, y1: float, x2: float, y2: float, w: int, h: int) -> Box | None:
+    bx1, by1 = int(max(0, math.floor(x1))), int(max(0, math.floor(y1)))
+    bx2, by2 = int(min(w, math.ceil(x2))), int(min(h, math.ceil(y2)))
+    if bx2 - bx1 < 2 or by2 - by1 < 2:
+        return None
+    return bx1, by1, bx2, by2
+
+
+# ---------------------------------------------------------------------------------------------
+# Liveness: a still picture held to the camera neither blinks nor turns its head.
+
+@dataclass(frozen=True)
+class LivenessState:
+    passed: bool
+    blink_seen: bool
+    head_turn_seen: bool
+    reason: str
+
+
+class LivenessCheck:
+    """Passes once, within LIVENESS_WINDOW_S of frame time, a blink (EAR below EAR_THRESHOLD,
+    then back above EAR_THRESHOLD + LIVENESS_EAR_OPEN_MARGIN within LIVENESS_BLINK_MAX_S) or a
+    head turn (yaw moves LIVENESS_TURN_DEG away from where it started and comes back within
+    half that) is seen. Pure: uses only the times it is given. Once passed it stays passed
+    until reset().
+    """
+
+    def __init__(self, config: Any) -> None:
+        self.config = config
+        self._window = float(config.LIVENESS_WINDOW_S)
+        self._turn = float(config.LIVENESS_TURN_DEG)
+        self._closed_below = float(config.EAR_THRESHOLD)
+        self._open_above = float(config.EAR_THRESHOLD) + float(config.LIVENESS_EAR_OPEN_MARGIN)
+        self._blink_max = float(config.LIVENESS_BLINK_MAX_S)
+        self.reset()
+
+    def reset(self) -> None:
+        self._samples: deque[tuple[float, float | None, float | None]] = deque()
+        self._blink = False
+        self._turned = False
+        self._last_t: float | None = None
+
+    def update(self, obs: FaceObservation | None, t: float) -> LivenessState:
+        t = float(t)
+        if not math.isfinite(t):
+            raise ValueError("liveness time must be a finite number")
+        if self._last_t is not None and t < self._last_t:
+            self._samples.clear()  # time went backwards: a new stream
+        self._last_t = t
+        if self._blink or self._turned:
+            return self._state("")
+        if obs is None or not obs.face_detected:
+            self._samples.append((t, None, None))
+        else:
+            self._samples.append((t, obs.ear, obs.yaw_deg))
+        while self._samples and self._samples[0][0] < t - self._window:
+            self._samples.popleft()
+        self._blink = self._blink_in(self._samples)
+        self._turned = self._turn_in(self._samples)
+        if self._blink or self._turned:
+            return self._state("")
+        if obs is None or not obs.face_detected:
+            return self._state("no face in view")
+        if obs.ear is None and obs.yaw_deg is None:
+            return self._state("face found but no landmarks (eyes and pose unknown)")
+        span = t - self._samples[0][0]
+        if span >= self._window * 0.999:
+            return self._state(f"no blink or head turn in the last {self._window:g} s (a still picture?)")
+        return self._state(f"waiting for a blink or a head turn ({span:.1f} s of {self._window:g} s)")
+
+    def _state(self, reason: str) -> LivenessState:
+        passed = self._blink or self._turned
+        if passed:
+            reason = " and ".join(r for r, ok in (("blink seen", self._blink), ("head turn seen", self._turned)) if ok)
+        return LivenessState(passed=passed, blink_seen=self._blink, head_turn_seen=self._turned, reason=reason)
+
+    def _blink_in(self, samples: Iterable[tuple[float, float | None, float | None]]) -> bool:
+        phase, closed_at = "start", 0.0
+        for t, ear, _ in samples:
+            if ear is None:
+                continue
+            if ear >= self._open_above:
+                if phase == "closed" and t - closed_at <= self._blink_max:
+                    return True
+                phase = "open"
+            elif ear < self._closed_below and phase == "open":
+                phase, closed_at = "closed", t
+        return False
+
+    def _turn_in(self, samples: Iterable[tuple[float, float | None, float | None]]) -> bool:
+        start = None
+        away = False
+        for _, _, yaw in samples:
+            if yaw is None:
+                continue
+            if start is None:
+                start = yaw
+                continue
+            delta = abs(yaw - start)
+            if delta >= self._turn:
+                away = True
+            elif away and delta <= self._turn / 2.0:
+                return True
+        return False
