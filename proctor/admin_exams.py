@@ -110,7 +110,8 @@ def _render_exam_form(exam: Exam | None, errors: dict, form=None):
                   "is_published": False, "auto_terminate": bool(cfg.AUTO_TERMINATE_DEFAULT)}
         thresholds = {}
     return render_template("admin/exam_form.html", exam=exam, values=values, errors=errors, rules=config_vision.RULES,
-                           rules_on=rules_on, settings=threshold_settings(), thresholds=thresholds), (400 if errors else 200)
+                           rules_on=rules_on, settings=threshold_settings(), thresholds=thresholds,
+                           thresholds_open=any(k.startswith("th_") for k in errors) or any(thresholds.values())), (400 if errors else 200)
 
 
 @bp.route("/exams")
