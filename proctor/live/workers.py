@@ -159,6 +159,21 @@ class FramePipeline:
             except Exception:  # noqa: BLE001
                 log.exception("closing face analyzer for student %s", student_id)
 
+    def warm_up(self) -> None:
+        """Run each model once on a blank frame so the first real frame is not slow (lazy init, JIT)."""
+        blank = np.zeros((480, 640, 3), np.uint8)
+        t = time.perf_counter()
+        try:
+            if self._face_cls is not None:
+                analyzer = self._face_cls(self.config, static_image_mode=False)
+                analyzer.analyze(blank)
+                analyzer.close()
+            if self._detector is not None:
+                self._detector.detect(blank)
+        except Exception as exc:  # noqa: BLE001 - a real frame will report the same problem
+            self._note("warm-up failed", exc)
+        self.info["warm_up_ms"] = round((time.perf_counter() - t) * 1000, 1)
+
     def close(self) -> None:
         for sid in list(self._analyzers):
             self.forget(sid)
@@ -246,6 +261,7 @@ def worker_main(worker_id: int, config, models_dir: str | None, job_conn, result
     except BaseException as exc:  # noqa: BLE001
         result_conn.send(("fatal", f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"))
         return
+    pipeline.warm_up()
     result_conn.send(("ready", pipeline.info))
     while True:
         try:

@@ -1,0 +1,39 @@
+"""Tests of the live runtime (proctor/live). Helpers shared by these tests live here."""
+from __future__ import annotations
+
+import time
+
+
+def wait_for(predicate, timeout: float, message: str, interval: float = 0.02, step=None):
+    """Poll until predicate() is truthy (returns it) or fail with `message` after a generous timeout.
+
+    A bounded wait, not a timing assertion: the timeout only stops a hung test.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        if step is not None:
+            step()
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up after {timeout:.0f} s: {message}")
+        time.sleep(interval)
+
+
+def load_photo(name: str):
+    import cv2
+
+    from tests.vision.conftest import TESTDATA
+
+    img = cv2.imread(str(TESTDATA / name), cv2.IMREAD_COLOR)
+    if img is None:
+        raise AssertionError(f"test photo {name} not found under {TESTDATA} (set PROCTOR_TESTDATA)")
+    return img
+
+
+def fit(img, width: int = 640, height: int = 480):
+    """Resize a photo to webcam size, as the upload route does."""
+    import cv2
+
+    return cv2.resize(img, (width, height), interpolation=cv2.INTER_AREA)

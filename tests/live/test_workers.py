@@ -1,0 +1,133 @@
+"""The worker pool: real processes running the real FaceAnalyzer and detector on real photos."""
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from proctor.live.workers import FramePipeline, FrameJob, WorkerPool
+from tests.live import fit, load_photo, wait_for
+
+READY_TIMEOUT_S = 240
+RESULT_TIMEOUT_S = 120
+
+
+@pytest.fixture(scope="module")
+def config():
+    from config_vision import load_vision_config
+
+    return load_vision_config(env={})
+
+
+@pytest.fixture(scope="module")
+def pool(config):
+    p = WorkerPool(2, config)
+    p.start()
+    try:
+        assert p.wait_ready(READY_TIMEOUT_S), f"workers did not become ready: {p.status()}"
+        yield p
+    finally:
+        p.stop()
+
+
+def _job(student, seq, image=None, jpeg=None, t=None, detector=True):
+    return FrameJob(student, student * 10, seq, 1000.0 + seq if t is None else t, time.monotonic(),
+                    image=image, jpeg=jpeg, run_detector=detector)
+
+
+def _run(pool, job):
+    assert wait_for(lambda: pool.can_take(job.student_id), RESULT_TIMEOUT_S, "the student's worker never became idle")
+    assert pool.submit(job)
+    got = []
+    wait_for(lambda: got.extend(pool.results()) or got, RESULT_TIMEOUT_S, f"no result for {job.student_id}/{job.seq}")
+    assert len(got) == 1
+    return got[0]
+
+
+def test_face_and_empty_room_on_real_photos(pool):
+    face = _run(pool, _job(1, 1, fit(load_photo("a_1_webcam_woman_T1.jpg"))))
+    assert face.errors == []
+    assert face.face is not None and face.face.face_detected and face.face.face_count == 1
+    assert face.detector_ran and face.detections.person_count >= 1
+    assert face.frame_size == (640, 480)
+    shown = cv2.imdecode(np.frombuffer(face.processed_jpeg, np.uint8), cv2.IMREAD_COLOR)
+    assert shown is not None and shown.shape == (480, 640, 3)
+
+    room = _run(pool, _job(1, 2, fit(load_photo("f_5_living_room_empty.jpg")), detector=False))
+    assert room.face is not None and not room.face.face_detected and room.face.face_count == 0
+    assert not room.detector_ran and room.detections is None
+    assert room.frame_diff is not None and room.frame_diff > 5  # a different picture from the same stream
+    assert room.frame_mean is not None and 0 < room.frame_mean < 255
+
+
+def test_two_people_are_counted(pool):
+    res = _run(pool, _job(2, 1, fit(load_photo("e_5_zidane_two_men.jpg"))))
+    assert res.face.face_count >= 2
+
+
+def test_jpeg_frames_are_decoded_in_the_worker_and_bad_bytes_reported(pool):
+    ok, buf = cv2.imencode(".jpg", fit(load_photo("a_6_grace_hopper.jpg")))
+    assert ok
+    res = _run(pool, _job(3, 1, jpeg=buf.tobytes()))
+    assert res.face.face_detected and "decode" in res.timings_ms
+    bad = _run(pool, _job(3, 2, jpeg=b"\xff\xd8 truncated"))
+    assert bad.errors == ["could not decode frame"] and bad.face is None
+
+
+def test_frozen_and_black_frames_are_measured(pool):
+    img = fit(load_photo("c_1_coco446_woman_bookshelf.jpg"))
+    _run(pool, _job(4, 1, img, detector=False))
+    same = _run(pool, _job(4, 2, img.copy(), detector=False))
+    assert same.frame_diff == pytest.approx(0.0, abs=0.01)
+    dark = _run(pool, _job(4, 3, (img * 0.02).astype(np.uint8), detector=False))
+    assert dark.frame_mean < 12
+
+
+def test_sticky_assignment_spreads_students_over_workers(pool):
+    assert pool.worker_for(1) == pool.worker_for(1)
+    ids = {pool.worker_for(s) for s in (11, 12, 13, 14)}
+    assert ids == {0, 1}
+
+
+def test_a_busy_worker_takes_no_second_job(pool):
+    img = fit(load_photo("a_1_webcam_woman_T1.jpg"))
+    wait_for(lambda: pool.can_take(1), RESULT_TIMEOUT_S, "worker idle")
+    assert pool.submit(_job(1, 10, img))
+    assert not pool.submit(_job(1, 11, img))  # one in flight per worker: the slot keeps the newer frame
+    got = []
+    wait_for(lambda: got.extend(pool.results()) or got, RESULT_TIMEOUT_S, "result")
+    assert [r.seq for r in got] == [10]
+
+
+def test_killed_worker_is_restarted_and_the_next_frame_is_processed(pool):
+    img = fit(load_photo("a_1_webcam_woman_T1.jpg"))
+    wid = pool.worker_for(5)
+    pid = pool.pids()[wid]
+    assert pool.submit(_job(5, 1, img))
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: pool.results() is not None and pool.status()["workers"][wid]["restarts"] >= 1,
+             RESULT_TIMEOUT_S, "the crash was not noticed")
+    st = pool.status()["workers"][wid]
+    assert st["last_crash"]["pid"] == pid and st["last_crash"]["exitcode"] == -signal.SIGKILL
+    assert st["last_crash"]["lost_job"] == {"student_id": 5, "seq": 1}
+    assert pool.pids()[wid] != pid
+    wait_for(lambda: (pool.results() is not None) and all(w["ready"] for w in pool.status()["workers"]),
+             READY_TIMEOUT_S, "the restarted worker never became ready")
+    res = _run(pool, _job(5, 2, img))
+    assert res.face.face_detected and res.seq == 2
+
+
+def test_pipeline_in_process_matches_contract(config):
+    """FramePipeline is the same code the workers run; here in-process, for a task engine later."""
+    pipe = FramePipeline(config)
+    try:
+        res = pipe.process(_job(6, 1, fit(load_photo("a_3_face_closeup_sergey.png"))))
+        assert res.face.face_detected and res.processed_jpeg.startswith(b"\xff\xd8")
+        pipe.forget(6)
+        assert 6 not in pipe._analyzers
+    finally:
+        pipe.close()
