@@ -82,6 +82,7 @@ def _exam_from_form(form, exam: Exam) -> list[str]:
     new = {
         "title": title, "description": description, "duration_minutes": duration, "pass_mark_percent": pass_mark,
         "is_published": bool_field(form, "is_published"), "auto_terminate": bool_field(form, "auto_terminate"),
+        "require_liveness": bool_field(form, "require_liveness"),
         "disabled_rules": ",".join(r for r in config_vision.RULES if r not in rules_on),
         "thresholds": json.dumps(thresholds, sort_keys=True),
     }
@@ -95,19 +96,20 @@ def _render_exam_form(exam: Exam | None, errors: dict, form=None):
     if form is not None:  # echo what was typed
         rules_on = set(form.getlist("rules"))
         values = {k: form.get(k, "") for k in ("title", "description", "duration_minutes", "pass_mark_percent")}
-        values.update(is_published=bool_field(form, "is_published"), auto_terminate=bool_field(form, "auto_terminate"))
+        values.update(is_published=bool_field(form, "is_published"), auto_terminate=bool_field(form, "auto_terminate"),
+                      require_liveness=bool_field(form, "require_liveness"))
         thresholds = {s.name: form.get(f"th_{s.name}", "") for s in threshold_settings()}
     elif exam is not None:
         rules_on = set(config_vision.RULES) - exam_disabled_rules(exam)
         values = {"title": exam.title, "description": exam.description, "duration_minutes": exam.duration_minutes,
                   "pass_mark_percent": exam.pass_mark_percent, "is_published": exam.is_published,
-                  "auto_terminate": exam.auto_terminate}
+                  "auto_terminate": exam.auto_terminate, "require_liveness": exam.require_liveness}
         thresholds = exam_thresholds(exam)
     else:
         cfg = config_vision.load_vision_config()
         rules_on = set(config_vision.RULES)
         values = {"title": "", "description": "", "duration_minutes": 30, "pass_mark_percent": 50,
-                  "is_published": False, "auto_terminate": bool(cfg.AUTO_TERMINATE_DEFAULT)}
+                  "is_published": False, "auto_terminate": bool(cfg.AUTO_TERMINATE_DEFAULT), "require_liveness": True}
         thresholds = {}
     return render_template("admin/exam_form.html", exam=exam, values=values, errors=errors, rules=config_vision.RULES,
                            rules_on=rules_on, settings=threshold_settings(), thresholds=thresholds,

@@ -14,11 +14,11 @@ from flask import abort, current_app, flash, redirect, render_template, request,
 from flask_login import current_user
 from sqlalchemy import func, select
 
-from . import models
 from .admin import bp
 from .admin_common import FieldError, audit, get_or_404, paginate, query_int, text_field
 from .extensions import db
-from .models import Answer, Exam, ExamResult, ExamSession, Question, ResultStatus, ReviewStatus, Student, Violation, utcnow
+from .models import (Answer, Exam, ExamResult, ExamSession, Question, Recording, ResultStatus, ReviewStatus, Student,
+                     Violation, utcnow)
 from .security import ADMIN, access
 
 log = logging.getLogger(__name__)
@@ -180,9 +180,13 @@ def build_timeline(session: ExamSession, violations: list[Violation], width: int
             s = s.get("score")
         if isinstance(s, (int, float)) and not isinstance(s, bool) and 0 <= s <= 100:
             scores.append((v.timestamp, float(s)))
+    replayed = None if scores else replay_suspicion(session, violations)
     if scores:
         mode, top_value = "suspicion", 100.0
         series = [(start, 0.0)] + scores
+    elif replayed is not None:
+        mode, top_value = "replayed", 100.0
+        series = [(start, 0.0)] + replayed
     else:
         mode = "count"
         series = [(start, 0.0)] + [(v.timestamp, float(i + 1)) for i, v in enumerate(violations)]
@@ -204,17 +208,38 @@ def build_timeline(session: ExamSession, violations: list[Violation], width: int
             "axis_y": chart_top + chart_h + 16, "start": start, "end": end}
 
 
+def replay_suspicion(session: ExamSession, violations: list[Violation]) -> list[tuple[datetime, float]] | None:
+    """The suspicion score after each stored violation, recomputed with the warning system's own formula.
+
+    Only what was stored counts: each violation as one occurrence of its rule. How long a condition
+    lasted is not stored, so this is a lower bound of the score the proctor saw live.
+    """
+    try:
+        from config_vision import load_vision_config
+        from decision_engine import RuleEvent
+        from warning_system import WarningSystem
+    except ImportError:
+        return None
+    ws = WarningSystem(load_vision_config())
+    out = []
+    for v in violations:
+        t = (v.timestamp - session.started_at).total_seconds()
+        try:
+            ws.on_event("s", RuleEvent(v.type, "instant", t, v.severity or "medium", {}), auto_terminate=False)
+        except ValueError:  # a rule this version does not know: shown as a dot, not scored
+            continue
+        out.append((v.timestamp, float(ws.suspicion("s", t).score)))
+    return out
+
+
 def _fmt_offset(seconds: float) -> str:
     seconds = int(round(seconds))
     return f"{seconds // 60}:{seconds % 60:02d}"
 
 
 def recordings_for(session_id: int) -> list:
-    Recording = getattr(models, "Recording", None)
-    if Recording is None or not hasattr(Recording, "session_id"):
-        return []
-    order = getattr(Recording, "created_at", None) or getattr(Recording, "id")
-    return db.session.scalars(select(Recording).where(Recording.session_id == session_id).order_by(order)).all()
+    return db.session.scalars(select(Recording).where(Recording.session_id == session_id)
+                              .order_by(Recording.kind, Recording.sequence, Recording.created_at, Recording.id)).all()
 
 
 def session_review_data(session_id: int) -> dict:
@@ -299,35 +324,28 @@ def session_outcome(session_id: int):
 
 # --- recordings ---------------------------------------------------------------------------------
 
-def _recording_file(rec) -> Path | None:
-    raw = None
-    for attr in ("path", "file_path", "audio_path", "storage_path"):
-        raw = getattr(rec, attr, None)
-        if raw:
-            break
-    if not raw:
+def _recording_file(rec: Recording) -> Path | None:
+    """The recording on disk, only if it lies inside the data folder."""
+    if not rec.path:
         return None
     root = Path(current_app.config["PROCTOR_DATA_DIR"]).resolve()
-    path = (Path(raw) if Path(raw).is_absolute() else root / raw).resolve()
+    path = (Path(rec.path) if Path(rec.path).is_absolute() else root / rec.path).resolve()
     if not path.is_relative_to(root):
-        log.warning("recording %s path %r is outside the data folder; refused", rec.id, raw)
+        log.warning("recording %s path %r is outside the data folder; refused", rec.id, rec.path)
         return None
     return path if path.is_file() else None
 
 
-def recording_mime(rec, path: Path) -> str:
-    declared = getattr(rec, "mime", None) or getattr(rec, "mime_type", None) or getattr(rec, "content_type", None)
-    if isinstance(declared, str) and declared.split("/")[0] in ("audio", "video") and len(declared) < 100:
-        return declared.split(";")[0].strip()
+def recording_mime(rec: Recording, path: Path) -> str:
+    declared = (rec.mime or "").split(";")[0].strip().lower()
+    if declared.split("/")[0] in ("audio", "video") and len(declared) < 64:
+        return declared
     return MEDIA_TYPES.get(path.suffix.lower()) or mimetypes.guess_type(path.name)[0] or "application/octet-stream"
 
 
 @bp.route("/recordings/<int:recording_id>")
 @access(ADMIN)
 def recording_file(recording_id: int):
-    Recording = getattr(models, "Recording", None)
-    if Recording is None:
-        abort(404)
     rec = get_or_404(Recording, recording_id)
     path = _recording_file(rec)
     if path is None:

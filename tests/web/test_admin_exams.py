@@ -29,7 +29,7 @@ def load_exam(app, exam_id):
         if e is None:
             return None
         return {c: getattr(e, c) for c in ("title", "description", "duration_minutes", "pass_mark_percent", "is_published",
-                                            "auto_terminate", "disabled_rules", "thresholds")} | {
+                                            "auto_terminate", "disabled_rules", "thresholds", "require_liveness")} | {
             "questions": [(q.text, q.options, q.correct_index, q.points) for q in e.questions]}
 
 
@@ -49,10 +49,12 @@ def test_new_exam_form_defaults(app, admin_client):
 
 
 def test_create_exam_with_rules_and_thresholds(app, admin_client):
-    exam_id = create_exam(admin_client, th_TIME_NO_FACE_S="7.5", th_INSTANT_PENALTY_THRESHOLD="5", th_YAW_THRESHOLD_DEG="")
+    exam_id = create_exam(admin_client, th_TIME_NO_FACE_S="7.5", th_INSTANT_PENALTY_THRESHOLD="5", th_YAW_THRESHOLD_DEG="",
+                          require_liveness="1")
     e = load_exam(app, exam_id)
     assert (e["title"], e["description"], e["duration_minutes"], e["pass_mark_percent"]) == ("Chemistry", "Line one\nline two", 45, 60)
     assert e["disabled_rules"] == "VOICE_DETECTED" and e["auto_terminate"] is False and e["is_published"] is False
+    assert e["require_liveness"] is True
     assert json.loads(e["thresholds"]) == {"TIME_NO_FACE_S": 7.5, "INSTANT_PENALTY_THRESHOLD": 5}
     # the overrides are usable as they are by the vision config
     cfg = config_vision.load_vision_config(env={}).with_overrides(**json.loads(e["thresholds"]))

@@ -120,10 +120,26 @@ def test_session_review_page_shows_everything(app, admin_client):
     assert "<script>" not in page and " style=" not in page and "<style" not in page
 
 
-def test_timeline_falls_back_to_counts_without_suspicion(app, admin_client):
+def test_timeline_recomputes_suspicion_when_none_was_stored(app, admin_client):
     s = seed_session(app, violations=[("TAB_SWITCH", 30, {}, None), ("TAB_SWITCH", 90, {"suspicion": "junk"}, None)])
     page = admin_client.get(f"/admin/sessions/{s['session_id']}").get_data(as_text=True)
-    assert "running count of violations" in page and page.count('class="tl-marker') == 2
+    assert "recomputed from the stored violations" in page and page.count('class="tl-marker') == 2
+    # the same formula as the live warning system: two TAB_SWITCH occurrences
+    from config_vision import load_vision_config
+    from decision_engine import RuleEvent
+    from proctor.admin_results import replay_suspicion
+    from proctor.extensions import db
+    from proctor.models import ExamSession, Violation
+    from warning_system import WarningSystem
+
+    ws = WarningSystem(load_vision_config())
+    for t in (30.0, 90.0):
+        ws.on_event("x", RuleEvent("TAB_SWITCH", "instant", t, "medium", {}))
+    with app.app_context():
+        sess = db.session.get(ExamSession, s["session_id"])
+        vs = db.session.query(Violation).order_by(Violation.timestamp).all()
+        scores = [score for _, score in replay_suspicion(sess, vs)]
+    assert scores[-1] == ws.suspicion("x", 90.0).score and 0 < scores[0] < scores[1] < 100
 
 
 def test_review_decisions_and_outcome_are_saved_and_audited(app, admin_client):
@@ -257,6 +273,42 @@ def test_recordings_page_and_clips(app, admin_client):
         db.session.commit()
     page = admin_client.get(f"/admin/sessions/{s['session_id']}/recordings").get_data(as_text=True)
     assert f'src="/admin/evidence/{s["violation_ids"][1]}/clip"' in page and "<video" in page
+
+
+def test_recording_streams_with_range_and_is_path_safe(app, admin_client, student_client, tmp_path):
+    import shutil as sh
+    import subprocess
+
+    from proctor.extensions import db
+    from proctor.models import Recording
+
+    s = seed_session(app)
+    data_dir = Path(app.config["PROCTOR_DATA_DIR"])
+    (data_dir / "audio").mkdir(parents=True, exist_ok=True)
+    wav = data_dir / "audio" / "chunk0.wav"
+    espeak = sh.which("espeak-ng")
+    assert espeak, "espeak-ng is needed (apt-get install espeak-ng)"
+    subprocess.run([espeak, "-w", str(wav), "The answer to question two is the speed of light"], check=True, timeout=60)
+    size = wav.stat().st_size
+    outside = tmp_path / "outside.wav"
+    sh.copy(wav, outside)
+    with app.app_context():
+        good = Recording(session_id=s["session_id"], student_id=s["student_id"], kind="audio", path="audio/chunk0.wav",
+                         mime="audio/wav", bytes=size, sequence=0)
+        bad = Recording(session_id=s["session_id"], student_id=s["student_id"], kind="audio", path=str(outside),
+                        mime="audio/wav", bytes=size, sequence=1)
+        db.session.add_all([good, bad])
+        db.session.commit()
+        good_id, bad_id = good.id, bad.id
+    resp = admin_client.get(f"/admin/recordings/{good_id}")
+    assert resp.status_code == 200 and resp.mimetype == "audio/wav" and resp.data == wav.read_bytes()
+    part = admin_client.get(f"/admin/recordings/{good_id}", headers={"Range": "bytes=0-99"})
+    assert part.status_code == 206 and part.data == wav.read_bytes()[:100]
+    assert part.headers["Content-Range"] == f"bytes 0-99/{size}"
+    assert admin_client.get(f"/admin/recordings/{bad_id}").status_code == 404  # outside the data folder
+    assert student_client.get(f"/admin/recordings/{good_id}").status_code == 403
+    page = admin_client.get(f"/admin/sessions/{s['session_id']}/recordings").get_data(as_text=True)
+    assert f'<audio controls preload="metadata" src="/admin/recordings/{good_id}">' in page
 
 
 def test_hostile_text_is_rendered_escaped(app, admin_client):

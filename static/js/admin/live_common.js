@@ -164,6 +164,7 @@
       socketUp = false;
       setState("live updates lost: refreshing every " + intervalS + " s", "text-bg-warning");
     });
+    socket.on("active_students", function (payload) { handlers.snapshot(studentsFrom(payload)); });
     ["student_violation", "student_status", "student_joined", "student_left", "exam_terminated", "warnings_cleared"].forEach(function (name) {
       socket.on(name, function (payload) { if (handlers[name]) { handlers[name](payload || {}); } });
     });
