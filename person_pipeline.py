@@ -195,6 +195,22 @@ def as_bgr(frame) -> np.ndarray:
     return np.ascontiguousarray(frame)
 
 
+def brighten_if_dark(frame_bgr: np.ndarray, dark_mean: float, target_mean: float) -> np.ndarray:
+    """Gamma-brighten a dim frame so its mean luma reaches ``target_mean`` (detector input only).
+
+    Measured on darkened real photos: phone and book scores drop below threshold in dim frames
+    and come back after this (docs/detection-quality.md). A no-op for normal frames.
+    """
+    import cv2
+
+    mean = float(cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2GRAY).mean())
+    if mean >= dark_mean or mean < 1.0:
+        return frame_bgr
+    gamma = np.log(target_mean / 255.0) / np.log(mean / 255.0)
+    lut = (255.0 * (np.arange(256) / 255.0) ** gamma).clip(0, 255).astype(np.uint8)
+    return cv2.LUT(frame_bgr, lut)
+
+
 # --------------------------------------------------------------------------- detector base
 
 RawOutput = tuple[np.ndarray, np.ndarray, np.ndarray]  # boxes (N,4) frame px, scores (N,), class ids (N,)
@@ -225,7 +241,8 @@ class ObjectDetector:
         raise NotImplementedError
 
     def detect(self, frame_bgr: np.ndarray) -> Detections:
-        frame = as_bgr(frame_bgr)
+        frame = brighten_if_dark(as_bgr(frame_bgr), self.config.DETECTOR_DARK_FRAME_MEAN,
+                                 self.config.DETECTOR_BRIGHTEN_TARGET_MEAN)
         h, w = frame.shape[:2]
         boxes, scores, classes = self._infer(frame)
         first = self._postprocess(boxes, scores, classes, w * h)
