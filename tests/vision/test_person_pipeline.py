@@ -321,3 +321,75 @@ def test_evidence_ignores_persons_and_reset_forgets():
     assert ev.update(frame).items == (person, book)
     ev.reset()
     assert ev.hits(COCO_BOOK) == 0 and ev.confirmed == frozenset()
+
+
+# ------------------------------------------------------------------ opencv_darknet with an architecture-only model
+
+DARKNET_CFG = """[net]
+width=416
+height=416
+channels=3
+
+[convolutional]
+batch_normalize=0
+filters=255
+size=1
+stride=32
+pad=0
+activation=linear
+
+[yolo]
+mask=0,1,2
+anchors=10,14, 23,27, 37,58, 81,82, 135,169, 344,319
+classes=80
+num=6
+"""
+
+
+def _write_darknet_model(folder: Path, class_id: int) -> None:
+    """A one-layer YOLO head (no trained weights exist here): zero kernels, biases that make
+    every cell report ``class_id`` with objectness and class score sigmoid(3) each."""
+    import struct
+
+    bias = np.zeros(255, dtype=np.float32)
+    for anchor in range(3):
+        bias[anchor * 85 + 4] = 3.0
+        bias[anchor * 85 + 5 + class_id] = 3.0
+    (folder / "yolov4-tiny.cfg").write_text(DARKNET_CFG)
+    with open(folder / "yolov4-tiny.weights", "wb") as fh:
+        fh.write(struct.pack("<iiiq", 0, 2, 5, 0))        # darknet header: version 0.2.5, images seen
+        fh.write(bias.tobytes())
+        fh.write(np.zeros(255 * 3, dtype=np.float32).tobytes())
+
+
+def test_opencv_darknet_backend_maps_boxes_to_frame_and_applies_nms(config, tmp_path, load_image):
+    _write_darknet_model(tmp_path, COCO_CELL_PHONE)
+    cfg = config.with_overrides(DETECTOR_BACKEND="opencv_darknet", DETECTOR_SECOND_LOOK=False)
+    det = create_detector(cfg, models_dir=tmp_path)
+    assert det.info()["backend"] == "opencv_darknet" and det.info()["input_size"] == [416, 416]
+    img = load_image("e_5_zidane_two_men.jpg")                 # 1280x720, not the 416 square
+    dets = det.detect(img)
+    assert dets.items and {d.class_id for d in dets.items} == {COCO_CELL_PHONE}
+    assert all(abs(d.score - (1 / (1 + np.exp(-3))) ** 2) < 0.01 for d in dets.items)
+    sx, sy = 1280 / 416, 720 / 416
+    anchors = [(10 * sx, 14 * sy), (23 * sx, 27 * sy), (37 * sx, 58 * sy)]
+    for d in dets.items:
+        x1, y1, x2, y2 = d.box
+        assert 0 <= x1 < x2 <= 1280 and 0 <= y1 < y2 <= 720
+        # Each box is an anchor scaled from the 416 input back to the frame (clipped at the edges).
+        if 0 < x1 and x2 < 1280 and 0 < y1 and y2 < 720:
+            assert any(abs((x2 - x1) - aw) < 4 and abs((y2 - y1) - ah) < 4 for aw, ah in anchors), d.box
+    centres = np.array([centre(d.box) for d in dets.items])
+    assert centres[:, 0].max() > 1100 and centres[:, 1].max() > 600    # the whole frame is covered
+    boxes = np.array([d.box for d in dets.items])
+    from person_pipeline import box_iou
+    for i in range(len(boxes)):
+        assert (box_iou(boxes[i], np.delete(boxes, i, axis=0)) <= cfg.NMS_IOU + 1e-9).all()
+
+
+def test_auto_picks_centernet_before_darknet(config, tmp_path):
+    _write_darknet_model(tmp_path, COCO_BOOK)
+    os.symlink(CENTERNET, tmp_path / "centernet_mbv3_coco.onnx")
+    assert create_detector(config, models_dir=tmp_path).info()["backend"] == "centernet"
+    (tmp_path / "centernet_mbv3_coco.onnx").unlink()
+    assert create_detector(config, models_dir=tmp_path).info()["backend"] == "opencv_darknet"
