@@ -15,6 +15,9 @@ from .settings import REPO_ROOT
 
 
 def register_cli(app: Flask) -> None:
+    from .cli_vision import register_vision_cli  # analyze, verify-face (no database)
+    register_vision_cli(app)
+
     @app.cli.command("create-user")
     @click.option("--role", type=click.Choice(["ADMIN", "STUDENT"]), required=True, help="Account role.")
     @click.option("--email", required=True, help="Login email (unique).")
