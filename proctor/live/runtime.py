@@ -377,8 +377,13 @@ class LiveRuntime:
             with self._lock:
                 if self._streams.get(stream.student_id) is not stream:
                     continue
-                for event in stream.engine.tick(stream.student_id, self._student_now(stream)):
-                    self._on_rule_event(stream, event, stream.processed_jpeg, None)
+                # CAMERA_OFF from silence only when no frame *arrived* for that long: a slow worker
+                # (frames received but not yet processed) must not look like a dead camera.
+                latest = self.slots.latest(stream.student_id)
+                silent_s = now_mono - (latest.received_mono if latest is not None else stream.joined_mono)
+                if silent_s >= float(stream.engine.config.TIME_CAMERA_OFF_S):
+                    for event in stream.engine.tick(stream.student_id, self._student_now(stream)):
+                        self._on_rule_event(stream, event, stream.processed_jpeg, None)
             if stream.terminated:
                 continue
             self.events.publish("student_status", {"student_id": stream.student_id, "session_id": stream.session_id,

@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import threading
 import time
 import traceback
 from collections import deque
@@ -366,6 +367,16 @@ class _WorkerSlot:
     streams: set = field(default_factory=set)
 
 
+def _locked(method):
+    def wrapper(self, *args, **kwargs):
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    wrapper.__name__ = method.__name__
+    wrapper.__doc__ = method.__doc__
+    return wrapper
+
+
 class WorkerPool:
     """A fixed number of worker processes; sticky student -> worker assignment; one job in flight per worker."""
 
@@ -382,6 +393,8 @@ class WorkerPool:
         self._on_crash = on_crash
         self.crashes: list[dict] = []
         self.started = False
+        # The runtime loop submits and collects; admin requests may call forget() from other threads.
+        self._lock = threading.RLock()
 
     # -- lifecycle
     def start(self) -> None:
@@ -417,6 +430,7 @@ class WorkerPool:
         return False
 
     # -- dispatch
+    @_locked
     def worker_for(self, student_id: int) -> int | None:
         """The student's worker (assigned on first use to the least-loaded ready worker)."""
         wid = self._assign.get(student_id)
@@ -432,10 +446,12 @@ class WorkerPool:
         best.streams.add(student_id)
         return best.worker_id
 
+    @_locked
     def can_take(self, student_id: int) -> bool:
         wid = self.worker_for(student_id)
         return wid is not None and self._workers[wid].busy_job is None
 
+    @_locked
     def submit(self, job: FrameJob) -> bool:
         """Hand the job to the student's worker if it is ready and idle; False otherwise (nothing queued)."""
         wid = self.worker_for(job.student_id)
@@ -450,6 +466,7 @@ class WorkerPool:
         w.busy_since = time.monotonic()
         return True
 
+    @_locked
     def forget(self, student_id: int) -> None:
         wid = self._assign.pop(student_id, None)
         if wid is not None:
@@ -459,6 +476,7 @@ class WorkerPool:
                 w.child.send(("forget", student_id))
 
     # -- collection and supervision
+    @_locked
     def results(self) -> list[FrameResult]:
         """Finished results from every worker; never blocks. Restarts crashed or hung workers."""
         out: list[FrameResult] = []
@@ -523,9 +541,11 @@ class WorkerPool:
         if delay == 0.0:
             self._spawn(w)
 
+    @_locked
     def busy_students(self) -> set[int]:
         return {w.busy_job.student_id for w in self._workers if w.busy_job is not None}
 
+    @_locked
     def status(self) -> dict:
         return {
             "size": self.size,
@@ -548,11 +568,13 @@ class WorkerPool:
             "restarts": sum(w.restarts for w in self._workers),
         }
 
+    @_locked
     def detector_info(self) -> dict:
         for w in self._workers:
             if w.ready and "detector" in w.info:
                 return dict(w.info["detector"])
         return {"loaded": False, "reason": "no worker ready yet"}
 
+    @_locked
     def pids(self) -> list[int | None]:
         return [w.child.pid if w.child else None for w in self._workers]

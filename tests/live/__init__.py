@@ -37,3 +37,15 @@ def fit(img, width: int = 640, height: int = 480):
     import cv2
 
     return cv2.resize(img, (width, height), interpolation=cv2.INTER_AREA)
+
+
+def live_frame(img, i: int):
+    """Frame i of a live stream of a still photo: a small camera shake and exposure flicker, so that
+    consecutive frames differ as a real webcam's do (a pixel-identical stream reads as a frozen camera)."""
+    import cv2
+    import numpy as np
+
+    dx, dy = (i % 4) * 3 - 4, (i % 3) * 2 - 2
+    shifted = cv2.warpAffine(img, np.float32([[1, 0, dx], [0, 1, dy]]), (img.shape[1], img.shape[0]),
+                             borderMode=cv2.BORDER_REFLECT)
+    return cv2.convertScaleAbs(shifted, alpha=1.0 + 0.03 * ((i % 5) - 2))

@@ -1,0 +1,237 @@
+"""The live runtime end to end on SQLite and MariaDB: real worker processes on real photos,
+decisions on frame time, violations with evidence JPEG + WebM clip, browser events, admin actions."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from datetime import timedelta
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from tests.conftest import make_user
+from tests.live import fit, live_frame, load_photo, wait_for
+
+READY_TIMEOUT_S = 240
+RESULT_TIMEOUT_S = 120
+
+
+def _seed_session(app, *, auto_terminate=False, exam_disabled="", email="live@example.edu"):
+    from proctor import exam_service
+    from proctor.extensions import db
+    from proctor.models import Exam, Question
+
+    student_id = make_user(app, email, name="Live Student")
+    with app.app_context():
+        exam = Exam(title="Live exam", description="", duration_minutes=30, pass_mark_percent=50, is_published=True,
+                    auto_terminate=auto_terminate, disabled_rules=exam_disabled)
+        db.session.add(exam)
+        db.session.flush()
+        q = Question(exam_id=exam.id, text="2+2?", correct_index=1, position=0, points=1)
+        q.options = ["3", "4"]
+        db.session.add(q)
+        db.session.commit()
+        session = exam_service.start_session(student_id, exam.id)
+        return student_id, session.id, exam.id
+
+
+@pytest.fixture
+def runtime_factory(app):
+    from proctor.live import get_runtime
+
+    started = []
+
+    def make(enabled=True, workers=1):
+        rt = get_runtime(app)
+        rt.enabled = enabled
+        rt.worker_count = workers
+        events = []
+        rt.events.subscribe(lambda name, payload: events.append((name, payload)))
+        rt.start()
+        started.append(rt)
+        if enabled:
+            wait_for(lambda: all(w["ready"] for w in rt.pipeline_status()["workers"]["workers"]), READY_TIMEOUT_S,
+                     "live workers never became ready")
+        return rt, events
+
+    yield make
+    for rt in started:
+        rt.stop()
+
+
+def _feed(rt, student_id, session_id, image, t):
+    """Submit one frame at frame time t and wait until the runtime has processed it."""
+    receipt = rt.submit_frame(student_id, session_id, image, client_ts_ms=int(t * 1000), server_ts=t)
+    wait_for(lambda: rt.status(student_id).get("frames", {}).get("processed", 0) >= receipt.seq,
+             RESULT_TIMEOUT_S, f"frame {receipt.seq} at t={t} was never processed: {rt.pipeline_status()}")
+    return receipt
+
+
+def _violations(app, session_id):
+    from sqlalchemy import select
+
+    from proctor.extensions import db
+    from proctor.models import Violation
+
+    with app.app_context():
+        rows = db.session.scalars(select(Violation).where(Violation.session_id == session_id).order_by(Violation.id)).all()
+        db.session.expunge_all()
+        return rows
+
+
+def test_no_face_violation_with_evidence_jpeg_and_clip(app, runtime_factory):
+    student_id, session_id, _ = _seed_session(app)
+    rt, events = runtime_factory()
+    face = fit(load_photo("a_1_webcam_woman_T1.jpg"))
+    room = fit(load_photo("f_5_living_room_empty.jpg"))
+    t0 = 10_000.0
+    for i in range(5):  # 2 s of the student at her desk
+        _feed(rt, student_id, session_id, live_frame(face, i), t0 + i * 0.5)
+    st = rt.status(student_id)
+    assert st["face"]["detected"] and st["faces"] == 1 and st["warnings"] == 0
+    assert ("student_joined", {"student_id": student_id, "session_id": session_id, "name": "Live Student",
+                               "exam_id": st["exam_id"], "exam_title": "Live exam"}) in events
+    # Then the empty room for 4.5 s of frame time (no sleeping: the frames carry their time).
+    for i in range(1, 10):
+        _feed(rt, student_id, session_id, live_frame(room, i), t0 + 2.0 + i * 0.5)
+    rows = wait_for(lambda: _violations(app, session_id), RESULT_TIMEOUT_S, "no violation stored")
+    assert [v.type for v in rows] == ["NO_FACE"]
+    v = rows[0]
+    details = json.loads(v.details)
+    assert details["state"] == "started" and details["warning_count"] == 1
+    assert t0 + 2.5 + 3.0 <= details["frame_t"] <= t0 + 6.5  # after TIME_NO_FACE_S of empty frames
+    data_dir = Path(app.config["PROCTOR_DATA_DIR"])
+    assert v.evidence_path.startswith(f"evidence/{session_id}/") and not Path(v.evidence_path).is_absolute()
+    snap = cv2.imread(str(data_dir / v.evidence_path))
+    assert snap is not None and snap.shape == (480, 640, 3)
+
+    rows = wait_for(lambda: [r for r in _violations(app, session_id) if r.clip_path], RESULT_TIMEOUT_S,
+                    f"the clip was never stored: {rt.pipeline_status()['clip_writer']}")
+    clip = data_dir / rows[0].clip_path
+    assert clip.suffix == ".webm" and clip.parent == (data_dir / v.evidence_path).parent
+    cap = cv2.VideoCapture(str(clip))
+    n = 0
+    while cap.read()[0]:
+        n += 1
+    cap.release()
+    assert n >= 5  # several seconds of pre-roll, face frames and the empty room
+    if shutil.which("ffprobe"):
+        out = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "stream=codec_name", "-of", "csv=p=0",
+                              str(clip)], capture_output=True, text=True, timeout=60)
+        assert out.stdout.strip() == "vp8", out.stderr
+
+    names = [n for n, _ in events]
+    assert "student_violation" in names and "student_warning" in names
+    payload = next(p for n, p in events if n == "student_violation")
+    assert payload["type"] == "NO_FACE" and payload["violation_id"] == v.id and payload["count"] == 1
+    st = rt.status(student_id)
+    assert st["warnings"] == 1 and "NO_FACE" in st["active_rules"] and st["suspicion"]["score"] > 0
+    assert st["frames"]["received"] == 14 and st["frames"]["processed"] == 14
+    pipe = rt.pipeline_status()
+    assert pipe["counters"]["violations"] == 1 and pipe["latency_ms"]["samples"] == 14
+    assert rt.latest_view(student_id).kind == "processed"
+    assert rt.active_students()[0]["student_id"] == student_id
+
+    # The student comes back: NO_FACE ends after TIME_CLEAR_S, no new violation.
+    for i in range(1, 5):
+        _feed(rt, student_id, session_id, live_frame(face, i), t0 + 6.5 + i * 0.5)
+    assert "NO_FACE" not in rt.status(student_id)["active_rules"]
+    assert len(_violations(app, session_id)) == 1
+
+
+def test_browser_events_auto_terminate_the_session(app, runtime_factory):
+    from proctor.extensions import db
+    from proctor.models import AuditLog, ExamResult, ExamSession
+
+    student_id, session_id, _ = _seed_session(app, auto_terminate=True)
+    rt, events = runtime_factory(enabled=False)
+    issued = []
+    for kind in ("TAB_SWITCH", "FULLSCREEN_EXIT", "VOICE_DETECTED"):
+        issued += rt.browser_event(student_id, session_id, kind, {"hidden_ms": 1200, "note": "x" * 1000})
+    assert [w["type"] for w in issued] == ["TAB_SWITCH", "FULLSCREEN_EXIT", "VOICE_DETECTED"]
+    assert [w["count"] for w in issued] == [1, 2, 3] and issued[-1]["terminate"]
+    rows = _violations(app, session_id)
+    assert [r.type for r in rows] == ["TAB_SWITCH", "FULLSCREEN_EXIT", "VOICE_DETECTED"]
+    assert all(r.evidence_path is None and r.clip_path is None for r in rows)  # no camera frames yet
+    assert len(json.loads(rows[0].details)["note"]) == 200  # browser text is cut short
+    with app.app_context():
+        sess = db.session.get(ExamSession, session_id)
+        assert sess.status == "TERMINATED" and "auto-terminate" in sess.termination_reason
+        assert db.session.query(ExamResult).filter_by(session_id=session_id).one().status == "TERMINATED"
+        assert db.session.query(AuditLog).filter_by(action="live.auto_terminate", target_id=session_id).count() == 1
+    term = [p for n, p in events if n == "exam_terminated"]
+    assert term == [{"student_id": student_id, "session_id": session_id, "reason": term[0]["reason"],
+                     "by_admin_id": None, "auto": True}]
+    assert ("student_left", {"student_id": student_id, "session_id": session_id, "status": "TERMINATED"}) in events
+    from proctor.live import LiveError
+
+    with pytest.raises(LiveError) as err:
+        rt.browser_event(student_id, session_id, "TAB_SWITCH", {})
+    assert err.value.status == 409
+
+
+def test_no_auto_termination_by_default_cooldown_and_admin_actions(app, runtime_factory):
+    from proctor.extensions import db
+    from proctor.live import LiveError
+    from proctor.models import AuditLog, ExamSession
+
+    student_id, session_id, _ = _seed_session(app, exam_disabled="VOICE_DETECTED")
+    admin_id = make_user(app, "boss@example.edu", role="ADMIN", name="Boss")
+    rt, events = runtime_factory(enabled=False)
+    assert rt.browser_event(student_id, session_id, "VOICE_DETECTED", {}) == []  # disabled for the exam
+    first = rt.browser_event(student_id, session_id, "TAB_SWITCH", {})
+    assert len(first) == 1 and not first[0]["terminate"]
+    assert rt.browser_event(student_id, session_id, "TAB_SWITCH", {}) == []  # held by the cooldown
+    assert rt.pipeline_status()["counters"]["warnings_held"] == 1
+    for kind in ("FULLSCREEN_EXIT", "CAMERA_OFF"):
+        rt.browser_event(student_id, session_id, kind, {})
+    assert rt.status(student_id)["warnings"] == 3 and rt.status(student_id)["auto_terminate"] is False
+    with app.app_context():
+        assert db.session.get(ExamSession, session_id).status == "IN_PROGRESS"  # off by default: an admin decides
+
+    rt.clear_warnings(student_id, admin_id)
+    assert rt.status(student_id)["warnings"] == 0
+    assert ("warnings_cleared", {"student_id": student_id, "session_id": session_id, "by_admin_id": admin_id}) in events
+
+    assert rt.set_rule(session_id, "TAB_SWITCH", False, admin_id) == ["TAB_SWITCH", "VOICE_DETECTED"]
+    assert rt.browser_event(student_id, session_id, "TAB_SWITCH", {}) == []
+    with pytest.raises(LiveError) as err:
+        rt.set_rule(session_id, "VOICE_DETECTED", True, admin_id)
+    assert err.value.status == 409
+    with pytest.raises(LiveError):
+        rt.set_rule(session_id, "DANCING", False, admin_id)
+    assert rt.set_auto_terminate(session_id, True, admin_id) is True
+    assert rt.status(student_id)["auto_terminate"] is True
+    with pytest.raises(LiveError):
+        rt.browser_event(student_id, session_id, "LOOKED_AT_CAT", {})
+    with pytest.raises(LiveError) as err:
+        rt.browser_event(student_id + 999, session_id, "TAB_SWITCH", {})
+    assert err.value.status == 404
+
+    rt.terminate(session_id, "Seen using notes", admin_id)
+    with app.app_context():
+        sess = db.session.get(ExamSession, session_id)
+        assert sess.status == "TERMINATED" and sess.termination_reason == "Seen using notes"
+        assert sess.disabled_rules == "TAB_SWITCH,VOICE_DETECTED" and sess.auto_terminate is True
+        actions = sorted(a.action for a in db.session.query(AuditLog).filter_by(actor_id=admin_id))
+        assert actions == ["live.clear_warnings", "live.set_auto_terminate", "live.set_rule", "live.terminate"]
+    assert ("exam_terminated", {"student_id": student_id, "session_id": session_id, "reason": "Seen using notes",
+                                "by_admin_id": admin_id, "auto": False}) in events
+    assert rt.status(student_id)["active"] is False and rt.active_students() == []
+
+
+def test_frames_for_a_finished_session_are_dropped(app, runtime_factory):
+    from proctor import exam_service
+
+    student_id, session_id, _ = _seed_session(app)
+    with app.app_context():
+        exam_service.finish_session(session_id, "COMPLETED")
+    rt, events = runtime_factory(enabled=False)
+    rt.submit_frame(student_id, session_id, fit(load_photo("a_1_webcam_woman_T1.jpg")), 0)
+    rt.enabled = True  # the loop looks at the slot; with no pool it must still refuse the session
+    rt.step()
+    assert rt.status(student_id)["active"] is False
+    assert not [n for n, _ in events if n == "student_joined"]
