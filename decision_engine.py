@@ -37,6 +37,7 @@ from person_pipeline import Detections
 STARTED = "started"
 ENDED = "ended"
 INSTANT = "instant"
+TIME_EPS_S = 1e-6  # frame times are floats: 3.3 - 0.3 must count as the full 3.0 s
 
 # How serious each rule is, for display and for the warning system's suspicion weights.
 SEVERITY: dict[str, str] = {
@@ -347,7 +348,7 @@ class DecisionEngine:
             return []
         rs = st.rules["CAMERA_OFF"]
         gap = t - st.last_t
-        if rs.active or gap < self.config.TIME_CAMERA_OFF_S:
+        if rs.active or gap + TIME_EPS_S < self.config.TIME_CAMERA_OFF_S:
             return []
         rs.since, rs.active, rs.started_t, rs.absent_since = st.last_t, True, t, None
         rs.last_known_t, rs.cause = t, "no_frames"
@@ -396,7 +397,7 @@ class DecisionEngine:
                 rs.since = t  # a new condition, or a pending one after a gap in the evidence
             rs.details = dict(cond.details)
             rs.cause = cond.cause
-            if not rs.active and t - rs.since >= cond.on_for_s:
+            if not rs.active and t - rs.since + TIME_EPS_S >= cond.on_for_s:
                 rs.active, rs.started_t = True, t
                 details = {**cond.details, "since": round(rs.since, 3), "duration_s": round(t - rs.since, 3)}
                 return RuleEvent(rule.name, STARTED, t, SEVERITY[rule.name], details)
@@ -406,7 +407,7 @@ class DecisionEngine:
             return None
         if rs.absent_since is None:
             rs.absent_since = t
-        if t - rs.absent_since < cfg.TIME_CLEAR_S and not (gap_broken and not rs.active):
+        if t - rs.absent_since + TIME_EPS_S < cfg.TIME_CLEAR_S and not (gap_broken and not rs.active):
             return None  # flicker: keep the condition for now
         was_active, since, absent_since, last = rs.active, rs.since, rs.absent_since, rs.details
         rs.since, rs.active, rs.started_t, rs.absent_since, rs.cause, rs.details = None, False, None, None, "", {}

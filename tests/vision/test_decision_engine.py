@@ -38,10 +38,12 @@ def dets(*items, size=(640, 480)):
 
 PERSON = Detection(0, "person", 0.8, (100, 50, 500, 470))
 PERSON2 = Detection(0, "person", 0.7, (480, 60, 630, 470))
-PHONE = Detection(67, "cell phone", 0.41, (300, 300, 360, 400))
-BOOK = Detection(73, "book", 0.30, (10, 300, 120, 400))
+_DEFAULTS = cfg()  # scores relative to the configured thresholds, so tuning them does not break these tests
+PHONE_SCORE = round(_DEFAULTS.PHONE_CONFIDENCE + 0.16, 3)
+PHONE = Detection(67, "cell phone", PHONE_SCORE, (300, 300, 360, 400))
+BOOK = Detection(73, "book", round(_DEFAULTS.BOOK_CONFIDENCE + 0.05, 3), (10, 300, 120, 400))
 MOUSE = Detection(64, "mouse", 0.9, (500, 400, 540, 430))
-WEAK_PHONE = Detection(67, "cell phone", 0.10, (300, 300, 360, 400))
+WEAK_PHONE = Detection(67, "cell phone", round(_DEFAULTS.PHONE_CONFIDENCE - 0.05, 3), (300, 300, 360, 400))
 
 
 def run(engine, student, t0, t1, make_obs, step=STEP):
@@ -138,7 +140,7 @@ def test_detail_values_are_carried():
                  "PROHIBITED_OBJECT")[0]
     labels = [o["label"] for o in ev.details["objects"]]
     assert labels == ["cell phone", "book"]
-    assert ev.details["objects"][0]["score"] == pytest.approx(0.41)
+    assert ev.details["objects"][0]["score"] == pytest.approx(PHONE_SCORE)
     assert len(ev.details["objects"][0]["box"]) == 4
     d = ev.as_dict()
     assert d["event"] == "PROHIBITED_OBJECT" and d["state"] == "started" and "objects" in d
@@ -262,6 +264,17 @@ def test_time_going_backwards_or_repeating_is_ignored():
     # the ignored frames did not disturb the state: it fires at 3.0 as it would have
     ev = engine.evaluate("s", FrameObservation(t=3.0, face=NO_FACE), 3.0)
     assert [e.rule for e in ev] == ["NO_FACE"] and ev[0].details["since"] == 0.0
+
+
+def test_float_frame_times_fire_on_the_due_frame():
+    """Times accumulated in floats (0.3 + 30 x 0.1 = 3.3000000000000016 or 3.2999999999999994) still fire on time."""
+    engine = DecisionEngine(cfg(TIME_NO_FACE_S=3.0))
+    t, fired = 0.3, []
+    while t < 4.0 and not fired:
+        fired = engine.evaluate("s", FrameObservation(t=t, face=NO_FACE), t)
+        last = t
+        t += 0.1
+    assert fired and last == pytest.approx(3.3)
 
 
 def test_camera_off_when_no_frames_via_tick_and_back():
