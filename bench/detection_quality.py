@@ -163,6 +163,8 @@ def main(argv=None) -> int:
     fa = {k: [0, 0] for k in ("before", "after", "evidence")}      # [false alarms, clean total]
     person_ok = {"before": [0, 0], "after": [0, 0]}
     times = {"before": [], "single": [], "after": []}
+    stream_fa = {"raw": 0, "confirmed": 0, "frames": 0}
+    stream_hit = {"raw": 0, "confirmed": 0, "frames": 0}
     for name, expected, persons in CASES:
         img = cv2.imread(str(testdata / name), cv2.IMREAD_COLOR)
         for tname, tf in TRANSFORMS.items():
@@ -175,9 +177,19 @@ def main(argv=None) -> int:
             ev = ObjectEvidence.from_config(cfg)
             confirmed_runs = 0
             for f in stream_of(frame):
-                out = ev.update(after.detect(f))
+                raw = after.detect(f)
+                raw_found = {d.class_id for d in raw.banned(BANNED)}
+                out = ev.update(raw)
                 if out.banned(BANNED):
                     confirmed_runs += 1
+                if expected is None:
+                    stream_fa["raw"] += bool(raw_found)
+                    stream_fa["confirmed"] += bool(out.banned(BANNED))
+                    stream_fa["frames"] += 1
+                else:
+                    stream_hit["raw"] += expected in raw_found
+                    stream_hit["confirmed"] += expected in {d.class_id for d in out.banned(BANNED)}
+                    stream_hit["frames"] += 1
             conf = sorted(ev.confirmed)
             if expected is None:
                 ve = "ok" if not conf else "FALSE ALARM " + ",".join(COCO_NAMES[c] for c in conf)
@@ -203,6 +215,10 @@ def main(argv=None) -> int:
         good, total = tally[key]
         bad, clean = fa[key]
         print(f"- {key}: prohibited object found in {good}/{total} object cases; false alarms in {bad}/{clean} clean cases")
+    print(f"- stream frames, clean scenes: a prohibited object in {stream_fa['raw']}/{stream_fa['frames']} frames "
+          f"from the detector alone, {stream_fa['confirmed']}/{stream_fa['frames']} after ObjectEvidence")
+    print(f"- stream frames, object scenes: the object reported in {stream_hit['raw']}/{stream_hit['frames']} frames "
+          f"from the detector alone, {stream_hit['confirmed']}/{stream_hit['frames']} after ObjectEvidence")
     for key in ("before", "after"):
         print(f"- persons counted right ({key}): {person_ok[key][0]}/{person_ok[key][1]}")
     print(f"- mean ms per detect call on this machine ({len(times['after'])} calls each, 1 thread): "
