@@ -23,13 +23,11 @@ import cv2
 import numpy as np
 from flask import Blueprint, Response, abort, current_app, jsonify, request, send_file
 from flask_login import current_user
-from sqlalchemy import select
 
 from config_vision import BROWSER_EVENT_RULES, RULES
 
-from . import audit
 from .extensions import db, limiter, socketio
-from .models import ExamSession, Role, SessionStatus, Student, Violation, utcnow
+from .models import ExamSession, Role, SessionStatus, Student, Violation
 from .security import ADMIN, STUDENT, access
 
 log = logging.getLogger(__name__)
@@ -49,6 +47,7 @@ DEFAULTS = {
     "PROCTOR_MJPEG_FPS": 5.0,                     # cap on the parts sent per second
     "PROCTOR_MJPEG_MAX_S": 900,                   # a stream ends after this; the page reconnects
     "PROCTOR_MJPEG_KEEPALIVE_S": 1.0,             # resend the last frame this often when nothing is new
+    "PROCTOR_MJPEG_FRESH_S": 1.5,                 # a processed frame older than this gives way to a newer raw one
 }
 REASON_MAX = 255
 LEVEL_MIN, LEVEL_MAX = -200.0, 1000.0  # voice level: dBFS (negative) or a 0..1 / 0..100 scale
@@ -146,7 +145,7 @@ def decode_frame(image_field, *, min_side: int, max_side: int, max_w: int, max_h
     if frame is None or frame.ndim != 3 or frame.shape[2] != 3:
         raise FrameError("the image could not be decoded")
     h, w = frame.shape[:2]
-    if (w, h) != (width, height):  # the header lied about the size
+    if sorted((w, h)) != sorted((width, height)):  # the header lied (EXIF rotation may swap the sides)
         raise FrameError("the image could not be decoded")
     scale = min(max_w / w, max_h / h, 1.0)
     if scale < 1.0:
@@ -185,17 +184,16 @@ def _json_body(max_bytes: int | None = None) -> dict:
 
 
 def _current_session() -> ExamSession:
-    """The logged-in student's exam session in progress; 409 when there is none or its time is over."""
-    exam_session = db.session.scalars(
-        select(ExamSession)
-        .where(ExamSession.student_id == current_user.id, ExamSession.status == SessionStatus.IN_PROGRESS.value)
-        .order_by(ExamSession.started_at.desc(), ExamSession.id.desc())
-        .limit(1)
-    ).first()
+    """The logged-in student's exam session in progress; 409 when there is none or its time is over.
+
+    exam_service.active_session submits a session whose deadline has passed, so a late frame both
+    gets its 409 and closes the exam at the server's deadline.
+    """
+    from . import exam_service
+
+    exam_session = exam_service.active_session(current_user.id)
     if exam_session is None:
-        abort(409, description="no exam in progress for this account")
-    if exam_session.deadline is not None and exam_session.deadline <= utcnow():
-        abort(409, description="the exam time is over")
+        abort(409, description="no exam in progress for this account (not started, finished or out of time)")
     return exam_session
 
 
@@ -256,7 +254,7 @@ def student_event():
         _bad(f"'type' must be one of {', '.join(BROWSER_EVENT_RULES)}")
     details = _event_details(kind, body)
     exam_session = _current_session()
-    warnings = _runtime().browser_event(current_user.id, exam_session.id, kind, details)
+    warnings = _live_call(_runtime().browser_event, current_user.id, exam_session.id, kind, details)
     return jsonify(accepted=True, type=kind, warnings=list(warnings or []))
 
 
@@ -286,24 +284,17 @@ def _status_alerts(status: dict) -> list[str]:
     return []
 
 
-def _mark_raw(jpeg: bytes, status: dict, age_s: float | None) -> bytes:
-    """The raw camera frame with the last known status drawn on it and a clear RAW label."""
-    frame = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
-    if frame is None:
-        return jpeg
-    label = "RAW - analysis not current" + (f" ({age_s:.1f}s)" if age_s is not None else "")
-    alerts = [label] + _status_alerts(status or {})
-    try:
-        from vision_ui import draw_hud
-
-        frame = draw_hud(frame, None, None, dict(status or {}, mode="raw"), alerts)
-    except ImportError:
-        frame = frame.copy()
-        cv2.rectangle(frame, (0, 0), (frame.shape[1], 28), (0, 0, 0), -1)
-        cv2.putText(frame, label, (8, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 200, 255), 1, cv2.LINE_AA)
-    except Exception:  # noqa: BLE001 - a drawing bug must not end the stream
-        log.exception("draw_hud failed on a raw frame; sending it unmarked")
-    return _encode(frame)
+def _hud_status(status: dict) -> dict:
+    """The runtime's status dict in the keys vision_ui.draw_hud reads, marked raw."""
+    hud: dict = {"raw": True}
+    if isinstance(status.get("warnings"), int):
+        hud["warnings"] = status["warnings"]
+    suspicion = status.get("suspicion")
+    if isinstance(suspicion, dict):
+        suspicion = suspicion.get("score")
+    if isinstance(suspicion, (int, float)) and not isinstance(suspicion, bool):
+        hud["suspicion"] = float(suspicion)
+    return hud
 
 
 _WAITING_JPEG: bytes | None = None
@@ -319,8 +310,73 @@ def _waiting_jpeg() -> bytes:
     return _WAITING_JPEG
 
 
-def mjpeg_parts(runtime, student_id: int, fps: float, max_s: float, keepalive_s: float, clock=time.monotonic):
-    """Generator of multipart parts: reads the runtime's latest view, never asks for inference."""
+def _raw_hud(frame: np.ndarray, status: dict, age_s: float | None) -> bytes:
+    """The raw camera frame with the last known status drawn on it and a clear RAW label."""
+    label = "RAW - analysis not current" + (f" ({age_s:.1f}s)" if age_s is not None else "")
+    alerts = [label] + _status_alerts(status or {})
+    try:
+        from vision_ui import draw_hud
+
+        frame = draw_hud(frame, None, None, _hud_status(status or {}), alerts)
+    except Exception:  # noqa: BLE001 - a drawing bug must not end the stream
+        log.exception("draw_hud failed on a raw frame; marking it with plain text")
+        frame = frame.copy()
+        cv2.rectangle(frame, (0, 0), (frame.shape[1], 28), (0, 0, 0), -1)
+        cv2.putText(frame, label, (8, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 200, 255), 1, cv2.LINE_AA)
+    return _encode(frame)
+
+
+class LiveViewSource:
+    """Chooses what the viewer sees next, from what the runtime already holds (never runs inference).
+
+    The processed frame (HUD drawn by the worker) while it is fresh; otherwise the newest raw camera
+    frame, if newer, with the last known status drawn on it and marked RAW; a waiting card before
+    any frame. next() returns (key, jpeg): the key changes only when the picture does.
+    """
+
+    def __init__(self, runtime, student_id: int, fresh_s: float):
+        self.runtime = runtime
+        self.student_id = student_id
+        self.fresh_s = fresh_s
+        self._raw_cache: tuple[object, bytes] | None = None
+
+    def _raw_frame(self):
+        slots = getattr(self.runtime, "slots", None)
+        return slots.latest(self.student_id) if slots is not None else None
+
+    def next(self) -> tuple[object, bytes]:
+        view = self.runtime.latest_view(self.student_id)
+        if view is not None and view.kind == "processed" and view.age_s <= self.fresh_s:
+            return ("processed", id(view.jpeg), len(view.jpeg)), view.jpeg
+        frame = self._raw_frame()
+        raw_age = time.monotonic() - frame.received_mono if frame is not None else None
+        if frame is not None and (frame.image is not None or frame.jpeg is not None) \
+                and (view is None or raw_age < view.age_s):
+            key = ("raw", frame.seq, id(frame))
+            if self._raw_cache is None or self._raw_cache[0] != key:
+                image = frame.image if frame.image is not None else \
+                    cv2.imdecode(np.frombuffer(frame.jpeg, np.uint8), cv2.IMREAD_COLOR)
+                status = view.status if view is not None else self.runtime.status(self.student_id)
+                jpeg = _raw_hud(image, status, raw_age) if image is not None else _waiting_jpeg()
+                self._raw_cache = (key, jpeg)
+            return key, self._raw_cache[1]
+        if view is not None:  # stale, but the newest picture there is
+            if view.kind == "processed":
+                return ("processed", id(view.jpeg), len(view.jpeg)), view.jpeg
+            key = ("raw-view", id(view.jpeg), len(view.jpeg))
+            if self._raw_cache is None or self._raw_cache[0] != key:
+                image = cv2.imdecode(np.frombuffer(view.jpeg, np.uint8), cv2.IMREAD_COLOR)
+                self._raw_cache = (key, _raw_hud(image, view.status, view.age_s) if image is not None else view.jpeg)
+            return key, self._raw_cache[1]
+        return ("waiting",), _waiting_jpeg()
+
+
+def mjpeg_parts(source: LiveViewSource, fps: float, max_s: float, keepalive_s: float, sleep, clock=time.monotonic):
+    """Generator of multipart parts at most `fps` a second for at most `max_s` seconds.
+
+    A part is sent when the picture changes, and at least every keepalive_s (so a viewer that left
+    is noticed: the server closes this generator when a write fails).
+    """
     period = 1.0 / max(fps, 0.1)
     started = clock()
     last_key = None
@@ -328,28 +384,15 @@ def mjpeg_parts(runtime, student_id: int, fps: float, max_s: float, keepalive_s:
     sent = 0
     try:
         while clock() - started < max_s:
-            view = runtime.latest_view(student_id)
-            if view is None:
-                key, payload = ("waiting",), None
-            else:
-                key, payload = (view.kind, id(view.jpeg), len(view.jpeg)), view
+            key, jpeg = source.next()
             now = clock()
             if key != last_key or now - last_sent >= keepalive_s:
-                if payload is None:
-                    jpeg = _waiting_jpeg()
-                elif payload.kind == "raw":
-                    jpeg = _mark_raw(payload.jpeg, payload.status, payload.age_s)
-                else:
-                    jpeg = payload.jpeg
                 yield _mjpeg_part(jpeg)
                 sent += 1
                 last_key, last_sent = key, now
-            socketio.sleep(period)
-    except GeneratorExit:
-        # The viewer left: the server closes the generator; nothing else to release.
-        pass
+            sleep(period)
     finally:
-        log.info("mjpeg stream for student %s ended after %d parts", student_id, sent)
+        log.info("mjpeg stream for student %s ended after %d parts", source.student_id, sent)
 
 
 @admin_bp.route("/live/<int:student_id>")
@@ -358,13 +401,13 @@ def live_stream(student_id: int):
     student = db.session.get(Student, student_id)
     if student is None or student.role != Role.STUDENT.value:
         abort(404)
-    runtime = _runtime()
+    source = LiveViewSource(_runtime(), student_id, fresh_s=float(setting("PROCTOR_MJPEG_FRESH_S")))
     parts = mjpeg_parts(
-        runtime,
-        student_id,
+        source,
         fps=float(setting("PROCTOR_MJPEG_FPS")),
         max_s=float(setting("PROCTOR_MJPEG_MAX_S")),
         keepalive_s=float(setting("PROCTOR_MJPEG_KEEPALIVE_S")),
+        sleep=socketio.sleep,
     )
     resp = Response(parts, mimetype=f"multipart/x-mixed-replace; boundary={_BOUNDARY}", direct_passthrough=True)
     resp.headers["Cache-Control"] = "no-store"
@@ -426,6 +469,9 @@ def admin_active_students():
 
 
 # --- admin actions -----------------------------------------------------------------------
+# Each action is audited exactly once, by the runtime method itself (proctor.audit.record inside
+# the request, so the row carries this admin and the client address): live.clear_warnings,
+# live.terminate, live.set_auto_terminate, live.set_rule.
 
 def _session_in_progress(session_id: int) -> ExamSession:
     exam_session = db.session.get(ExamSession, session_id)
@@ -443,14 +489,23 @@ def _bool_field(body: dict, name: str) -> bool:
     return value
 
 
+def _live_call(method, *args):
+    """Run a runtime action; its LiveError becomes the HTTP error it names."""
+    from .live import LiveError
+
+    try:
+        return method(*args)
+    except LiveError as exc:
+        abort(exc.status, description=str(exc))
+
+
 @api_bp.route("/admin/students/<int:student_id>/clear-warnings", methods=["POST"])
 @access(ADMIN)
 def clear_warnings(student_id: int):
     student = db.session.get(Student, student_id)
     if student is None or student.role != Role.STUDENT.value:
         abort(404, description=f"no student {student_id}")
-    _runtime().clear_warnings(student_id, current_user.id)
-    audit.record(current_user.id, "warnings.clear", "student", student_id)
+    _live_call(_runtime().clear_warnings, student_id, current_user.id)
     return jsonify(ok=True, student_id=student_id)
 
 
@@ -464,10 +519,8 @@ def terminate_session(session_id: int):
     reason = reason.strip()
     if len(reason) > REASON_MAX:
         _bad(f"'reason' must be at most {REASON_MAX} characters")
-    exam_session = _session_in_progress(session_id)
-    student_id = exam_session.student_id
-    _runtime().terminate(session_id, reason, current_user.id)
-    audit.record(current_user.id, "session.terminate", "exam_session", session_id, reason=reason, student_id=student_id)
+    _session_in_progress(session_id)
+    _live_call(_runtime().terminate, session_id, reason, current_user.id)
     db.session.expire_all()
     refreshed = db.session.get(ExamSession, session_id)
     return jsonify(ok=True, session_id=session_id, status=refreshed.status if refreshed else None)
@@ -479,9 +532,8 @@ def set_auto_terminate(session_id: int):
     body = _json_body(16 * 1024)
     enabled = _bool_field(body, "enabled")
     _session_in_progress(session_id)
-    _runtime().set_auto_terminate(session_id, enabled, current_user.id)
-    audit.record(current_user.id, "session.auto_terminate", "exam_session", session_id, enabled=enabled)
-    return jsonify(ok=True, session_id=session_id, auto_terminate=enabled)
+    effective = _live_call(_runtime().set_auto_terminate, session_id, enabled, current_user.id)
+    return jsonify(ok=True, session_id=session_id, auto_terminate=bool(effective))
 
 
 @api_bp.route("/admin/sessions/<int:session_id>/rules", methods=["POST"])
@@ -493,6 +545,5 @@ def set_rule(session_id: int):
         _bad(f"'rule' must be one of {', '.join(RULES)}")
     enabled = _bool_field(body, "enabled")
     _session_in_progress(session_id)
-    _runtime().set_rule(session_id, rule, enabled, current_user.id)
-    audit.record(current_user.id, "session.rule", "exam_session", session_id, rule=rule, enabled=enabled)
-    return jsonify(ok=True, session_id=session_id, rule=rule, enabled=enabled)
+    disabled = _live_call(_runtime().set_rule, session_id, rule, enabled, current_user.id)
+    return jsonify(ok=True, session_id=session_id, rule=rule, enabled=enabled, disabled_rules=list(disabled or []))

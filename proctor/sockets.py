@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 
 from flask import current_app, request
 from flask_login import current_user
-from flask_socketio import Namespace, join_room
+from flask_socketio import ConnectionRefusedError, Namespace, emit, join_room
 
 log = logging.getLogger(__name__)
 
@@ -197,7 +197,7 @@ class AdminNamespace(Namespace):
         except Exception:  # noqa: BLE001 - the snapshot is a convenience; live events still flow
             log.exception("active_students() failed for a connecting admin")
             students = []
-        self.emit("active_students", {"students": list(students)}, to=request.sid)
+        emit("active_students", {"students": list(students)})  # to the connecting admin only
         return True
 
     def on_disconnect(self, reason=None):
