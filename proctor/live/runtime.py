@@ -188,6 +188,14 @@ class LiveRuntime:
             if self._started:
                 return self
             self._started = True
+            # Import the decision modules now, not on the first frame (an import is CPU on the event loop).
+            import decision_engine  # noqa: F401
+            import warning_system  # noqa: F401
+
+            live_log = logging.getLogger("proctor.live")
+            if live_log.level == logging.NOTSET:
+                # The migrations' logging config sets the root to WARN; the runtime's INFO lines are its record.
+                live_log.setLevel(self.app.config.get("PROCTOR_LIVE_LOG_LEVEL", "INFO"))
             if self.enabled:
                 self.pool = WorkerPool(self.worker_count, self.config, self.models_dir, on_crash=self._on_worker_crash)
                 self.pool.start()

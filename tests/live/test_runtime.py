@@ -235,3 +235,142 @@ def test_frames_for_a_finished_session_are_dropped(app, runtime_factory):
     rt.step()
     assert rt.status(student_id)["active"] is False
     assert not [n for n, _ in events if n == "student_joined"]
+
+
+# ---------------------------------------------------------------------------------------------
+# The same runtime inside a real server process running under eventlet (monkey-patched), the
+# product's default. The harness feeds frames from a green thread, as the upload route would,
+# while this test talks to the server over HTTP.
+
+EVENTLET_HARNESS = r'''
+import eventlet
+eventlet.monkey_patch()
+
+import json, os, sys, time
+
+def main():
+    sys.path.insert(0, os.environ["HARNESS_REPO"])
+    import cv2
+    from proctor import create_app, init_db, exam_service
+    from proctor.accounts import create_account
+    from proctor.extensions import db, socketio
+    from proctor.live import get_runtime
+    from proctor.models import Exam, Question
+    from tests.live import fit, live_frame, load_photo
+
+    app = create_app()
+    init_db(app)
+    with app.app_context():
+        student = create_account("Eventlet Student", "ev@example.edu", "correct horse battery")
+        exam = Exam(title="Eventlet exam", description="", duration_minutes=30, is_published=True)
+        db.session.add(exam)
+        db.session.flush()
+        q = Question(exam_id=exam.id, text="1+1?", correct_index=0, position=0, points=1)
+        q.options = ["2", "3"]
+        db.session.add(q)
+        db.session.commit()
+        sid, sess_id = student.id, exam_service.start_session(student.id, exam.id).id
+    rt = get_runtime(app)
+    gaps = []
+
+    def ticker():  # how long the hub goes without running this green thread
+        last = time.monotonic()
+        while True:
+            socketio.sleep(0.01)
+            now = time.monotonic()
+            gaps.append(now - last)
+            last = now
+
+    # The upload route hands over decoded or JPEG frames; prepare them before the clock starts.
+    face = fit(load_photo("a_1_webcam_woman_T1.jpg"))
+    room = fit(load_photo("f_5_living_room_empty.jpg"))
+    frames = [live_frame(face, i) for i in range(5)] + [live_frame(room, i) for i in range(10)]
+    jpegs = [cv2.imencode(".jpg", img)[1].tobytes() for img in frames]
+
+    def feeder():
+        rt.start()
+        while not all(w["ready"] for w in rt.pipeline_status()["workers"]["workers"]):
+            socketio.sleep(0.05)
+        gaps.clear()
+        print("READY", flush=True)
+        t0 = 5000.0
+        for i, jpeg in enumerate(jpegs):
+            seq = rt.submit_frame(sid, sess_id, jpeg, client_ts_ms=0, server_ts=t0 + i * 0.5).seq
+            while rt.status(sid).get("frames", {}).get("processed", 0) < seq:
+                socketio.sleep(0.01)
+        while not (rt.clips.written or rt.clips.failed):
+            socketio.sleep(0.05)
+        gaps_sorted = sorted(gaps)
+        print("DONE " + json.dumps({"session_id": sess_id, "status": rt.status(sid), "pipeline": rt.pipeline_status(),
+                                    "hub_gap_ms": {"max": round(max(gaps) * 1000, 1),
+                                                   "p99": round(gaps_sorted[int(0.99 * len(gaps_sorted))] * 1000, 1)}},
+                                   default=str), flush=True)
+
+    socketio.start_background_task(ticker)
+    socketio.start_background_task(feeder)
+    socketio.run(app, host="127.0.0.1", port=int(os.environ["PROCTOR_PORT"]))
+
+if __name__ == "__main__":
+    main()
+'''
+
+
+@pytest.mark.timeout(600)
+def test_runtime_under_a_real_eventlet_server(tmp_path):
+    import os
+    import select
+    import sys
+    import time
+    import urllib.request
+
+    from tests.conftest import REPO_ROOT, free_port
+
+    script = tmp_path / "harness.py"
+    script.write_text(EVENTLET_HARNESS)
+    port = free_port()
+    data_dir = tmp_path / "data"
+    env = {**os.environ, "HARNESS_REPO": str(REPO_ROOT), "PROCTOR_ASYNC_MODE": "eventlet", "PROCTOR_PORT": str(port),
+           "DATABASE_URL": f"sqlite:///{tmp_path / 'ev.db'}", "PROCTOR_INSTANCE_PATH": str(tmp_path / "instance"),
+           "PROCTOR_DATA_DIR": str(data_dir), "PROCTOR_LIVE_WORKERS": "1", "FLASK_SECRET_KEY": "x" * 32,
+           "PYTHONUNBUFFERED": "1"}
+    env.pop("MYSQL_HOST", None)
+    proc = subprocess.Popen([sys.executable, str(script)], env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            text=True, cwd=str(REPO_ROOT))
+    lines: list[str] = []
+    health: list[int] = []
+    try:
+        deadline = time.monotonic() + 480
+        while not any(line.startswith("DONE ") for line in lines):
+            assert proc.poll() is None, f"the eventlet server exited with {proc.returncode}: {lines}"
+            assert time.monotonic() < deadline, f"gave up waiting for the eventlet server: {lines}"
+            if select.select([proc.stdout], [], [], 0.2)[0]:
+                lines.append(proc.stdout.readline().strip())
+            if any(line == "READY" for line in lines):
+                # The server keeps answering HTTP while the workers run inference and clips are written.
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=30) as resp:
+                        health.append(resp.status)
+                except OSError:
+                    health.append(0)
+        result = json.loads(next(line for line in lines if line.startswith("DONE "))[5:])
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    assert health and set(health) == {200}, health
+    print(f"eventlet hub gaps while processing: {result['hub_gap_ms']}; /api/health answered {len(health)} times; "
+          f"latency {result['pipeline']['latency_ms']}")
+    assert result["status"]["warnings"] == 1 and "NO_FACE" in result["status"]["active_rules"]
+    assert result["pipeline"]["async_mode"] == "eventlet" and result["pipeline"]["counters"]["clips_written"] == 1
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "ev.db") as conn:
+        rows = conn.execute("SELECT Type, EvidencePath, ClipPath FROM violations WHERE SessionID = ?",
+                            (result["session_id"],)).fetchall()
+    assert [r[0] for r in rows] == ["NO_FACE"]
+    assert cv2.imread(str(data_dir / rows[0][1])) is not None
+    cap = cv2.VideoCapture(str(data_dir / rows[0][2]))
+    assert cap.read()[0]
+    cap.release()
