@@ -173,6 +173,7 @@ class LiveRuntime:
         self._refused: dict[tuple[int, int], float] = {}
         self._latencies: deque = deque(maxlen=500)
         self._results_mono: deque = deque(maxlen=500)
+        self._stage_ms: deque = deque(maxlen=500)
         self._counters = {"processed": 0, "results_dropped": 0, "violations": 0, "warnings_held": 0,
                           "clips_written": 0, "clips_failed": 0, "loop_errors": 0}
         self._running = False
@@ -334,6 +335,7 @@ class LiveRuntime:
                 return
             self._counters["processed"] += 1
             self._latencies.append(now_mono - r.received_mono)
+            self._stage_ms.append(dict(r.timings_ms))
             self._results_mono.append(now_mono)
             stream.processed += 1
             stream.last_errors = list(r.errors)
@@ -698,9 +700,20 @@ class LiveRuntime:
             "latency_ms": None if not lat else {
                 "median": round(statistics.median(lat) * 1000, 1),
                 "p95": round(lat[min(len(lat) - 1, int(0.95 * len(lat)))] * 1000, 1), "samples": len(lat)},
+            "stage_ms": self._stage_medians(),
             "active_students": len(self._streams),
             "crashes": list(self.pool.crashes[-10:]) if self.pool is not None else [],
         }
+
+    def _stage_medians(self) -> dict:
+        """Median worker milliseconds per stage over the recent results."""
+        samples = list(self._stage_ms)
+        out = {}
+        for stage in ("decode", "face", "detector", "identity", "hud_jpeg", "total"):
+            values = [t[stage] for t in samples if stage in t]
+            if values:
+                out[stage] = round(statistics.median(values), 1)
+        return out
 
     def detector_status(self) -> dict:
         info = self.pool.detector_info() if self.pool is not None else {"loaded": False, "reason": "live processing disabled"}
