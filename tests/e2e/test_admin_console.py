@@ -27,7 +27,7 @@ EXAM_TITLE = "Console Exam <b>&</b>"
 WAIT_MS = 60_000  # a wait, not an assertion on speed: the server analyses frames on 2 CPU cores
 
 
-def wait_until(locator, expression: str, timeout_s: float = WAIT_MS / 1000) -> None:
+def wait_until(locator, expression: str, arg=None, timeout_s: float = WAIT_MS / 1000) -> None:
     """Poll `expression` (a function of the element) until it is truthy.
 
     page.wait_for_function would evaluate a string, which the pages' CSP (no 'unsafe-eval') refuses;
@@ -37,7 +37,7 @@ def wait_until(locator, expression: str, timeout_s: float = WAIT_MS / 1000) -> N
 
     deadline = time.monotonic() + timeout_s
     locator.wait_for(timeout=timeout_s * 1000)
-    while not locator.evaluate(expression):
+    while not locator.evaluate(expression, arg):
         if time.monotonic() > deadline:
             raise AssertionError(f"still false after {timeout_s:.0f} s: {expression}")
         time.sleep(0.25)
@@ -157,6 +157,16 @@ def _run(server, admin, student, shots):
     toast = admin.locator(".admin-toast", has_text="NO_FACE")
     toast.first.wait_for(timeout=WAIT_MS)
     shots(admin, "admin-monitor-toast")
+
+    # the socket drops: the page says so and keeps the grid alive by polling /api/admin-active-students
+    admin.evaluate("() => window.adminSocket.disconnect()")
+    admin.locator('#connection-state[data-state="polling"]').wait_for(timeout=WAIT_MS)
+    assert "refreshing every" in admin.locator("#connection-state").inner_text()
+    frame_chip = card.locator('[data-chip="frame_age"]')
+    before = frame_chip.inner_text()
+    wait_until(frame_chip, "(el, before) => el.textContent !== before", arg=before)
+    assert card.count() == 1
+    shots(admin, "admin-monitor-polling")
 
     # 3. the live feed page receives MJPEG frames
     card.locator("a").click()
