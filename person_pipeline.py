@@ -18,6 +18,7 @@ This module never imports Flask, the database or the web package.
 """
 from __future__ import annotations
 
+import ast
 import logging
 from collections import deque
 from dataclasses import dataclass
@@ -213,6 +214,9 @@ def brighten_if_dark(frame_bgr: np.ndarray, dark_mean: float, target_mean: float
 
 # --------------------------------------------------------------------------- detector base
 
+# A safety bound, not a tuning knob: no real frame has this many boxes of one class.
+MAX_CANDIDATES_PER_CLASS = 300
+
 RawOutput = tuple[np.ndarray, np.ndarray, np.ndarray]  # boxes (N,4) frame px, scores (N,), class ids (N,)
 
 
@@ -292,6 +296,8 @@ class ObjectDetector:
         out: list[Detection] = []
         for cid in np.unique(classes[valid]):
             idx = np.flatnonzero(valid & (classes == cid))
+            if idx.size > MAX_CANDIDATES_PER_CLASS:  # bounds the O(n^2) NMS on a noisy frame
+                idx = idx[np.argsort(-scores[idx], kind="stable")[:MAX_CANDIDATES_PER_CLASS]]
             for k in nms(boxes[idx], scores[idx], self.config.NMS_IOU):
                 i = idx[k]
                 out.append(Detection(int(cid), COCO_NAMES[int(cid)], float(scores[i]),
@@ -355,6 +361,26 @@ class YoloOnnxDetector(ObjectDetector):
         out_shape = list(self.session.get_outputs()[0].shape)
         if len(out_shape) == 3 and isinstance(out_shape[1], int) and isinstance(out_shape[2], int):
             self._check_channels(out_shape)
+        self._check_names(self.session.get_modelmeta().custom_metadata_map.get("names"))
+
+    def _check_names(self, names_text: str | None) -> None:
+        """Ultralytics exports carry their class names; a model trained on other classes in the
+        same 80 slots would silently mislabel, so the classes the rules use must match COCO."""
+        if not names_text:
+            return
+        try:
+            names = ast.literal_eval(names_text)
+        except (ValueError, SyntaxError):
+            log.warning("%s: unreadable 'names' metadata ignored", self.model_path)
+            return
+        if not isinstance(names, dict):
+            return
+        for cid in self.wanted_ids:
+            got = names.get(cid)
+            if got is not None and str(got) != COCO_NAMES[cid]:
+                raise DetectorError(
+                    f"{self.model_path}: class {cid} is {got!r} in this model, but the rules need COCO "
+                    f"{COCO_NAMES[cid]!r}; use a COCO-80 model")
 
     def _check_channels(self, shape) -> None:
         if 84 not in (shape[1], shape[2]):

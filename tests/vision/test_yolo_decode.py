@@ -40,7 +40,7 @@ def _prediction_tensor(rows, nc=80, transpose=False, **lb):
     return np.ascontiguousarray(out.transpose(0, 2, 1)) if transpose else out
 
 
-def _write_model(path: Path, output: np.ndarray, input_hw=(640, 640)) -> Path:
+def _write_model(path: Path, output: np.ndarray, input_hw=(640, 640), names: dict | None = None) -> Path:
     const = numpy_helper.from_array(output, name="pred")
     inp = helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, *input_hw])
     out = helper.make_tensor_value_info("output0", TensorProto.FLOAT, list(output.shape))
@@ -49,6 +49,8 @@ def _write_model(path: Path, output: np.ndarray, input_hw=(640, 640)) -> Path:
     graph = helper.make_graph([node], "fixed_yolo", [inp], [out], initializer=[const])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8
+    if names is not None:  # as Ultralytics' export writes it
+        helper.set_model_props(model, {"names": str(names), "imgsz": str(list(input_hw))})
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
     return path
@@ -203,3 +205,21 @@ def test_corrupt_model_file_gives_clear_error(tmp_path):
     (tmp_path / "yolov8n.onnx").write_bytes(b"\x00garbage")
     with pytest.raises(DetectorError, match="could not load ONNX model"):
         create_detector(_config(), models_dir=tmp_path)
+
+
+def test_class_names_metadata_is_checked(tmp_path, frame):
+    coco = dict(enumerate(COCO_NAMES))
+    _write_model(tmp_path / "yolov8n.onnx", _prediction_tensor(_rows()), names=coco)
+    assert create_detector(_config(), models_dir=tmp_path).detect(frame).person_count == 2
+    other = {**coco, 67: "screwdriver"}      # 80 classes, but not COCO's in the slots the rules use
+    _write_model(tmp_path / "yolov8n.onnx", _prediction_tensor(_rows()), names=other)
+    with pytest.raises(DetectorError, match=r"class 67 is 'screwdriver'.*'cell phone'"):
+        create_detector(_config(), models_dir=tmp_path)
+
+
+def test_many_candidates_are_bounded(tmp_path, frame):
+    # 2000 overlapping person candidates (a noisy frame): still one person, quickly.
+    rows = [((100.0 + i % 50, 100.0, 400.0 + i % 50, 700.0), 0, 0.5 + (i % 97) / 1000) for i in range(2000)]
+    _write_model(tmp_path / "yolov8n.onnx", _prediction_tensor(rows))
+    dets = create_detector(_config(), models_dir=tmp_path).detect(frame)
+    assert dets.person_count == 1 and dets.persons[0].score == pytest.approx(0.596, abs=1e-6)
