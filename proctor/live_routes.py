@@ -16,6 +16,7 @@ import mimetypes
 import os
 import re
 import struct
+import threading
 import time
 from pathlib import Path
 
@@ -371,7 +372,35 @@ class LiveViewSource:
         return ("waiting",), _waiting_jpeg()
 
 
-def mjpeg_parts(source: LiveViewSource, fps: float, max_s: float, keepalive_s: float, sleep, clock=time.monotonic):
+class StreamCounter:
+    """Open/opened/closed MJPEG streams of one app (shown in the pipeline diagnostics)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.open = self.opened = self.closed = self.parts = 0
+
+    def started(self) -> None:
+        with self._lock:
+            self.open += 1
+            self.opened += 1
+
+    def ended(self, parts: int) -> None:
+        with self._lock:
+            self.open -= 1
+            self.closed += 1
+            self.parts += parts
+
+    def as_dict(self) -> dict:
+        with self._lock:
+            return {"open": self.open, "opened": self.opened, "closed": self.closed, "parts_sent": self.parts}
+
+
+def stream_counter(app) -> StreamCounter:
+    return app.extensions.setdefault("proctor_mjpeg_streams", StreamCounter())
+
+
+def mjpeg_parts(source: LiveViewSource, fps: float, max_s: float, keepalive_s: float, sleep, clock=time.monotonic,
+                counter: StreamCounter | None = None):
     """Generator of multipart parts at most `fps` a second for at most `max_s` seconds.
 
     A part is sent when the picture changes, and at least every keepalive_s (so a viewer that left
@@ -382,16 +411,19 @@ def mjpeg_parts(source: LiveViewSource, fps: float, max_s: float, keepalive_s: f
     last_key = None
     last_sent = 0.0
     sent = 0
+    counter = counter or StreamCounter()
+    counter.started()
     try:
         while clock() - started < max_s:
             key, jpeg = source.next()
             now = clock()
             if key != last_key or now - last_sent >= keepalive_s:
-                yield _mjpeg_part(jpeg)
                 sent += 1
                 last_key, last_sent = key, now
+                yield _mjpeg_part(jpeg)
             sleep(period)
     finally:
+        counter.ended(sent)
         log.info("mjpeg stream for student %s ended after %d parts", source.student_id, sent)
 
 
@@ -408,6 +440,7 @@ def live_stream(student_id: int):
         max_s=float(setting("PROCTOR_MJPEG_MAX_S")),
         keepalive_s=float(setting("PROCTOR_MJPEG_KEEPALIVE_S")),
         sleep=socketio.sleep,
+        counter=stream_counter(current_app),
     )
     resp = Response(parts, mimetype=f"multipart/x-mixed-replace; boundary={_BOUNDARY}", direct_passthrough=True)
     resp.headers["Cache-Control"] = "no-store"
@@ -458,7 +491,7 @@ def object_detection_status():
 @api_bp.route("/detection-pipeline-status")
 @access(ADMIN)
 def detection_pipeline_status():
-    return jsonify(_runtime().pipeline_status())
+    return jsonify({**_runtime().pipeline_status(), "mjpeg_streams": stream_counter(current_app).as_dict()})
 
 
 @api_bp.route("/admin-active-students")

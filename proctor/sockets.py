@@ -166,7 +166,7 @@ class SocketBridge:
         from werkzeug.routing import BuildError
 
         session_id = payload.get("session_id")
-        for endpoint in ("student.result", "student.exam_result", "student.results"):
+        for endpoint in ("exam.result", "student.result"):
             try:
                 with self.app.test_request_context("/"):
                     return url_for(endpoint, session_id=session_id)
