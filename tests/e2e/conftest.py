@@ -12,6 +12,7 @@
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
@@ -116,6 +117,19 @@ class LiveServer:
         """Runs seed-demo; returns {email: password} for accounts it created."""
         out = self.cli("seed-demo")
         return dict(re.findall(r"^\w+\s+(\S+@\S+)\s+password: (\S+)$", out, flags=re.M))
+
+    def create_exam(self, title: str, questions: list[tuple[str, list[str], int]], duration_minutes: int = 30,
+                    pass_mark_percent: int = 50, require_liveness: bool = True, auto_terminate: bool = False) -> int:
+        """A published exam written straight into the database (as an admin would make it); returns its id."""
+        self.sql("INSERT INTO exams (Title, Description, DurationMinutes, PassMarkPercent, IsPublished, AutoTerminate, "
+                 "DisabledRules, Thresholds, RequireLiveness, CreatedAt) VALUES (:t, 'e2e', :d, :p, 1, :a, '', '{}', :l, "
+                 "CURRENT_TIMESTAMP)", t=title, d=duration_minutes, p=pass_mark_percent, a=int(auto_terminate),
+                 l=int(require_liveness))
+        exam_id = self.sql("SELECT MAX(ExamID) FROM exams WHERE Title = :t", t=title)[0][0]
+        for pos, (text, options, correct) in enumerate(questions):
+            self.sql("INSERT INTO questions (ExamID, Text, Options, CorrectIndex, Position, Points) "
+                     "VALUES (:e, :x, :o, :c, :p, 1)", e=exam_id, x=text, o=json.dumps(options), c=correct, p=pos)
+        return exam_id
 
     def sql(self, statement: str, **params) -> list[tuple]:
         from sqlalchemy import create_engine, text

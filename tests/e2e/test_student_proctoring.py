@@ -1,0 +1,143 @@
+"""Proctoring on the exam page, end to end: Chromium's fake camera and microphone play real
+photos and real speech; the page uploads frames and events; the server's live runtime decides;
+the student sees the warning banner and the violation is stored.
+
+- the camera shows the student, then the empty room for 6 s -> NO_FACE, shown and stored;
+  the microphone meanwhile plays only quiet room noise -> no VOICE_DETECTED
+- the microphone plays speech after a quiet start -> VOICE_DETECTED with its level
+- the page's TAB_SWITCH report -> stored and warned over Socket.IO (the visibilitychange trigger itself
+  cannot be driven in Playwright's Chromium: see the xfail)
+- an admin terminates the exam -> the student's page shows the terminated result at once
+"""
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.e2e.conftest import E2E_PASSWORD, login_in_browser
+from tests.e2e.media import FACE
+
+pytestmark = pytest.mark.timeout(600)
+QUESTIONS = [
+    ("What is 7 x 8?", ["54", "56", "64", "48"], 1),
+    ("Which planet is closest to the Sun?", ["Venus", "Earth", "Mercury", "Mars"], 2),
+    ("What is the chemical symbol for water?", ["H2O", "O2", "CO2", "NaCl"], 0),
+]
+WAIT_EVENT_S = 90  # generous: the first frames also warm up the models on a 2-core machine
+
+
+def wait_rows(server, statement: str, timeout_s: float = WAIT_EVENT_S, **params) -> list[tuple]:
+    """Poll the server's database until the query returns rows (or give up and return [])."""
+    end = time.monotonic() + timeout_s
+    while True:
+        rows = server.sql(statement, **params)
+        if rows or time.monotonic() > end:
+            return rows
+        time.sleep(0.5)
+
+
+def start_proctored_exam(page, server, email: str, title: str, auto_terminate: bool = False) -> int:
+    """Log in, walk the steps (liveness off for this exam: the clips are still photos), start; returns the session id."""
+    exam_id = server.create_exam(title, QUESTIONS, require_liveness=False, auto_terminate=auto_terminate)
+    server.create_user(email)
+    login_in_browser(page, email)
+    page.goto(f"/student/exams/{exam_id}/")
+    page.wait_for_url("**/student/rules**")
+    page.get_by_label("I have read the rules and I accept them.").check()
+    page.get_by_role("button", name="Accept and continue").click()
+    page.wait_for_url("**/student/system-check**")
+    expect(page.locator("#check-summary")).to_contain_text("passed", timeout=30_000)
+    page.get_by_role("button", name="Continue").click()
+    page.wait_for_url("**/student/face**")
+    from tests.e2e.media import TESTDATA
+
+    page.get_by_label(re.compile("Photo of your face")).set_input_files(str(TESTDATA / FACE))
+    page.get_by_role("button", name="Upload and register").click()
+    page.wait_for_url(f"**/student/exams/{exam_id}/ready", timeout=60_000)
+    page.get_by_role("button", name="Start the exam").click()
+    page.wait_for_url(re.compile(r".*/student/sessions/\d+$"))
+    page.wait_for_selector("#question-text")
+    return int(page.url.rsplit("/", 1)[1])
+
+
+def test_absent_face_warns_and_is_stored_and_silence_is_not_voice(live_server, new_page, media, shots):
+    page = new_page(video=media.face_then_absent(FACE), audio=media.silence())
+    session_id = start_proctored_exam(page, live_server, "absent@example.edu", "Proctoring: absent face")
+    rows = wait_rows(live_server, "SELECT Type, Details FROM violations WHERE SessionID = :s AND Type = 'NO_FACE'",
+                     s=session_id)
+    assert rows, f"no NO_FACE violation stored; page log: {page.console_messages[-10:]}\n{live_server.log_tail(30)}"
+    banner = page.locator('.exam-alert[data-key="NO_FACE"]')
+    expect(banner).to_be_visible(timeout=30_000)
+    assert banner.inner_text().strip()
+    shots(page, "no-face-warning")
+    # The whole time the microphone heard only quiet room noise: nothing was reported as speech.
+    assert live_server.sql("SELECT COUNT(*) FROM violations WHERE SessionID = :s AND Type = 'VOICE_DETECTED'",
+                           s=session_id) == [(0,)]
+    assert page.evaluate("() => document.getElementById('exam').dataset.noiseFloorDb") is not None
+
+
+def test_speech_is_reported_as_voice_detected(live_server, new_page, media, shots):
+    page = new_page(video=media.face(FACE), audio=media.speech())
+    session_id = start_proctored_exam(page, live_server, "talker@example.edu", "Proctoring: speech")
+    rows = wait_rows(live_server, "SELECT Details FROM violations WHERE SessionID = :s AND Type = 'VOICE_DETECTED'",
+                     s=session_id)
+    assert rows, f"no VOICE_DETECTED stored; page log: {page.console_messages[-10:]}\n{live_server.log_tail(30)}"
+    assert '"level"' in rows[0][0]
+    expect(page.locator('.exam-alert[data-key="VOICE_DETECTED"]')).to_be_visible(timeout=30_000)
+    shots(page, "voice-warning")
+
+
+@pytest.mark.xfail(strict=False, reason=(
+    "Chromium driven by Playwright keeps every page 'visible': a second tab (context.new_page + bring_to_front, "
+    "CDP Target.createTarget in the same window), window minimise (Browser.setWindowBounds) and headful Chromium "
+    "under Xvfb were tried, and visibilitychange never fired, so the page's own trigger cannot be exercised here"))
+def test_tab_switch_by_a_real_second_tab(live_server, new_page, media):
+    page = new_page(video=media.face(FACE), audio=media.silence())
+    session_id = start_proctored_exam(page, live_server, "tabber@example.edu", "Proctoring: tab switch (real tab)")
+    other = page.context.new_page()  # the student opens another tab and looks at it
+    other.bring_to_front()
+    other.goto(live_server.url + "/api/health")
+    rows = wait_rows(live_server, "SELECT COUNT(*) FROM violations WHERE SessionID = :s AND Type = 'TAB_SWITCH' "
+                     "HAVING COUNT(*) > 0", timeout_s=20, s=session_id)
+    assert rows, "visibilitychange did not fire in this browser"
+
+
+def test_tab_switch_report_is_stored_and_warned(live_server, new_page, media, shots):
+    """The request proctor.js sends on visibilitychange, made from the exam page itself: stored, and
+    the warning comes back to the page over Socket.IO as a banner."""
+    page = new_page(video=media.face(FACE), audio=media.silence())
+    session_id = start_proctored_exam(page, live_server, "tabber2@example.edu", "Proctoring: tab switch")
+    status = page.evaluate("""async () => {
+        const r = await window.ExamCommon.postJSON('/api/student-event', {type: 'TAB_SWITCH', details: {}});
+        return r.status;
+    }""")
+    assert status == 200
+    rows = wait_rows(live_server, "SELECT COUNT(*) FROM violations WHERE SessionID = :s AND Type = 'TAB_SWITCH' "
+                     "HAVING COUNT(*) > 0", s=session_id)
+    assert rows, f"no TAB_SWITCH stored; page log: {page.console_messages[-10:]}"
+    expect(page.locator('.exam-alert[data-key="TAB_SWITCH"]')).to_be_visible(timeout=30_000)
+    shots(page, "tab-switch-warning")
+
+
+def test_termination_shows_the_terminated_result_at_once(live_server, new_page, media, shots, browser_factory):
+    page = new_page(video=media.face(FACE), audio=media.silence())
+    session_id = start_proctored_exam(page, live_server, "terminated@example.edu", "Proctoring: terminated")
+    live_server.create_user("proctor-admin@example.edu", role="ADMIN", name="Proctor Admin")
+    admin = browser_factory().new_context(base_url=live_server.url).new_page()
+    login_in_browser(admin, "proctor-admin@example.edu", E2E_PASSWORD)
+    status = admin.evaluate("""async (sid) => {
+        const token = document.querySelector('meta[name="csrf-token"]').content;
+        const r = await fetch('/api/admin/sessions/' + sid + '/terminate', {method: 'POST',
+            headers: {'Content-Type': 'application/json', 'X-CSRFToken': token},
+            body: JSON.stringify({reason: 'a second person was seen helping'})});
+        return r.status;
+    }""", session_id)
+    assert status == 200
+    page.wait_for_url(f"**/student/sessions/{session_id}/result", timeout=30_000)
+    expect(page.locator("#result-status")).to_have_attribute("data-status", "TERMINATED")
+    assert "a second person was seen helping" in page.locator("#result-status").inner_text()
+    shots(page, "terminated")
+    assert live_server.sql("SELECT Status FROM exam_results WHERE SessionID = :s", s=session_id) == [("TERMINATED",)]
