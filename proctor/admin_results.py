@@ -211,8 +211,9 @@ def build_timeline(session: ExamSession, violations: list[Violation], width: int
 def replay_suspicion(session: ExamSession, violations: list[Violation]) -> list[tuple[datetime, float]] | None:
     """The suspicion score after each stored violation, recomputed with the warning system's own formula.
 
-    Only what was stored counts: each violation as one occurrence of its rule. How long a condition
-    lasted is not stored, so this is a lower bound of the score the proctor saw live.
+    Only what was stored counts: each violation is one occurrence of its rule and, when the runtime
+    recorded how long the condition had held when it fired (details["duration_s"]), that time too.
+    How long it went on afterwards is not stored, so this is a lower bound of the live score.
     """
     try:
         from config_vision import load_vision_config
@@ -224,8 +225,14 @@ def replay_suspicion(session: ExamSession, violations: list[Violation]) -> list[
     out = []
     for v in violations:
         t = (v.timestamp - session.started_at).total_seconds()
+        held = _details(v).get("duration_s")
+        severity = v.severity or "medium"
         try:
-            ws.on_event("s", RuleEvent(v.type, "instant", t, v.severity or "medium", {}), auto_terminate=False)
+            if isinstance(held, (int, float)) and not isinstance(held, bool) and 0 <= held < 86400:
+                ws.on_event("s", RuleEvent(v.type, "started", t, severity, {"since": t - held}))
+                ws.on_event("s", RuleEvent(v.type, "ended", t, severity, {"cleared_at": t}))
+            else:
+                ws.on_event("s", RuleEvent(v.type, "instant", t, severity, {}))
         except ValueError:  # a rule this version does not know: shown as a dot, not scored
             continue
         out.append((v.timestamp, float(ws.suspicion("s", t).score)))

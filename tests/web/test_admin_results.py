@@ -121,9 +121,10 @@ def test_session_review_page_shows_everything(app, admin_client):
 
 
 def test_timeline_recomputes_suspicion_when_none_was_stored(app, admin_client):
-    s = seed_session(app, violations=[("TAB_SWITCH", 30, {}, None), ("TAB_SWITCH", 90, {"suspicion": "junk"}, None)])
+    s = seed_session(app, violations=[("TAB_SWITCH", 30, {}, None), ("TAB_SWITCH", 90, {"suspicion": "junk"}, None),
+                                      ("NO_FACE", 120, {"duration_s": 4.0}, None)])
     page = admin_client.get(f"/admin/sessions/{s['session_id']}").get_data(as_text=True)
-    assert "recomputed from the stored violations" in page and page.count('class="tl-marker') == 2
+    assert "recomputed from the stored violations" in page and page.count('class="tl-marker') == 3
     # the same formula as the live warning system: two TAB_SWITCH occurrences
     from config_vision import load_vision_config
     from decision_engine import RuleEvent
@@ -135,11 +136,17 @@ def test_timeline_recomputes_suspicion_when_none_was_stored(app, admin_client):
     ws = WarningSystem(load_vision_config())
     for t in (30.0, 90.0):
         ws.on_event("x", RuleEvent("TAB_SWITCH", "instant", t, "medium", {}))
+    after_tabs = ws.suspicion("x", 90.0).score
+    ws.on_event("x", RuleEvent("NO_FACE", "started", 120.0, "high", {"since": 116.0}))
+    ws.on_event("x", RuleEvent("NO_FACE", "ended", 120.0, "high", {"cleared_at": 120.0}))
     with app.app_context():
         sess = db.session.get(ExamSession, s["session_id"])
         vs = db.session.query(Violation).order_by(Violation.timestamp).all()
         scores = [score for _, score in replay_suspicion(sess, vs)]
-    assert scores[-1] == ws.suspicion("x", 90.0).score and 0 < scores[0] < scores[1] < 100
+    assert scores[1] == after_tabs and scores[2] == ws.suspicion("x", 120.0).score
+    assert 0 < scores[0] < scores[1] < scores[2] < 100
+    no_face = [c for c in ws.suspicion("x", 120.0).components if c["signal"] == "NO_FACE"]
+    assert no_face[0]["seconds"] == 4.0  # the time the condition had held counted
 
 
 def test_review_decisions_and_outcome_are_saved_and_audited(app, admin_client):
