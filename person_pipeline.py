@@ -215,7 +215,7 @@ def brighten_if_dark(frame_bgr: np.ndarray, dark_mean: float, target_mean: float
 # --------------------------------------------------------------------------- detector base
 
 # A safety bound, not a tuning knob: no real frame has this many boxes of one class.
-MAX_CANDIDATES_PER_CLASS = 300
+MAX_CANDIDATES_PER_CLASS = 1000
 
 RawOutput = tuple[np.ndarray, np.ndarray, np.ndarray]  # boxes (N,4) frame px, scores (N,), class ids (N,)
 
