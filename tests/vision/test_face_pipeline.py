@@ -315,6 +315,48 @@ def test_still_picture_does_not_pass_liveness(cfg, load_image, name):
     assert "still picture" in states[-1].reason
 
 
+def test_shaking_phone_does_not_pass_liveness(cfg, load_image):
+    """b_1 as a hand would hold it: every frame shifted up to 8 px, turned up to 3 degrees in the
+    image plane and JPEG-compressed (quality 70), as a webcam stream would deliver it."""
+    frame = load_image("b_1_phone_held_to_webcam.jpg")
+    h, w = frame.shape[:2]
+    rng = np.random.default_rng(7)
+    check = LivenessCheck(cfg)
+    states, yaws, ears = [], [], []
+    with FaceAnalyzer(cfg) as video:
+        for i in range(60):
+            m = cv2.getRotationMatrix2D((w / 2, h / 2), float(rng.uniform(-3, 3)), 1.0)
+            m[:, 2] += rng.uniform(-8, 8, size=2)
+            moved = cv2.warpAffine(frame, m, (w, h), borderMode=cv2.BORDER_REPLICATE)
+            moved = cv2.imdecode(cv2.imencode(".jpg", moved, [cv2.IMWRITE_JPEG_QUALITY, 70])[1], cv2.IMREAD_COLOR)
+            obs = video.analyze(moved)
+            yaws.append(obs.yaw_deg)
+            ears.append(obs.ear)
+            states.append(check.update(obs, i * 0.2))
+    assert all(y is not None for y in yaws)
+    assert not any(s.passed for s in states), (min(yaws), max(yaws), min(ears), max(ears))
+
+
+def test_tilting_the_picture_does_not_fake_a_head_turn(cfg, load_image):
+    """b_1 turned about its vertical axis and back (perspective warp; one edge shrinks to 70 %):
+    the face in the picture changes its measured yaw by only a few degrees (measured ~5)."""
+    frame = load_image("b_1_phone_held_to_webcam.jpg")
+    h, w = frame.shape[:2]
+    src = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
+    check = LivenessCheck(cfg)
+    yaws, states = [], []
+    with FaceAnalyzer(cfg) as video:
+        for i, k in enumerate(list(np.linspace(0, 0.3, 8)) + list(np.linspace(0.3, 0, 8))):
+            dst = np.float32([[0, 0], [w, h * k / 2], [w, h * (1 - k / 2)], [0, h]])
+            warped = cv2.warpPerspective(frame, cv2.getPerspectiveTransform(src, dst), (w, h),
+                                         borderMode=cv2.BORDER_REPLICATE)
+            obs = video.analyze(warped)
+            yaws.append(obs.yaw_deg)
+            states.append(check.update(obs, i * 0.25))
+    assert max(yaws) - min(yaws) < cfg.LIVENESS_TURN_DEG, yaws
+    assert not any(s.passed for s in states)
+
+
 def test_real_blink_passes_liveness(cfg, photo, load_image):
     img = load_image("a_1_webcam_woman_T1.jpg")
     open_obs = photo.analyze(img)
