@@ -130,6 +130,19 @@ def test_dark_copy_still_finds_face_and_is_normalised(cfg, photo, load_image, na
     assert obs.yaw_deg is not None and abs(obs.yaw_deg - ref.yaw_deg) < 8
 
 
+@pytest.mark.parametrize("factor", [0.08, 0.02])
+def test_nearly_black_frames(photo, load_image, factor):
+    """Stretch + CLAHE finds a face even at 2-8 % brightness, and invents none in a dark room."""
+    face = photo.analyze(darken(load_image("a_1_webcam_woman_T1.jpg"), factor))
+    room = photo.analyze(darken(load_image("f_1_coco133_loft_desk_chair.jpg"), factor))
+    assert face.normalised and face.face_count == 1
+    assert room.normalised and room.face_count == 0
+
+
+def test_black_frame_has_no_face(photo):
+    assert photo.analyze(np.zeros((480, 640, 3), np.uint8)).face_count == 0
+
+
 def test_bright_frame_is_not_normalised(cfg, photo, load_image):
     obs = photo.analyze(load_image("a_1_webcam_woman_T1.jpg"))
     assert obs.brightness >= cfg.DARK_FRAME_MEAN and not obs.normalised
