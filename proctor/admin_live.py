@@ -51,15 +51,17 @@ def monitor_snapshot(student_id: int):
     A grid of MJPEG streams would hold one connection per student (browsers allow ~6 per host),
     so the grid refreshes single frames instead; the per-student page uses D2's MJPEG stream.
     """
-    try:
-        from .live import get_runtime
-    except ImportError:
+    from .live import get_runtime
+    from .live_routes import LiveViewSource, setting
+
+    # The same picture the MJPEG stream would send next: the processed frame while fresh, else the
+    # newest raw frame marked RAW; "waiting" means no frame has arrived for this student.
+    source = LiveViewSource(get_runtime(current_app._get_current_object()), student_id,
+                            fresh_s=float(setting("PROCTOR_MJPEG_FRESH_S")))
+    key, jpeg = source.next()
+    if key[0] == "waiting":
         abort(404)
-    view = get_runtime(current_app).latest_view(student_id)
-    if view is None or not getattr(view, "jpeg", None):
-        abort(404)
-    response = Response(view.jpeg, mimetype="image/jpeg")
+    response = Response(jpeg, mimetype="image/jpeg")
     response.headers["Cache-Control"] = "no-store"
-    response.headers["X-Frame-Kind"] = str(getattr(view, "kind", ""))
-    response.headers["X-Frame-Age"] = f"{float(getattr(view, 'age_s', 0.0)):.2f}"
+    response.headers["X-Frame-Kind"] = "processed" if key[0] == "processed" else "raw"
     return response
