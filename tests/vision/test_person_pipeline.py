@@ -269,6 +269,17 @@ def test_explicit_model_path_setting(config, tmp_path):
     assert det.info()["model_path"] == str(copy)
 
 
+@pytest.mark.parametrize("backend, file, message", [
+    ("centernet", "nowhere/centernet_mbv3_coco.onnx", r"model file .*nowhere/centernet_mbv3_coco.onnx is missing"),
+    ("auto", "nowhere/yolov8n.onnx", r"'yolo_onnx': model file .*is missing"),
+    ("auto", "weights.bin", r"cannot tell the detector backend of .*weights.bin; set DETECTOR_BACKEND"),
+])
+def test_explicit_model_path_errors(config, tmp_path, backend, file, message):
+    cfg = config.with_overrides(DETECTOR_BACKEND=backend, DETECTOR_MODEL_PATH=str(tmp_path / file))
+    with pytest.raises(DetectorError, match=message):
+        create_detector(cfg, models_dir=MIRROR)
+
+
 def test_centernet_backend_refuses_a_yolo_shaped_model(config, tmp_path):
     onnx = pytest.importorskip("onnx")
     from onnx import TensorProto, helper
