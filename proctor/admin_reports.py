@@ -1,16 +1,17 @@
 """Admin: CSV exports of results and violations (formula-safe cells)."""
 from __future__ import annotations
 
+import json
 from datetime import datetime, time, timedelta
 
 from flask import Response, render_template, request
 from sqlalchemy import select
 
 from .admin import bp
-from .admin_common import csv_text
+from .admin_common import csv_text, paginate, query_int
 from .admin_results import OUTCOMES, read_filters, results_query, violation_counts
 from .extensions import db
-from .models import Exam, ExamSession, ReviewStatus, ResultStatus, Student, Violation
+from .models import AuditLog, Exam, ExamSession, ReviewStatus, ResultStatus, Student, Violation
 from .security import ADMIN, access
 
 EXPORT_MAX_ROWS = 50_000
@@ -87,3 +88,35 @@ def export_violations():
                     f"{root}/admin/evidence/{v.id}/snapshot" if v.evidence_path else "",
                     f"{root}/admin/evidence/{v.id}/clip" if v.clip_path else ""])
     return _csv_response(csv_text(header, out), "violations.csv")
+
+
+@bp.route("/audit")
+@access(ADMIN)
+def audit_log():
+    """Who did what to which record: the audit trail, newest first, filterable by action and target."""
+    action = request.args.get("action", "").strip()[:64]
+    target_type = request.args.get("target_type", "").strip()[:32]
+    target_raw = request.args.get("target_id", "").strip()
+    stmt = select(AuditLog, Student.name, Student.email).outerjoin(Student, Student.id == AuditLog.actor_id)
+    if action:
+        stmt = stmt.where(AuditLog.action.like(_like_prefix(action), escape="\\"))
+    if target_type:
+        stmt = stmt.where(AuditLog.target_type == target_type)
+    if target_raw.isdigit() and len(target_raw) < 10:
+        stmt = stmt.where(AuditLog.target_id == int(target_raw))
+    page = paginate(stmt.order_by(AuditLog.created_at.desc(), AuditLog.id.desc()), query_int("page", 1), per_page=50,
+                    scalars=False)
+    actions = db.session.scalars(select(AuditLog.action).distinct().order_by(AuditLog.action)).all()
+    details = {}
+    for row in page.items:
+        try:
+            parsed = json.loads(row.AuditLog.details or "{}")
+        except ValueError:
+            parsed = {"unreadable": row.AuditLog.details[:200]}
+        details[row.AuditLog.id] = parsed if isinstance(parsed, dict) else {"value": parsed}
+    args = {k: v for k, v in (("action", action), ("target_type", target_type), ("target_id", target_raw)) if v}
+    return render_template("admin/audit.html", page=page, actions=actions, details=details, args=args)
+
+
+def _like_prefix(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"

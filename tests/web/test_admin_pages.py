@@ -16,7 +16,7 @@ def admin_pages(s):
         f"/admin/exams/{s['exam_id']}/edit", f"/admin/exams/{s['exam_id']}/questions", f"/admin/exams/{s['exam_id']}/delete",
         "/admin/results", f"/admin/sessions/{s['session_id']}", f"/admin/sessions/{s['session_id']}/report",
         f"/admin/sessions/{s['session_id']}/recordings", "/admin/reports", "/admin/reports/results.csv",
-        "/admin/reports/violations.csv", "/admin/monitor", f"/admin/monitor/{s['student_id']}",
+        "/admin/reports/violations.csv", "/admin/monitor", f"/admin/monitor/{s['student_id']}", "/admin/audit",
     ]
 
 

@@ -324,3 +324,21 @@ def test_hostile_text_is_rendered_escaped(app, admin_client):
         page = admin_client.get(path).get_data(as_text=True)
         assert "<script>alert(1)</script>" not in page and "<img src=x onerror" not in page
         assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page or "&lt;img src=x onerror" in page
+
+
+def test_audit_log_page_lists_and_filters_actions(app, admin_client, student_client):
+    s = seed_session(app)
+    token = csrf_token(admin_client, "/admin/")
+    v1 = s["violation_ids"][0]
+    admin_client.post(f"/admin/violations/{v1}/review", data={"csrf_token": token, "decision": "confirm", "note": "<i>seen</i>"})
+    admin_client.post(f"/admin/sessions/{s['session_id']}/outcome", data={"csrf_token": token, "outcome": "CLEAR"})
+    page = admin_client.get("/admin/audit").get_data(as_text=True)
+    assert "<code>violation.review</code>" in page and "<code>session.outcome</code>" in page and "Test Admin" in page
+    assert "&lt;i&gt;seen&lt;/i&gt;" in page and "<i>seen</i>" not in page
+    only = admin_client.get("/admin/audit?action=session.").get_data(as_text=True)
+    assert "<code>session.outcome</code>" in only and "<code>violation.review</code>" not in only
+    by_target = admin_client.get(f"/admin/audit?target_type=violation&target_id={v1}").get_data(as_text=True)
+    assert "(1)" in by_target
+    assert admin_client.get("/admin/audit?action=%25&target_id=abc&page=zz").status_code == 200
+    assert "No audit entries match" in admin_client.get("/admin/audit?action=%25").get_data(as_text=True)
+    assert student_client.get("/admin/audit").status_code == 403
