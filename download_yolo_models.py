@@ -130,9 +130,10 @@ def _fetch(opener: Callable[[Path], BinaryIO], total: int | None, label: str, de
         problem = _check(tmp, spec)
         if problem:
             return MISMATCH, f"{label}: {problem}; not installed"
+        note = "" if spec.get("sha256") else (
+            f" (no sha256 known: not verified; its sha256 is {sha256_of(tmp)}, record it in the manifest)")
         os.chmod(tmp, 0o644)  # mkstemp makes 0600; model files are plain data
         os.replace(tmp, dest)
-        note = "" if spec.get("sha256") else " (no sha256 known: not verified)"
         return INSTALLED, f"from {label}{note}"
     finally:
         tmp.unlink(missing_ok=True)

@@ -109,6 +109,8 @@ def test_file_without_known_sha_is_installed_and_flagged_unverified(tmp_path, ca
     assert dl.main(["--mirror", str(mirror), "--dest", str(tmp_path / "m"), "--models", "yolov4-tiny"]) == 0
     err = capsys.readouterr().err
     assert "yolov4-tiny.weights: installed - from mirror" in err and "no sha256 known: not verified" in err
+    import hashlib
+    assert f"its sha256 is {hashlib.sha256(bytes(64)).hexdigest()}, record it in the manifest" in err
     assert dl.main(["--mirror", str(mirror), "--dest", str(tmp_path / "m"), "--models", "yolov4-tiny"]) == 0
     assert "already installed - present (no sha256 known: not verified)" in capsys.readouterr().err
 
