@@ -168,6 +168,10 @@ class MediaCache:
         """Face present, then the empty room f_5 for more than 3 s, then (looping) back."""
         return self.clip("face-absent", [Segment(photo, present_s), Segment(EMPTY_ROOM, absent_s), Segment(photo, present_s)])
 
+    def face_then_covered(self, photo: str = FACE, present_s: float = 4.0, covered_s: float = 8.0) -> Path:
+        """Face present, then the lens covered: the same picture at 2 % of its light (a hand over the camera)."""
+        return self.clip("face-covered", [Segment(photo, present_s), Segment(photo, covered_s, gain=0.02)])
+
     def empty_room(self) -> Path:
         return self.clip("empty-room", [Segment(EMPTY_ROOM, 2.0)])
 

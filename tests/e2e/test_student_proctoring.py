@@ -7,6 +7,8 @@ the student sees the warning banner and the violation is stored.
 - the microphone plays speech after a quiet start -> VOICE_DETECTED with its level
 - the page's TAB_SWITCH report -> stored and warned over Socket.IO (the visibilitychange trigger itself
   cannot be driven in Playwright's Chromium: see the xfail)
+- full screen left -> FULLSCREEN_EXIT; the lens covered (the picture at 2 % light) -> CAMERA_OFF
+- the session's audio is recorded in stored chunks
 - an admin terminates the exam -> the student's page shows the terminated result at once
 """
 from __future__ import annotations
@@ -37,6 +39,16 @@ def wait_rows(server, statement: str, timeout_s: float = WAIT_EVENT_S, **params)
         if rows or time.monotonic() > end:
             return rows
         time.sleep(0.5)
+
+
+def wait_js(page, function: str, timeout_s: float = 15) -> bool:
+    """Poll a JS function in the page (wait_for_function would need eval, which the page's CSP forbids)."""
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        if page.evaluate(function):
+            return True
+        time.sleep(0.2)
+    return False
 
 
 def start_proctored_exam(page, server, email: str, title: str, auto_terminate: bool = False) -> int:
@@ -88,6 +100,34 @@ def test_speech_is_reported_as_voice_detected(live_server, new_page, media, shot
     assert '"level"' in rows[0][0]
     expect(page.locator('.exam-alert[data-key="VOICE_DETECTED"]')).to_be_visible(timeout=30_000)
     shots(page, "voice-warning")
+    # The session's audio is recorded in chunks (MediaRecorder, 10 s each) and stored with a row per chunk.
+    chunks = wait_rows(live_server, "SELECT mime, bytes, path FROM recordings WHERE session_id = :s AND kind = 'audio'",
+                       s=session_id)
+    assert chunks and chunks[0][0] in ("audio/webm", "audio/ogg") and chunks[0][1] > 1000
+    assert (live_server.data_dir / chunks[0][2]).stat().st_size == chunks[0][1]
+
+
+def test_leaving_full_screen_is_reported(live_server, new_page, media, shots):
+    page = new_page(video=media.face(FACE), audio=media.silence())
+    session_id = start_proctored_exam(page, live_server, "fullscreen@example.edu", "Proctoring: full screen")
+    page.get_by_role("button", name="Full screen").click()  # a real click: the gesture full screen needs
+    assert wait_js(page, "() => document.fullscreenElement !== null"), "full screen was not entered"
+    page.evaluate("() => document.exitFullscreen()")  # what Esc does
+    rows = wait_rows(live_server, "SELECT COUNT(*) FROM violations WHERE SessionID = :s AND Type = 'FULLSCREEN_EXIT' "
+                     "HAVING COUNT(*) > 0", s=session_id)
+    assert rows, f"no FULLSCREEN_EXIT stored; page log: {page.console_messages[-10:]}"
+    expect(page.locator('.exam-alert[data-key="FULLSCREEN_EXIT"]')).to_be_visible(timeout=30_000)
+    shots(page, "fullscreen-exit-warning")
+
+
+def test_covered_camera_is_reported_as_camera_off(live_server, new_page, media, shots):
+    page = new_page(video=media.face_then_covered(FACE), audio=media.silence())
+    session_id = start_proctored_exam(page, live_server, "covered@example.edu", "Proctoring: covered camera")
+    expect(page.locator('.exam-alert[data-key="CAMERA_OFF"]')).to_be_visible(timeout=WAIT_EVENT_S * 1000)
+    rows = wait_rows(live_server, "SELECT Details FROM violations WHERE SessionID = :s AND Type = 'CAMERA_OFF'",
+                     s=session_id)
+    assert rows, f"no CAMERA_OFF stored; page log: {page.console_messages[-10:]}"
+    shots(page, "camera-off-warning")
 
 
 @pytest.mark.xfail(strict=False, reason=(
