@@ -230,9 +230,13 @@ class ObjectDetector:
     name = "base"
 
     def __init__(self, config: VisionConfig, model_path: Path, input_size: tuple[int, int]):
-        self.config = config
         self.model_path = Path(model_path)
         self.input_size = input_size  # width, height
+        self._use(config)
+
+    def _use(self, config: VisionConfig) -> None:
+        """Take thresholds and post-processing settings from ``config``."""
+        self.config = config
         self.wanted_ids: tuple[int, ...] = tuple(sorted({COCO_PERSON, *config.banned_class_ids}))
         self._thresholds = np.full(80, 1.01)
         for cid in self.wanted_ids:
@@ -244,7 +248,23 @@ class ObjectDetector:
     def _infer(self, image_bgr: np.ndarray) -> RawOutput:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def detect(self, frame_bgr: np.ndarray) -> Detections:
+    def detect(self, frame_bgr: np.ndarray, config: VisionConfig | None = None) -> Detections:
+        """Persons and prohibited objects in one BGR frame.
+
+        ``config`` (optional) is an exam's own settings (``VisionConfig.with_overrides``): its
+        per-class thresholds, banned classes, NMS, second-look and brightening settings apply to
+        this call only. The model, its threads and its input size stay those of construction.
+        """
+        if config is None or config is self.config:
+            return self._detect(frame_bgr)
+        default = self.config
+        self._use(config)
+        try:
+            return self._detect(frame_bgr)
+        finally:
+            self._use(default)
+
+    def _detect(self, frame_bgr: np.ndarray) -> Detections:
         frame = brighten_if_dark(as_bgr(frame_bgr), self.config.DETECTOR_DARK_FRAME_MEAN,
                                  self.config.DETECTOR_BRIGHTEN_TARGET_MEAN)
         h, w = frame.shape[:2]
@@ -311,6 +331,7 @@ class ObjectDetector:
         return sorted(persons + others, key=lambda d: -d.score)
 
     def info(self) -> dict:
+        """Contract: loaded, backend, model_path, device, input_size, class_map (ids it reports)."""
         return {
             "loaded": True,
             "backend": self.name,

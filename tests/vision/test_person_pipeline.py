@@ -132,6 +132,19 @@ def test_phone_found_on_darkened_frame(detector, load_image):
     assert _banned(detector.detect(img), COCO_CELL_PHONE)
 
 
+def test_per_call_config_applies_an_exams_thresholds(detector, config, load_image):
+    # An exam that lowers the book bar and raises the laptop bar, and bans teddy bears too;
+    # the same detector instance serves it, and the defaults come back afterwards.
+    exam = config.with_overrides(BOOK_CONFIDENCE=0.15, LAPTOP_CONFIDENCE=0.5, EXTRA_BANNED_CLASSES="77")
+    img = load_image("d_3_woman_holding_xo_laptop.jpg")
+    strict = detector.detect(img, config=exam)
+    assert _banned(strict, COCO_LAPTOP) == []                      # 0.36 < 0.5
+    assert _banned(strict, COCO_BOOK)                                # d_3 has a 0.19 "book": now counts
+    assert detector.detect(img).banned(BANNED) and _banned(detector.detect(img), COCO_BOOK) == []
+    assert detector.config is config and detector.info()["class_map"] == {
+        0: "person", 63: "laptop", 67: "cell phone", 73: "book"}
+
+
 def test_book_in_c1(detector, load_image):
     books = _banned(detector.detect(load_image("c_1_coco446_woman_bookshelf.jpg")), COCO_BOOK)
     assert books and books[0].label == "book"
