@@ -323,7 +323,7 @@ def session_outcome(session_id: int):
         return redirect(url_for("admin.session_review", session_id=session.id)), 303
     before = result.outcome
     result.outcome = outcome
-    audit("session.outcome", "session", session.id, result_id=result.id, before=before, after=outcome, note=note)
+    audit("session.outcome", "exam_session", session.id, result_id=result.id, before=before, after=outcome, note=note)
     db.session.commit()
     flash(f"Outcome for session #{session.id}: {outcome}.", "success")
     return redirect(url_for("admin.session_review", session_id=session.id))

@@ -235,7 +235,23 @@ def _run(server, admin, student, shots):
     assert [(r["session_id"], r["status"], r["outcome"]) for r in results] == [(str(session_id), "TERMINATED", "SUSPICIOUS")]
     assert int(results[0]["violations_dismissed"]) >= 1
 
-    # 8. the remaining admin pages render in the browser (screenshots for the record)
+    # 8. the audit log shows every action of this session, by this admin
+    admin.goto("/admin/audit")
+    table = admin.locator("#audit-table").inner_text()
+    for action in ("exam.create", "question.create", "exam.publish", "live.clear_warnings", "live.terminate",
+                   "violation.review", "session.outcome"):
+        assert action in table, action
+    shots(admin, "admin-audit")
+
+    # the printable report hides the controls when printed
+    admin.goto(f"/admin/sessions/{session_id}/report")
+    assert admin.locator("#print-button").is_visible()
+    admin.emulate_media(media="print")
+    assert not admin.locator("#print-button").is_visible()
+    assert admin.locator("svg.timeline").is_visible()
+    admin.emulate_media(media="screen")
+
+    # 9. the remaining admin pages render in the browser (screenshots for the record)
     for path, name in [(f"/admin/sessions/{session_id}/report", "admin-report-print"),
                        (f"/admin/sessions/{session_id}/recordings", "admin-recordings"),
                        ("/admin/students", "admin-students"), (f"/admin/students/{student_id}/edit", "admin-student-edit"),
