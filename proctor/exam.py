@@ -21,6 +21,7 @@ from .exam_api import (
     ApiError,
     decode_image,
     identity_confirmation,
+    limit,
     run_blocking,
     setting,
     shrink,
@@ -196,6 +197,7 @@ def register_face(image_bgr) -> tuple[bool, str, dict]:
 
 @bp.route("/face", methods=["GET", "POST"])
 @access(STUDENT)
+@limit("PROCTOR_FACE_UPLOAD_LIMIT", methods=["POST"])
 def face():
     exam = _exam_arg(required=False)
     profile = _profile()

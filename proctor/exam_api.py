@@ -20,7 +20,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +29,7 @@ from flask_login import current_user
 from sqlalchemy import func, select
 
 from . import exam_service as svc
-from .extensions import db
+from .extensions import db, limiter
 from .models import Exam, Profile, Recording, SessionStatus, utcnow
 from .security import STUDENT, access
 
@@ -49,6 +49,11 @@ DEFAULTS = {
     "PROCTOR_FRAME_UPLOAD_MAX_BYTES": 2 * 1024 * 1024,
     "PROCTOR_PROCTOR_FPS": 2.0,                 # frames per second the exam page sends
     "PROCTOR_SYSTEM_CHECK_VALID_S": 4 * 3600,
+    # Per-account request limits on the routes that cost CPU or disk.
+    "PROCTOR_IDENTITY_FRAME_LIMIT": "8 per second;240 per minute",
+    "PROCTOR_FACE_UPLOAD_LIMIT": "10 per minute;60 per hour",
+    "PROCTOR_UPLOAD_TEST_LIMIT": "10 per minute",
+    "PROCTOR_AUDIO_CHUNK_LIMIT": "30 per minute",
 }
 AUDIO_TYPES = {  # accepted MediaRecorder containers: mime prefix -> (extension, magic bytes at offset 0)
     "audio/webm": (".webm", b"\x1a\x45\xdf\xa3"),
@@ -60,6 +65,15 @@ _DATA_URL = re.compile(r"^data:image/(jpeg|jpg|png|webp);base64,", re.IGNORECASE
 
 def setting(name: str):
     return current_app.config.get(name, DEFAULTS[name])
+
+
+def user_key() -> str:
+    # Limits are per account: a class behind one NAT address must not share a budget.
+    return f"user:{current_user.get_id()}" if current_user.is_authenticated else f"addr:{request.remote_addr}"
+
+
+def limit(name: str, methods: list[str] | None = None):
+    return limiter.limit(lambda: setting(name), key_func=user_key, methods=methods)
 
 
 class ApiError(Exception):
@@ -230,6 +244,7 @@ def vision(app=None):
 
 @bp.route("/upload-test", methods=["POST"])
 @access(STUDENT)
+@limit("PROCTOR_UPLOAD_TEST_LIMIT")
 def upload_test():
     """The page times a POST of a known-size blob; the server says how much it received."""
     limit = setting("PROCTOR_UPLOAD_TEST_MAX_BYTES")
@@ -320,7 +335,14 @@ def identity_confirmation(exam_id: int) -> dict | None:
         return None
     if time.time() - float(rec.get("at", 0)) > setting("PROCTOR_IDENTITY_VALID_S"):
         return None
+    profile = db.session.scalar(select(Profile).where(Profile.student_id == current_user.id))
+    if profile is None or rec.get("profile") != _profile_stamp(profile):
+        return None  # the face was registered again since: confirm again
     return rec
+
+
+def _profile_stamp(profile: Profile) -> str:
+    return f"{profile.id}:{profile.image_path}"
 
 
 def _open_exam(exam_id: int) -> Exam:
@@ -332,6 +354,7 @@ def _open_exam(exam_id: int) -> Exam:
 
 @bp.route("/<int:exam_id>/identity-frame", methods=["POST"])
 @access(STUDENT)
+@limit("PROCTOR_IDENTITY_FRAME_LIMIT")
 def identity_frame(exam_id: int):
     """One live capture for the confirmation: matched against the registration, fed to liveness.
 
@@ -397,7 +420,7 @@ def identity_frame(exam_id: int):
             "confirmed": confirmed,
         }
     if confirmed:
-        session[_confirmed_key(exam_id)] = {"student_id": current_user.id, "at": time.time(),
+        session[_confirmed_key(exam_id)] = {"student_id": current_user.id, "at": time.time(), "profile": _profile_stamp(profile),
                                             "distance": att.best_distance, "liveness": att.live_reason[:64]}
         body["next"] = url_for("exam.ready", exam_id=exam_id)
     return jsonify(body)
@@ -474,6 +497,7 @@ def _notify_live_end(sess) -> None:
 
 @bp.route("/audio-chunk", methods=["POST"])
 @access(STUDENT)
+@limit("PROCTOR_AUDIO_CHUNK_LIMIT")
 def audio_chunk():
     """A MediaRecorder chunk of the exam's audio: multipart {session_id, seq, started_ms, chunk}."""
     limit = setting("PROCTOR_AUDIO_CHUNK_MAX_BYTES")

@@ -448,3 +448,13 @@ def test_audio_chunks_validated_and_stored(app, student_client, tmp_path):
 
         stored = Path(app.config["PROCTOR_DATA_DIR"]) / recs[0].path
         assert stored.read_bytes() == raw
+
+
+def test_costly_routes_are_rate_limited_per_account(app, student_client):
+    token = csrf_token(student_client, "/student/")
+    codes = [student_client.post("/api/exam/upload-test", data=bytes(1024), content_type="application/octet-stream",
+                                 headers={"X-CSRFToken": token}).status_code for _ in range(12)]
+    assert codes[:10] == [200] * 10 and codes[10:] == [429, 429]
+    r = student_client.post("/api/exam/upload-test", data=bytes(10), content_type="application/octet-stream",
+                            headers={"X-CSRFToken": token})
+    assert r.status_code == 429 and r.get_json()["code"] == 429

@@ -161,6 +161,15 @@ def test_confirmation_same_person_other_photo_passes_without_liveness(app, stude
     assert all(b["face_found"] and b["match"] for b in bodies), bodies
     assert bodies[-1]["confirmed"] is True and bodies[-1]["next"].endswith(f"/exams/{exam_id}/ready")
     assert bodies[-1]["liveness"] == {"required": False, "passed": True, "reason": "not required for this exam"}
+    # A new registration voids the confirmation: the live face must be checked against the new one.
+    token = csrf_token(student_client, "/student/")
+    student_client.post("/api/exam/system-check", headers={"X-CSRFToken": token}, content_type="application/json",
+                        data=json.dumps({"camera": True, "microphone": True, "browser": True, "upload": True}))
+    student_client.post("/student/rules", data={"csrf_token": token, "accept": "yes"})
+    assert student_client.get(f"/student/exams/{exam_id}/ready").status_code == 200
+    assert upload(student_client, (TESTDATA / "identity/obama2.jpg").read_bytes()).status_code == 302
+    r = student_client.get(f"/student/exams/{exam_id}/ready")
+    assert r.status_code == 302 and r.headers["Location"].endswith(f"/exams/{exam_id}/confirm")
 
 
 def test_confirmation_by_a_different_person_is_refused(app, student_client, photo):
