@@ -374,8 +374,9 @@ class FaceAnalyzer:
             pts = np.array([(lm.x * w, lm.y * h) for lm in face.landmark], dtype=np.float64)
             box = _clip_box(pts[:, 0].min(), pts[:, 1].min(), pts[:, 0].max(), pts[:, 1].max(), w, h)
             if box is not None:
-                # FaceMesh reports no per-face score; its detector passed FACE_DETECTION_CONFIDENCE.
-                cands.append(_Candidate(box, 1.0, "facemesh", pts))
+                # FaceMesh reports no per-face score: start from the floor its detector passed;
+                # merging raises it to the score of a face detection of the same face.
+                cands.append(_Candidate(box, float(self.config.FACE_DETECTION_CONFIDENCE), "facemesh", pts))
         cands.extend(self._face_detection(self._fd_full, rgb, 0, 0))
         tile_min = float(self.config.FACE_TILE_CONFIDENCE)
         for x1, y1, x2, y2 in _square_tiles(w, h):

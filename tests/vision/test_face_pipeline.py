@@ -77,7 +77,7 @@ def test_one_roughly_frontal_face(photo, load_image, name):
     x1, y1, x2, y2 = obs.box
     h, w = load_image(name).shape[:2]
     assert 0 <= x1 < x2 <= w and 0 <= y1 < y2 <= h
-    assert 0.0 < obs.confidence <= 1.0
+    assert 0.5 < obs.confidence <= 1.0  # the face detection score of this face (measured 0.77-0.96)
     assert -1.0 <= obs.iris_offset <= 1.0
 
 
