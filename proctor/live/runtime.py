@@ -343,6 +343,8 @@ class LiveRuntime:
                 log.warning("inference errors student=%s session=%s seq=%s: %s", r.student_id, r.session_id, r.seq, r.errors)
             if r.detector_ran:
                 stream.last_detections, stream.last_detections_t = r.detections, r.frame_ts
+            if r.identity_ran and not r.identity_face_found:
+                stream.last_identity_dispatch_t = None  # no face to check: try again on the next frame
             if r.identity_ran:
                 stream.identity_match = r.identity_match if r.identity_face_found else None
                 stream.identity_distance = r.identity_distance

@@ -33,9 +33,20 @@ def load_photo(name: str):
 
 
 def fit(img, width: int = 640, height: int = 480):
-    """Resize a photo to webcam size, as the upload route does."""
+    """Crop a photo to the webcam's aspect (keeping the upper-middle part, where a sitter's face is)
+    and resize it to webcam size, as a browser's camera frame would be."""
     import cv2
 
+    h, w = img.shape[:2]
+    target = width / height
+    if w / h > target:  # too wide: crop the sides evenly
+        cw = int(round(h * target))
+        x0 = (w - cw) // 2
+        img = img[:, x0:x0 + cw]
+    elif w / h < target:  # too tall (a portrait): keep the upper-middle band
+        ch = int(round(w / target))
+        y0 = int((h - ch) * 0.3)
+        img = img[y0:y0 + ch]
     return cv2.resize(img, (width, height), interpolation=cv2.INTER_AREA)
 
 

@@ -142,6 +142,51 @@ def test_no_face_violation_with_evidence_jpeg_and_clip(app, runtime_factory):
     assert len(_violations(app, session_id)) == 1
 
 
+def test_identity_checked_against_the_enrolment_and_a_killed_worker_is_replaced(app, runtime_factory):
+    import os
+    import signal
+
+    from config_vision import load_vision_config
+    from face_identity import FaceIdentity, embedding_to_bytes
+    from proctor.extensions import db
+    from proctor.models import Profile
+
+    student_id, session_id, _ = _seed_session(app)
+    enrolment = FaceIdentity(load_vision_config(env={})).enrol(load_photo("identity/obama.jpg"))
+    assert enrolment.ok, enrolment.error
+    with app.app_context():
+        db.session.add(Profile(student_id=student_id, embedding=embedding_to_bytes(enrolment.embedding)))
+        db.session.commit()
+    rt, events = runtime_factory()
+    same = fit(load_photo("identity/obama2.jpg"))
+    other = fit(load_photo("identity/biden.jpg"))
+    t0 = 20_000.0
+    for i in range(4):
+        _feed(rt, student_id, session_id, live_frame(same, i), t0 + i * 0.5)
+    ident = rt.status(student_id)["identity"]
+    assert ident["enrolled"] and ident["match"] is True and ident["distance"] is not None
+
+    # Someone else sits down: the next check (IDENTITY_CHECK_EVERY_S later) sees a stranger.
+    for i in range(4, 20):
+        _feed(rt, student_id, session_id, live_frame(other, i), t0 + i * 0.5)
+    st = rt.status(student_id)
+    assert st["identity"]["match"] is False
+    assert "IDENTITY_MISMATCH" in [v.type for v in _violations(app, session_id)]
+    wait_for(lambda: any(n == "student_status" and p["student_id"] == student_id for n, p in events), 30,
+             "no student_status was published")
+
+    # A worker dies (killed): it is restarted, reported, and the stream goes on.
+    pid = rt.pipeline_status()["workers"]["workers"][0]["pid"]
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: rt.pipeline_status()["crashes"], RESULT_TIMEOUT_S, "the crash was not reported")
+    assert rt.pipeline_status()["crashes"][0]["pid"] == pid
+    processed = rt.status(student_id)["frames"]["processed"]
+    _feed(rt, student_id, session_id, live_frame(same, 21), t0 + 10.5)
+    assert rt.status(student_id)["frames"]["processed"] == processed + 1
+    workers = rt.pipeline_status()["workers"]["workers"]
+    assert workers[0]["pid"] != pid and workers[0]["restarts"] == 1 and workers[0]["alive"]
+
+
 def test_browser_events_auto_terminate_the_session(app, runtime_factory):
     from proctor.extensions import db
     from proctor.models import AuditLog, ExamResult, ExamSession
