@@ -174,6 +174,7 @@ class LiveRuntime:
         self._latencies: deque = deque(maxlen=500)
         self._results_mono: deque = deque(maxlen=500)
         self._stage_ms: deque = deque(maxlen=500)
+        self._raw_cache: dict[int, tuple] = {}
         self._counters = {"processed": 0, "results_dropped": 0, "violations": 0, "warnings_held": 0,
                           "clips_written": 0, "clips_failed": 0, "loop_errors": 0}
         self._running = False
@@ -622,6 +623,7 @@ class LiveRuntime:
         stream.warnings.forget(sid)
         self.slots.forget(sid)
         self.preroll.forget(sid)
+        self._raw_cache.pop(sid, None)
         if self.pool is not None:
             self.pool.forget(sid)
         log.info("session ended student=%s session=%s status=%s", sid, stream.session_id, status)
@@ -636,9 +638,26 @@ class LiveRuntime:
                 return LiveView(stream.processed_jpeg, "processed", time.monotonic() - stream.processed_mono,
                                 self.status(student_id))
         frame = self.slots.latest(student_id)
-        if frame is not None and frame.jpeg is not None:
-            return LiveView(frame.jpeg, "raw", time.monotonic() - frame.received_mono, self.status(student_id))
-        return None
+        if frame is None:
+            return None
+        jpeg = frame.jpeg or self._raw_jpeg(frame)
+        if jpeg is None:
+            return None
+        return LiveView(jpeg, "raw", time.monotonic() - frame.received_mono, self.status(student_id))
+
+    def _raw_jpeg(self, frame) -> bytes | None:
+        """The raw frame as JPEG, encoded at most once per frame (only until processed frames exist)."""
+        import cv2
+
+        key = (frame.student_id, frame.seq)
+        cached = self._raw_cache.get(frame.student_id)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        ok, buf = cv2.imencode(".jpg", frame.image, [cv2.IMWRITE_JPEG_QUALITY, 75])
+        if not ok:
+            return None
+        self._raw_cache[frame.student_id] = (key, buf.tobytes())
+        return self._raw_cache[frame.student_id][1]
 
     def status(self, student_id: int) -> dict:
         with self._lock:

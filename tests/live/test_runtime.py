@@ -193,6 +193,11 @@ def test_browser_events_auto_terminate_the_session(app, runtime_factory):
 
     student_id, session_id, _ = _seed_session(app, auto_terminate=True)
     rt, events = runtime_factory(enabled=False)
+    assert rt.latest_view(student_id) is None
+    rt.submit_frame(student_id, session_id, fit(load_photo("a_1_webcam_woman_T1.jpg")), 0)
+    view = rt.latest_view(student_id)  # no workers: the raw frame is what an admin can see
+    assert view.kind == "raw" and cv2.imdecode(np.frombuffer(view.jpeg, np.uint8), cv2.IMREAD_COLOR).shape == (480, 640, 3)
+    assert rt.latest_view(student_id).jpeg is view.jpeg  # encoded once per frame
     issued = []
     for kind in ("TAB_SWITCH", "FULLSCREEN_EXIT", "VOICE_DETECTED"):
         issued += rt.browser_event(student_id, session_id, kind, {"hidden_ms": 1200, "note": "x" * 1000})
