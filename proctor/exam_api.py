@@ -233,7 +233,9 @@ def vision(app=None):
         def make_analyzer():
             from face_pipeline import FaceAnalyzer
 
-            return FaceAnalyzer(cfg)
+            # Photo mode: requests from different students share these instances, so no tracking
+            # state may carry over from one frame to the next.
+            return FaceAnalyzer(cfg, static_image_mode=True)
 
         state = {"config": cfg, "identity": _Pool(make_identity), "analyzer": _Pool(make_analyzer)}
         app.extensions["exam_vision"] = state
@@ -378,27 +380,35 @@ def identity_frame(exam_id: int):
     att = _attempt_for(current_user.id, exam_id, restart)
     pools = vision()
 
+    threshold = float(pools["config"].IDENTITY_DISTANCE_THRESHOLD)
+
     def work():
-        verification = pools["identity"].run(lambda fi: fi.verify(enrolled, frame))
-        observation = pools["analyzer"].run(lambda fa: fa.analyze(frame)) if exam.require_liveness else None
-        return verification, observation
+        # One face analysis serves both checks: its box is embedded (identity) and its pose and
+        # eyes feed liveness; a frame with several faces counts for neither.
+        observation = pools["analyzer"].run(lambda fa: fa.analyze(frame))
+        if observation.face_count != 1 or observation.box is None:
+            return observation, None
+        distance = pools["identity"].run(lambda fi: _distance(fi, enrolled, frame, observation.box))
+        return observation, distance
 
     try:
-        verification, observation = run_blocking(work)
+        observation, distance = run_blocking(work)
     except TimeoutError as exc:
         log.error("identity frame for student %s: %s", current_user.id, exc)
         raise ApiError("the server is busy checking faces; try again in a moment", 503) from None
+    faces = int(observation.face_count)
+    match = None if distance is None else distance <= threshold
 
     with att.lock:
         if att.refused is None:
-            if not verification.face_found:
+            if distance is None:
                 att.no_face += 1
-            elif verification.match:
+            elif match:
                 att.matched += 1
             else:
                 att.mismatched += 1
-            if verification.distance is not None:
-                att.best_distance = verification.distance if att.best_distance is None else min(att.best_distance, verification.distance)
+            if distance is not None:
+                att.best_distance = distance if att.best_distance is None else min(att.best_distance, distance)
             if exam.require_liveness:
                 state = att.liveness.update(observation, float(ts) / 1000.0)
                 att.live_passed, att.live_reason = state.passed, state.reason
@@ -410,9 +420,10 @@ def identity_frame(exam_id: int):
                             current_user.id, exam_id, att.mismatched, att.best_distance)
         confirmed = att.refused is None and att.matched >= setting("PROCTOR_IDENTITY_MATCH_FRAMES") and att.live_passed
         body = {
-            "face_found": bool(verification.face_found),
-            "match": verification.match,
-            "distance": None if verification.distance is None else round(float(verification.distance), 4),
+            "face_found": faces >= 1,
+            "faces": faces,
+            "match": match,
+            "distance": None if distance is None else round(float(distance), 4),
             "matched_frames": att.matched,
             "needed_frames": setting("PROCTOR_IDENTITY_MATCH_FRAMES"),
             "liveness": {"required": bool(exam.require_liveness), "passed": att.live_passed, "reason": att.live_reason},
@@ -424,6 +435,11 @@ def identity_frame(exam_id: int):
                                             "distance": att.best_distance, "liveness": att.live_reason[:64]}
         body["next"] = url_for("exam.ready", exam_id=exam_id)
     return jsonify(body)
+
+
+def _distance(identity, enrolled, frame, box) -> float | None:
+    live = identity.embed(frame, box)
+    return None if live is None else identity.distance(enrolled, live)
 
 
 # --- the exam ------------------------------------------------------------------------------

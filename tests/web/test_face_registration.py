@@ -184,6 +184,16 @@ def test_confirmation_by_a_different_person_is_refused(app, student_client, phot
     assert student_client.get(f"/student/exams/{exam_id}/ready").status_code == 302  # not ready: sent back
 
 
+def test_confirmation_frame_with_two_people_counts_for_nothing(app, student_client, photo):
+    exam_id = make_exam(app)
+    _set_liveness(app, exam_id, False)
+    assert upload(student_client, (TESTDATA / "identity/obama.jpg").read_bytes()).status_code == 302
+    crowd = photo("e_5_zidane_two_men.jpg")
+    bodies = [post_frame(student_client, exam_id, crowd, i * 250, restart=(i == 0)).get_json() for i in range(3)]
+    assert all(b["faces"] >= 2 and b["match"] is None and b["matched_frames"] == 0 for b in bodies), bodies
+    assert bodies[-1]["confirmed"] is False and bodies[-1]["refused"] is None
+
+
 def test_liveness_refuses_a_still_photo_and_passes_a_turning_head(app, student_client, photo):
     import cv2
 

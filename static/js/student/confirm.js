@@ -37,7 +37,8 @@
         if (r.status !== 503) break;
       } else {
         const d = r.data;
-        C.setResult(match, d.match ? "ok" : (d.face_found ? "fail" : "pending"),
+        if (d.faces > 1) C.setResult(match, "pending", d.faces + " faces in view: be alone in front of the camera");
+        else C.setResult(match, d.match ? "ok" : (d.face_found ? "fail" : "pending"),
           d.face_found ? (d.match ? "yes (" + d.matched_frames + "/" + d.needed_frames + ")" : "no") : "no face in view");
         if (d.liveness.required) C.setResult(live, d.liveness.passed ? "ok" : "pending", d.liveness.passed ? "yes" : d.liveness.reason);
         if (d.refused) {
