@@ -255,7 +255,8 @@ class LiveRuntime:
                 except Exception:  # noqa: BLE001 - the loop must survive anything one step does
                     self._counters["loop_errors"] += 1
                     log.exception("live runtime loop step failed")
-                    busy = False
+                    self._sleep(1.0)  # e.g. the database is down: retry calmly, do not spin and flood the log
+                    continue
                 self._sleep(0.004 if busy else 0.02)
         finally:
             self._loop_alive = False
