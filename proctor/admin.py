@@ -25,7 +25,11 @@ def home():
         "active_sessions": count(select(func.count()).select_from(ExamSession).where(ExamSession.status == "IN_PROGRESS")),
         "pending_violations": count(select(func.count()).select_from(Violation).where(Violation.review_status == "PENDING")),
     }
-    return render_template("admin/home.html", stats=stats)
+    pending = db.session.execute(
+        select(Violation, Student.name).join(Student, Student.id == Violation.student_id)
+        .where(Violation.review_status == "PENDING").order_by(Violation.timestamp.desc(), Violation.id.desc()).limit(10)
+    ).all()
+    return render_template("admin/home.html", stats=stats, pending=pending)
 
 
 from . import admin_exams, admin_live, admin_reports, admin_results, admin_students  # noqa: E402,F401  (views on bp)

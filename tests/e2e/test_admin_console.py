@@ -249,14 +249,19 @@ def _run(server, admin, student, shots):
     admin.emulate_media(media="print")
     assert not admin.locator("#print-button").is_visible()
     assert admin.locator("svg.timeline").is_visible()
+    shots(admin, "admin-report-as-printed")
     admin.emulate_media(media="screen")
 
     # 9. the remaining admin pages render in the browser (screenshots for the record)
+    (question_id,) = server.sql("SELECT MIN(QuestionID) FROM questions WHERE ExamID = :e", e=exam_id)[0]
     for path, name in [(f"/admin/sessions/{session_id}/report", "admin-report-print"),
                        (f"/admin/sessions/{session_id}/recordings", "admin-recordings"),
                        ("/admin/students", "admin-students"), (f"/admin/students/{student_id}/edit", "admin-student-edit"),
                        ("/admin/students/import", "admin-students-import"), (f"/admin/exams/{exam_id}/edit", "admin-exam-edit"),
-                       ("/admin/reports", "admin-reports"), ("/admin/", "admin-home-after")]:
+                       ("/admin/reports", "admin-reports"), ("/admin/students/new", "admin-student-new"),
+                       (f"/admin/students/{student_id}/delete", "admin-student-delete-confirm"),
+                       (f"/admin/exams/{exam_id}/delete", "admin-exam-delete-confirm"),
+                       (f"/admin/questions/{question_id}/edit", "admin-question-edit"), ("/admin/", "admin-home-after")]:
         resp = admin.goto(path)
         assert resp.status == 200, path
         shots(admin, name)

@@ -88,3 +88,10 @@ def test_monitor_pages_wire_up_the_live_endpoints(app, admin_client):
 
     idle = make_user(app, "idle@example.edu")
     assert "not taking an exam" in admin_client.get(f"/admin/monitor/{idle}").get_data(as_text=True)
+
+
+def test_home_lists_violations_to_review(app, admin_client):
+    s = seed_session(app, student_name="Home <Listed>")
+    page = admin_client.get("/admin/").get_data(as_text=True)
+    assert 'data-stat="pending_violations">3<' in page
+    assert page.count(f"/admin/sessions/{s['session_id']}#v") == 3 and "Home &lt;Listed&gt;" in page
