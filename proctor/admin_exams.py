@@ -111,7 +111,12 @@ def _render_exam_form(exam: Exam | None, errors: dict, form=None):
         values = {"title": "", "description": "", "duration_minutes": 30, "pass_mark_percent": 50,
                   "is_published": False, "auto_terminate": bool(cfg.AUTO_TERMINATE_DEFAULT), "require_liveness": True}
         thresholds = {}
+    try:  # what applies when an exam sets nothing: the defaults as this server's environment changed them
+        server = config_vision.load_vision_config().as_dict()
+    except config_vision.VisionConfigError:
+        server = {s.name: s.default for s in config_vision.SETTINGS}
     return render_template("admin/exam_form.html", exam=exam, values=values, errors=errors, rules=config_vision.RULES,
+                           server_values=server,
                            rules_on=rules_on, settings=threshold_settings(), thresholds=thresholds,
                            thresholds_open=any(k.startswith("th_") for k in errors) or any(thresholds.values())), (400 if errors else 200)
 

@@ -40,8 +40,10 @@ def create_exam(client, **fields) -> int:
     return int(resp.headers["Location"].rstrip("/").split("/")[-2])
 
 
-def test_new_exam_form_defaults(app, admin_client):
+def test_new_exam_form_defaults(app, admin_client, monkeypatch):
+    monkeypatch.setenv("PROCTOR_TIME_NO_FACE_S", "4.5")  # the server's own setting is shown beside each override
     page = admin_client.get("/admin/exams/new").get_data(as_text=True)
+    assert "<td>4.5</td>" in page
     for rule in config_vision.RULES:
         assert f'id="rule-{rule}" name="rules" value="{rule}" checked' in page
     assert 'name="auto_terminate" value="1">' in page  # auto-terminate is OFF by default
