@@ -56,6 +56,8 @@ DURATION_MAX_MS = 24 * 3600 * 1000
 CLIENT_TS_MAX_MS = 2 ** 53  # a JavaScript Date.now() fits well below this
 EVIDENCE_KINDS = {"snapshot": "evidence_path", "clip": "clip_path"}
 
+REASON_WORD_MAX = 40
+_REASON_UNSAFE = re.compile(r"[^A-Za-z0-9 _.:-]")
 _DATA_URL = re.compile(r"^data:image/(jpeg|jpg|png);base64,", re.IGNORECASE)
 
 
@@ -242,6 +244,13 @@ def _event_details(kind: str, body: dict) -> dict:
         details["level"] = _number(raw["level"], "level", LEVEL_MIN, LEVEL_MAX)
     if raw.get("duration_ms") is not None:
         details["duration_ms"] = _number(raw["duration_ms"], "duration_ms", 0, DURATION_MAX_MS)
+    if kind == "CAMERA_OFF" and raw.get("reason") is not None:
+        # The page's own word for why the camera stopped ("denied", "ended"...): kept short and plain.
+        if not isinstance(raw["reason"], str):
+            _bad("'reason' must be a string")
+        reason = _REASON_UNSAFE.sub("", raw["reason"])[:REASON_WORD_MAX].strip()
+        if reason:
+            details["camera_reason"] = reason
     return details
 
 

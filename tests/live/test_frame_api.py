@@ -325,8 +325,21 @@ def test_browser_events_reach_the_runtime(app, student):
     assert resp.status_code == 200, resp.data
     body = resp.get_json()
     assert body["accepted"] is True and body["type"] == "TAB_SWITCH" and isinstance(body["warnings"], list)
-    resp = student.post_event({"type": "VOICE_DETECTED", "level": 0.42})
+    # What the exam page sends: dBFS levels, and the camera's own reason for stopping.
+    resp = student.post_event({"type": "VOICE_DETECTED", "details": {"level": -31.4, "duration_ms": 1800}})
     assert resp.status_code == 200
+    resp = student.post_event({"type": "CAMERA_OFF", "details": {"reason": "ended <script>" + "x" * 100}})
+    assert resp.status_code == 200
+    from proctor.extensions import db
+    from proctor.models import Violation
+
+    with app.app_context():
+        stored = {v.type: json.loads(v.details) for v in db.session.scalars(
+            db.select(Violation).where(Violation.student_id == student.id))}
+    # The browser's details were checked and kept: numbers as numbers, the reason short and plain.
+    assert stored["TAB_SWITCH"]["duration_ms"] == 4200
+    assert stored["VOICE_DETECTED"]["level"] == -31.4 and stored["VOICE_DETECTED"]["duration_ms"] == 1800
+    assert stored["CAMERA_OFF"]["camera_reason"] == "ended script" + "x" * 28
     status = rt.status(student.id)
     assert status["session_id"] == student.session_id
     assert status["warnings"] >= 1  # a tab switch is an instant violation that issues a warning
@@ -341,6 +354,7 @@ def test_browser_events_reach_the_runtime(app, student):
     ({"type": "VOICE_DETECTED", "level": 1e9}, 400, "'level'"),
     ({"type": "TAB_SWITCH", "details": "hidden"}, 400, "'details'"),
     ({"type": "TAB_SWITCH", "details": {"duration_ms": -1}}, 400, "'duration_ms'"),
+    ({"type": "CAMERA_OFF", "details": {"reason": ["denied"]}}, 400, "'reason'"),
 ])
 def test_bad_browser_events_are_400(app, student, body, status, fragment):
     resp = student.post_event(body)
