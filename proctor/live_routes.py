@@ -49,6 +49,7 @@ DEFAULTS = {
     "PROCTOR_MJPEG_MAX_S": 900,                   # a stream ends after this; the page reconnects
     "PROCTOR_MJPEG_KEEPALIVE_S": 1.0,             # resend the last frame this often when nothing is new
     "PROCTOR_MJPEG_FRESH_S": 1.5,                 # a processed frame older than this gives way to a newer raw one
+    "PROCTOR_MJPEG_MAX_STREAMS": 32,              # open live views per server process (each holds a connection)
 }
 REASON_MAX = 255
 LEVEL_MIN, LEVEL_MAX = -200.0, 1000.0  # voice level: dBFS (negative) or a 0..1 / 0..100 scale
@@ -442,6 +443,9 @@ def live_stream(student_id: int):
     student = db.session.get(Student, student_id)
     if student is None or student.role != Role.STUDENT.value:
         abort(404)
+    counter = stream_counter(current_app)
+    if counter.as_dict()["open"] >= int(setting("PROCTOR_MJPEG_MAX_STREAMS")):
+        abort(429, description="too many live views are open; close one and try again")
     source = LiveViewSource(_runtime(), student_id, fresh_s=float(setting("PROCTOR_MJPEG_FRESH_S")))
     parts = mjpeg_parts(
         source,
@@ -449,7 +453,7 @@ def live_stream(student_id: int):
         max_s=float(setting("PROCTOR_MJPEG_MAX_S")),
         keepalive_s=float(setting("PROCTOR_MJPEG_KEEPALIVE_S")),
         sleep=socketio.sleep,
-        counter=stream_counter(current_app),
+        counter=counter,
     )
     resp = Response(parts, mimetype=f"multipart/x-mixed-replace; boundary={_BOUNDARY}", direct_passthrough=True)
     resp.headers["Cache-Control"] = "no-store"

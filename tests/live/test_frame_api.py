@@ -375,3 +375,23 @@ def test_browser_event_guards(app, student, admin_client):
     lone = Student(app, "event-nosession@example.edu", session=False)
     resp = lone.post_event({"type": "TAB_SWITCH"})
     assert resp.status_code == 409 and "no exam in progress" in error_of(resp)
+
+
+def test_upload_decode_cost_figures():
+    """Benchmark (prints, asserts only correctness): what validating, decoding and fitting a frame costs."""
+    from proctor.live_routes import decode_frame
+
+    base = photo("e_2_three_business.jpg")
+    print()
+    for size, quality in (((640, 480), 80), ((1280, 720), 80), ((1920, 1080), 85)):
+        raw = jpeg_bytes(cv2.resize(base, size, interpolation=cv2.INTER_AREA), quality)
+        text = data_url(raw)
+        times = []
+        for _ in range(15):
+            t0 = time.perf_counter()
+            frame = decode_frame(text, min_side=32, max_side=4096, max_w=640, max_h=480)
+            times.append(time.perf_counter() - t0)
+        assert frame.shape[1] <= 640 and frame.shape[0] <= 480
+        times.sort()
+        print(f"decode_frame {size[0]}x{size[1]} JPEG ({len(raw) // 1024} KiB): median {times[7] * 1000:.1f} ms, "
+              f"max {times[-1] * 1000:.1f} ms")

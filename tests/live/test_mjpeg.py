@@ -88,6 +88,25 @@ def test_stream_through_the_app_shows_the_raw_frame_marked(app, admin_client):
     assert np.median(diff) < 12  # but it is the same picture
 
 
+def test_open_streams_are_capped(app, admin_client):
+    student = Student(app, "popular@example.edu", name="Popular")
+    app.config["PROCTOR_MJPEG_MAX_STREAMS"] = 2
+    open_views = []
+    for _ in range(2):
+        resp = admin_client.get(f"/admin/live/{student.id}", buffered=False)
+        assert resp.status_code == 200
+        read_parts(resp.response, 1)  # the stream is open once its first part is out
+        open_views.append(resp)
+    refused = admin_client.get(f"/admin/live/{student.id}")
+    assert refused.status_code == 429
+    open_views.pop().close()
+    again = admin_client.get(f"/admin/live/{student.id}", buffered=False)
+    assert again.status_code == 200
+    again.close()
+    for resp in open_views:
+        resp.close()
+
+
 def test_generator_respects_the_frame_rate_cap_and_lifetime(app, caplog):
     from proctor.live_routes import LiveViewSource, mjpeg_parts
 
