@@ -128,7 +128,7 @@
     const hzPerBin = audioCtx.sampleRate / analyser.fftSize;
     const lo = Math.max(1, Math.floor(VOICE.lowHz / hzPerBin)), hi = Math.min(bins.length - 1, Math.ceil(VOICE.highHz / hzPerBin));
     const calib = [], voiced = [];
-    const t0 = performance.now();
+    let t0 = null;
     let floor = null, lastSent = 0, runStart = 0;
 
     function bandDb() {
@@ -139,9 +139,12 @@
     }
 
     voiceTimer = setInterval(function () {
-      if (audioCtx.state === "suspended") audioCtx.resume();
+      // Browsers start audio suspended until the page is used; a suspended graph reads silence,
+      // which must not become the noise floor.
+      if (audioCtx.state !== "running") { audioCtx.resume().catch(function () {}); return; }
       const db = bandDb();
       if (floor === null) {
+        if (t0 === null) t0 = performance.now();
         calib.push(db);
         if (performance.now() - t0 >= VOICE.calibrateMs && calib.length >= 10) {
           calib.sort(function (a, b) { return a - b; });
@@ -198,7 +201,11 @@
     document.documentElement.requestFullscreen().catch(function () {});
   }
   document.getElementById("fullscreen").addEventListener("click", goFullscreen);
-  document.addEventListener("click", function once() { goFullscreen(); document.removeEventListener("click", once); });
+  document.addEventListener("click", function once() {
+    goFullscreen();
+    if (audioCtx && audioCtx.state !== "running") audioCtx.resume().catch(function () {});
+    document.removeEventListener("click", once);
+  });
   document.addEventListener("fullscreenchange", function () {
     if (document.fullscreenElement) { wasFullscreen = true; return; }
     if (wasFullscreen && !stopped && !(page() && page().isFinished())) {
