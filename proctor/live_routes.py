@@ -66,6 +66,28 @@ def setting(name: str):
     return current_app.config.get(name, DEFAULTS[name])
 
 
+@api_bp.record_once
+def _check_settings(state) -> None:
+    """A bad value in app.config for these settings stops the app at start with a clear message."""
+    from limits import parse_many
+
+    from .settings import ConfigError
+
+    config = state.app.config
+    for name in ("PROCTOR_FRAME_RATE_LIMIT", "PROCTOR_EVENT_RATE_LIMIT"):
+        value = config.get(name, DEFAULTS[name])
+        try:
+            parse_many(value)
+        except (ValueError, TypeError):
+            raise ConfigError(f"{name}={value!r}: not a rate limit such as '10 per second'") from None
+    for name, default in DEFAULTS.items():
+        if name.endswith("_LIMIT"):
+            continue
+        value = config.get(name, default)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            raise ConfigError(f"{name}={value!r}: must be a positive number")
+
+
 def _user_key() -> str:
     # Limits are per account: a class behind one NAT address must not share a budget.
     return f"user:{current_user.get_id()}" if current_user.is_authenticated else f"addr:{request.remote_addr}"

@@ -176,6 +176,16 @@ def test_the_body_cannot_choose_the_student_or_session(app, student):
     assert rt.status(other.id).get("frame_age_s") is None  # nothing arrived for the other student
 
 
+@pytest.mark.parametrize("key, value", [("PROCTOR_FRAME_RATE_LIMIT", "lots"), ("PROCTOR_MJPEG_FPS", 0),
+                                        ("PROCTOR_FRAME_MAX_BYTES", "2MB")])
+def test_bad_live_route_settings_stop_the_app_at_start(tmp_path, key, value):
+    from proctor import ConfigError, create_app
+
+    with pytest.raises(ConfigError, match=key):
+        create_app({"SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'x.db'}", "INSTANCE_PATH": tmp_path / "inst",
+                    "SECRET_KEY": "s" * 32, "PROCTOR_ASYNC_MODE": "threading", key: value})
+
+
 def test_image_dimensions_read_from_headers_match_the_decoded_photos():
     from proctor.live_routes import image_dimensions
 
