@@ -183,6 +183,15 @@ def _run(server, admin, student, shots):
     admin.locator("#action-result", has_text="Warnings cleared").wait_for()
     assert server.sql("SELECT COUNT(*) FROM audit_log WHERE action LIKE '%clear%' AND target_id IS NOT NULL")[0][0] >= 1
 
+    # an accommodation: one rule off for this student; auto-terminate on and off again (both audited)
+    admin.locator("#rule-VOICE_DETECTED").uncheck()
+    admin.locator("#action-result", has_text="VOICE_DETECTED off for this student").wait_for()
+    admin.locator("#auto-terminate").check()
+    admin.locator("#action-result", has_text="Auto-terminate on").wait_for()
+    admin.locator("#auto-terminate").uncheck()
+    admin.locator("#action-result", has_text="Auto-terminate off").wait_for()
+    assert server.sql("SELECT DisabledRules FROM exam_sessions WHERE SessionID = :s", s=session_id)[0][0] == "VOICE_DETECTED"
+
     # 5. force terminate with confirmation; the student's page shows the terminated result
     admin.locator("#terminate-reason").fill("Left the camera view (e2e)")
     admin.once("dialog", lambda d: d.accept())
@@ -238,8 +247,8 @@ def _run(server, admin, student, shots):
     # 8. the audit log shows every action of this session, by this admin
     admin.goto("/admin/audit")
     table = admin.locator("#audit-table").inner_text()
-    for action in ("exam.create", "question.create", "exam.publish", "live.clear_warnings", "live.terminate",
-                   "violation.review", "session.outcome"):
+    for action in ("exam.create", "question.create", "exam.publish", "live.clear_warnings", "live.set_rule",
+                   "live.set_auto_terminate", "live.terminate", "violation.review", "session.outcome"):
         assert action in table, action
     shots(admin, "admin-audit")
 
