@@ -767,8 +767,16 @@ class LiveRuntime:
         with self._app_ctx(), self._lock:
             stream = self._stream_for_session(session_id)
             if stream is None:
+                from ..extensions import db
+                from ..models import ExamSession
+
+                row = db.session.get(ExamSession, session_id)
+                if row is None:
+                    raise LiveError("no such exam session", 404)
+                if row.status != "IN_PROGRESS":
+                    raise LiveError(f"exam session {session_id} is already {row.status}", 409)
+                student_id = row.student_id
                 self._finish_session(session_id, reason)
-                student_id = self._session_student(session_id)
                 self._audit(by_admin_id, "live.terminate", "exam_session", session_id, reason=reason)
                 self.events.publish("exam_terminated", {"student_id": student_id, "session_id": session_id,
                                                         "reason": reason, "by_admin_id": by_admin_id, "auto": False})
@@ -793,13 +801,6 @@ class LiveRuntime:
             finish_session(session_id, "TERMINATED", reason)
         except ExamError as exc:
             raise LiveError(str(exc), getattr(exc, "status", 404)) from None
-
-    def _session_student(self, session_id: int) -> int | None:
-        from ..extensions import db
-        from ..models import ExamSession
-
-        row = db.session.get(ExamSession, session_id)
-        return row.student_id if row is not None else None
 
     def set_auto_terminate(self, session_id: int, enabled: bool | None, by_admin_id: int | None) -> bool:
         """Session override (True/False; None: back to the exam's setting). Returns the effective value."""

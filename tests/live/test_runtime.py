@@ -271,6 +271,13 @@ def test_no_auto_termination_by_default_cooldown_and_admin_actions(app, runtime_
     assert ("exam_terminated", {"student_id": student_id, "session_id": session_id, "reason": "Seen using notes",
                                 "by_admin_id": admin_id, "auto": False}) in events
     assert rt.status(student_id)["active"] is False and rt.active_students() == []
+    with pytest.raises(LiveError) as err:
+        rt.terminate(session_id, "again", admin_id)  # already over: nothing is published twice
+    assert err.value.status == 409
+    with pytest.raises(LiveError) as err:
+        rt.terminate(session_id + 1000, "who?", admin_id)
+    assert err.value.status == 404
+    assert len([n for n, _ in events if n == "exam_terminated"]) == 1
 
 
 def test_frames_for_a_finished_session_are_dropped(app, runtime_factory):
@@ -424,3 +431,19 @@ def test_runtime_under_a_real_eventlet_server(tmp_path):
     cap = cv2.VideoCapture(str(data_dir / rows[0][2]))
     assert cap.read()[0]
     cap.release()
+
+
+def test_admin_terminates_a_session_the_runtime_has_not_seen(app, runtime_factory):
+    from proctor.extensions import db
+    from proctor.models import ExamSession
+
+    student_id, session_id, _ = _seed_session(app)
+    admin_id = make_user(app, "boss2@example.edu", role="ADMIN", name="Boss")
+    rt, events = runtime_factory(enabled=False)
+    rt.terminate(session_id, "  ", admin_id)  # blank reason: a default one is recorded
+    with app.app_context():
+        sess = db.session.get(ExamSession, session_id)
+        assert sess.status == "TERMINATED" and sess.termination_reason == "Terminated by the proctor"
+    assert events == [("exam_terminated", {"student_id": student_id, "session_id": session_id,
+                                           "reason": "Terminated by the proctor", "by_admin_id": admin_id,
+                                           "auto": False})]
