@@ -162,7 +162,8 @@ def register_face(image_bgr) -> tuple[bool, str, dict]:
     image_bgr = shrink(image_bgr, 1280)
     pools = vision()
     try:
-        enrolment = run_blocking(lambda: pools["identity"].run(lambda fi: fi.enrol(image_bgr)))
+        with pools["identity"].borrow() as identity:
+            enrolment = run_blocking(identity.enrol, image_bgr)
     except TimeoutError:
         return False, "The server is busy; try again in a moment.", {}
     quality = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in (enrolment.quality or {}).items()

@@ -18,6 +18,7 @@ import re
 import threading
 import time
 import uuid
+from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import datetime, timezone
@@ -185,7 +186,12 @@ def run_blocking(fn, *args, timeout_s: float | None = None):
 
 
 class _Pool:
-    """A few instances of a non-thread-safe analyser, each used by one thread at a time."""
+    """A few instances of a non-thread-safe analyser, each lent to one request at a time.
+
+    Instances are borrowed and returned in the request's own context (a green thread under
+    eventlet), never inside the worker thread, so no green primitive is touched from a native
+    thread. An instance whose work timed out may still be running: it is dropped, not returned.
+    """
 
     def __init__(self, factory, size: int = 2):
         self._factory, self._size = factory, size
@@ -193,7 +199,8 @@ class _Pool:
         self._made = 0
         self._lock = threading.Lock()
 
-    def run(self, fn):
+    @contextmanager
+    def borrow(self, wait_s: float = 30.0):
         try:
             inst = self._free.get_nowait()
         except queue.Empty:
@@ -203,17 +210,26 @@ class _Pool:
                     self._made += 1
             if make:
                 try:
-                    inst = self._factory()
-                except Exception:
+                    inst = run_blocking(self._factory, timeout_s=60)
+                except BaseException:
                     with self._lock:
                         self._made -= 1
                     raise
             else:
-                inst = self._free.get(timeout=30)
+                try:
+                    inst = self._free.get(timeout=wait_s)
+                except queue.Empty:
+                    raise TimeoutError("every face analyser is busy") from None
+        healthy = False
         try:
-            return fn(inst)
+            yield inst
+            healthy = True
         finally:
-            self._free.put(inst)
+            if healthy:
+                self._free.put(inst)
+            else:
+                with self._lock:
+                    self._made -= 1
 
 
 def vision(app=None):
@@ -382,17 +398,17 @@ def identity_frame(exam_id: int):
 
     threshold = float(pools["config"].IDENTITY_DISTANCE_THRESHOLD)
 
-    def work():
+    def work(analyzer, identity):
         # One face analysis serves both checks: its box is embedded (identity) and its pose and
         # eyes feed liveness; a frame with several faces counts for neither.
-        observation = pools["analyzer"].run(lambda fa: fa.analyze(frame))
+        observation = analyzer.analyze(frame)
         if observation.face_count != 1 or observation.box is None:
             return observation, None
-        distance = pools["identity"].run(lambda fi: _distance(fi, enrolled, frame, observation.box))
-        return observation, distance
+        return observation, _distance(identity, enrolled, frame, observation.box)
 
     try:
-        observation, distance = run_blocking(work)
+        with pools["analyzer"].borrow() as analyzer, pools["identity"].borrow() as identity:
+            observation, distance = run_blocking(work, analyzer, identity)
     except TimeoutError as exc:
         log.error("identity frame for student %s: %s", current_user.id, exc)
         raise ApiError("the server is busy checking faces; try again in a moment", 503) from None
