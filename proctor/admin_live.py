@@ -14,10 +14,11 @@ import config_vision
 from .admin import bp
 from .admin_common import get_or_404
 from .extensions import db
-from .models import ExamSession, Student
+from .models import ExamSession, Student, Violation
 from .security import ADMIN, access
 
 POLL_INTERVAL_S = 4
+RECENT_VIOLATIONS = 20
 
 
 @bp.route("/monitor")
@@ -37,10 +38,14 @@ def monitor_student(student_id: int):
     if session is not None:
         disabled |= {r for r in (session.exam.disabled_rules or "").split(",") if r}
     auto_terminate = None
+    violations = []
     if session is not None:
         auto_terminate = session.auto_terminate if session.auto_terminate is not None else session.exam.auto_terminate
+        violations = db.session.scalars(select(Violation).where(Violation.session_id == session.id)
+                                        .order_by(Violation.timestamp.desc(), Violation.id.desc()).limit(RECENT_VIOLATIONS)).all()
     return render_template("admin/monitor_student.html", student=student, session=session, rules=config_vision.RULES,
-                           disabled=disabled, auto_terminate=auto_terminate, poll_interval_s=POLL_INTERVAL_S)
+                           disabled=disabled, auto_terminate=auto_terminate, poll_interval_s=POLL_INTERVAL_S,
+                           violations=violations, recent_max=RECENT_VIOLATIONS)
 
 
 @bp.route("/monitor/<int:student_id>/snapshot.jpg")

@@ -176,6 +176,7 @@ def _run(server, admin, student, shots):
     size = feed.evaluate("img => [img.naturalWidth, img.naturalHeight]")
     assert size[0] >= 160 and size[1] >= 120, size
     admin.locator('[data-field="warnings"]').filter(has_text=re.compile(r"^[1-9]")).wait_for(timeout=WAIT_MS)
+    admin.locator("#live-violations li", has_text="NO_FACE").first.wait_for(timeout=WAIT_MS)
     shots(admin, "admin-live-feed")
 
     # 4. clear warnings (audited by the runtime)

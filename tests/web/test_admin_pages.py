@@ -83,6 +83,11 @@ def test_monitor_pages_wire_up_the_live_endpoints(app, admin_client):
     assert f'src="/admin/live/{s["student_id"]}"' in page and f'data-session-id="{s["session_id"]}"' in page
     assert 'id="auto-terminate"' in page and 'id="auto-terminate" checked' not in page  # off by default
     assert 'id="rule-NO_FACE" data-rule="NO_FACE" checked' in page
+    # the session's violations so far, newest first, with their evidence
+    v_first, v_second, v_third = s["violation_ids"]
+    ids = re.findall(r'<li data-violation-id="(\d+)">', page)
+    assert ids == [str(v_third), str(v_second), str(v_first)]
+    assert f'href="/admin/evidence/{v_first}/snapshot"' in page
     # a student with no exam running: the page says so instead of failing
     from tests.conftest import make_user
 

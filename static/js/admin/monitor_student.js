@@ -37,6 +37,32 @@
     });
   }
 
+  function addViolation(p) {
+    var list = document.getElementById("live-violations");
+    if (!list) { return; }
+    var li = document.createElement("li");
+    if (p.violation_id !== undefined && p.violation_id !== null) { li.setAttribute("data-violation-id", String(p.violation_id)); }
+    var code = document.createElement("code");
+    code.textContent = p.type || p.rule || "VIOLATION";
+    li.appendChild(code);
+    var when = p.time ? new Date(p.time) : new Date();
+    li.appendChild(document.createTextNode(" " + (isNaN(when) ? "" : when.toISOString().substr(11, 8) + " UTC")));
+    if (p.evidence_url) {
+      li.appendChild(document.createTextNode(" · "));
+      var a = document.createElement("a");
+      a.href = p.evidence_url;
+      a.target = "_blank";
+      a.rel = "noopener";
+      a.textContent = "snapshot";
+      li.appendChild(a);
+    }
+    list.insertBefore(li, list.firstChild);
+    var max = Number(list.getAttribute("data-max")) || 20;
+    while (list.children.length > max) { list.removeChild(list.lastChild); }
+    var none = document.getElementById("no-violations");
+    if (none) { none.classList.add("d-none"); }
+  }
+
   var handlers = {
     snapshot: function (students) {
       var me = students.filter(function (s) { return String(s.id) === studentId; })[0];
@@ -44,7 +70,9 @@
     },
     student_status: function (p) { if (Live.studentIdOf(p) === studentId) { showStatus(p.status || p); } },
     student_violation: function (p) {
-      if (Live.studentIdOf(p) === studentId) { Live.toast("Violation: " + (p.type || p.rule || ""), p.message || "", "warning"); }
+      if (Live.studentIdOf(p) !== studentId) { return; }
+      Live.toast("Violation: " + (p.type || p.rule || ""), p.message || "", "warning");
+      addViolation(p);
     },
     warnings_cleared: function (p) { if (Live.studentIdOf(p) === studentId) { say("Warnings cleared.", true); } },
     exam_terminated: function (p) {
