@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from .extensions import db
@@ -82,7 +82,11 @@ def start_session(student_id: int, exam_id: int, now: datetime | None = None) ->
     returns the same session with the same deadline and question order.
     """
     now = now or utcnow()
-    # Serialise starts per student (row lock on MariaDB; SQLite serialises writers anyway).
+    # Serialise starts per student: a no-op write on the student's row takes its row lock on
+    # MariaDB and the database write lock on SQLite (whose transactions otherwise begin at the
+    # first write, after the check below), so two simultaneous starts cannot both create a session.
+    db.session.execute(update(Student).where(Student.id == student_id)
+                       .values(rules_accepted_version=Student.rules_accepted_version))
     student = db.session.scalar(select(Student).where(Student.id == student_id).with_for_update())
     if student is None or not student.is_active:
         db.session.rollback()

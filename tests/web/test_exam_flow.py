@@ -458,3 +458,44 @@ def test_costly_routes_are_rate_limited_per_account(app, student_client):
     r = student_client.post("/api/exam/upload-test", data=bytes(10), content_type="application/octet-stream",
                             headers={"X-CSRFToken": token})
     assert r.status_code == 429 and r.get_json()["code"] == 429
+
+
+def test_concurrent_starts_make_one_session(app):
+    """Two tabs pressing Start at the same moment: one IN_PROGRESS session, both get it."""
+    import threading
+
+    from proctor import exam_service as svc
+    from proctor.extensions import db
+    from proctor.models import ExamSession
+
+    sid = make_user(app, "race@example.edu")
+    exam_id = make_exam(app)
+    barrier = threading.Barrier(4)
+    got, errors = [], []
+
+    def start():
+        with app.app_context():
+            try:
+                barrier.wait()
+                got.append(svc.start_session(sid, exam_id).id)
+            except Exception as exc:  # noqa: BLE001 - collected and asserted below
+                errors.append(repr(exc))
+            finally:
+                db.session.remove()
+
+    threads = [threading.Thread(target=start) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    with app.app_context():
+        rows = db.session.scalars(select(ExamSession).where(ExamSession.student_id == sid)).all()
+    if db_is_sqlite(app):
+        # SQLite serialises writers; a writer that finds the database locked may fail, never duplicate.
+        assert len(rows) == 1 and len(set(got)) == 1, (rows, got, errors)
+    else:
+        assert errors == [] and len(rows) == 1 and set(got) == {rows[0].id}
+
+
+def db_is_sqlite(app) -> bool:
+    return app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite")
