@@ -6,6 +6,7 @@ Refusals: registration with no face or several faces; confirmation by a differen
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 from playwright.sync_api import expect
@@ -52,12 +53,16 @@ def accept_rules(page) -> None:
     page.get_by_role("button", name="Accept and continue").click()
 
 
-def pass_system_check(page) -> None:
+def pass_system_check(page) -> dict[str, str]:
     page.wait_for_url("**/student/system-check**")
     expect(page.locator("#check-summary")).to_contain_text("passed", timeout=30_000)
+    found = {}
     for part in ("browser", "camera", "microphone", "upload"):
-        assert page.locator(f"#check-{part} .check-result").get_attribute("data-state") == "ok", part
+        result = page.locator(f"#check-{part} .check-result")
+        assert result.get_attribute("data-state") == "ok", part
+        found[part] = result.inner_text()
     page.get_by_role("button", name="Continue").click()
+    return found
 
 
 def register_by_upload(page, photo: str) -> None:
@@ -89,13 +94,16 @@ def test_full_student_journey(live_server, new_page, media, shots):
 
     accept_rules(page)
     shots(page, "system-check")
-    pass_system_check(page)
+    checks = pass_system_check(page)
+    assert checks["camera"] == "640×480"
 
     register_by_upload(page, "identity/obama.jpg")
     # Registered: the journey goes on to the identity check, which starts by itself.
     page.wait_for_url(f"**/student/exams/{exam_id}/confirm")
+    t_confirm = time.monotonic()
     shots(page, "confirm")
     page.wait_for_url(f"**/student/exams/{exam_id}/ready", timeout=60_000)
+    confirm_s = time.monotonic() - t_confirm
     shots(page, "ready")
     page.get_by_role("button", name="Start the exam").click()
     page.wait_for_url(re.compile(r".*/student/sessions/\d+$"))
@@ -139,6 +147,10 @@ def test_full_student_journey(live_server, new_page, media, shots):
         if page.get_by_role("button", name="Next").is_enabled():
             page.get_by_role("button", name="Next").click()
 
+    proctor_state = page.evaluate("() => window.ExamProctor.state()")
+    print(f"\nfigures: upload {checks['upload']}; identity confirmation with liveness {confirm_s:.1f} s; "
+          f"proctor client interval {proctor_state['interval']:.0f} ms, JPEG quality {proctor_state['quality']:.2f}, "
+          f"noise floor {proctor_state['noiseFloorDb']} dB")
     page.get_by_role("button", name="Submit the exam").click()
     page.wait_for_selector("#submit-modal.show")
     assert "You answered 12 of 12 questions" in page.locator("#submit-summary").inner_text()
