@@ -9,6 +9,7 @@ the student sees the warning banner and the violation is stored.
   cannot be driven in Playwright's Chromium: see the xfail)
 - full screen left -> FULLSCREEN_EXIT; the lens covered (the picture at 2 % light) -> CAMERA_OFF
 - the session's audio is recorded in stored chunks
+- a slow uplink: one frame upload in flight at most, JPEG quality lowered, then the rate
 - an admin terminates the exam -> the student's page shows the terminated result at once
 """
 from __future__ import annotations
@@ -132,6 +133,41 @@ def test_covered_camera_is_reported_as_camera_off(live_server, new_page, media, 
                      s=session_id)
     assert rows, f"no CAMERA_OFF stored; page log: {page.console_messages[-10:]}"
     shots(page, "camera-off-warning")
+
+
+def test_slow_upload_lowers_quality_then_rate_with_one_upload_in_flight(live_server, new_page, media):
+    page = new_page(video=media.face(FACE), audio=media.silence())
+    start_proctored_exam(page, live_server, "slowlink@example.edu", "Proctoring: slow link")
+    cdp = page.context.new_cdp_session(page)
+    in_flight, peak, done = set(), [0], [0]
+
+    def sent(ev):
+        if ev["request"]["url"].endswith("/api/student-frame"):
+            in_flight.add(ev["requestId"])
+            peak[0] = max(peak[0], len(in_flight))
+
+    def finished(ev):
+        if ev["requestId"] in in_flight:
+            in_flight.discard(ev["requestId"])
+            done[0] += 1
+
+    cdp.on("Network.requestWillBeSent", sent)
+    cdp.on("Network.loadingFinished", finished)
+    cdp.on("Network.loadingFailed", finished)
+    cdp.send("Network.enable")
+    # A 30 kB/s uplink: one 640x480 JPEG takes about a second, twice the 500 ms frame interval.
+    cdp.send("Network.emulateNetworkConditions", {"offline": False, "latency": 150, "downloadThroughput": 1_000_000,
+                                                   "uploadThroughput": 30_000})
+    end = time.monotonic() + 60
+    state = page.evaluate("() => window.ExamProctor.state()")
+    while time.monotonic() < end and not (state["interval"] > 500 and done[0] >= 8):
+        time.sleep(1)
+        state = page.evaluate("() => window.ExamProctor.state()")
+    print(f"\nfigures: slow uplink 30 kB/s -> JPEG quality {state['quality']:.2f}, frame interval {state['interval']:.0f} ms, "
+          f"{done[0]} frames uploaded, at most {peak[0]} upload(s) in flight")
+    assert done[0] >= 3, "no frame got through the slow link"
+    assert peak[0] == 1
+    assert state["quality"] <= 0.45 and state["interval"] > 500
 
 
 @pytest.mark.xfail(strict=False, reason=(
