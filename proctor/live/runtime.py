@@ -70,6 +70,9 @@ class _Stream:
     joined_mono: float = field(default_factory=time.monotonic)
     dispatched: int = 0
     processed: int = 0
+    detector_runs: int = 0
+    identity_attempts: int = 0
+    identity_checks: int = 0   # attempts that found a face to compare
     last_identity_dispatch_t: float | None = None
     last_detections: Any = None
     last_detections_t: float | None = None
@@ -344,7 +347,11 @@ class LiveRuntime:
             if r.errors:
                 log.warning("inference errors student=%s session=%s seq=%s: %s", r.student_id, r.session_id, r.seq, r.errors)
             if r.detector_ran:
+                stream.detector_runs += 1
                 stream.last_detections, stream.last_detections_t = r.detections, r.frame_ts
+            if r.identity_ran:
+                stream.identity_attempts += 1
+                stream.identity_checks += 1 if r.identity_face_found else 0
             if r.identity_ran and not r.identity_face_found:
                 stream.last_identity_dispatch_t = None  # no face to check: try again on the next frame
             if r.identity_ran:
@@ -690,7 +697,9 @@ class LiveRuntime:
                 "active_rules": {k: round(v, 3) for k, v in stream.engine.active_conditions(student_id).items()},
                 "auto_terminate": stream.auto_terminate,
                 "disabled_rules": sorted(stream.disabled_rules),
-                "frames": self.slots.stats(student_id).as_dict() | {"processed": stream.processed},
+                "frames": self.slots.stats(student_id).as_dict() | {
+                    "processed": stream.processed, "detector_runs": stream.detector_runs,
+                    "identity_checks": stream.identity_checks, "identity_attempts": stream.identity_attempts},
                 "errors": list(stream.last_errors),
                 "terminated": stream.terminated,
             }

@@ -130,6 +130,8 @@ def test_no_face_violation_with_evidence_jpeg_and_clip(app, runtime_factory):
     st = rt.status(student_id)
     assert st["warnings"] == 1 and "NO_FACE" in st["active_rules"] and st["suspicion"]["score"] > 0
     assert st["frames"]["received"] == 14 and st["frames"]["processed"] == 14
+    assert st["frames"]["detector_runs"] == 7  # DETECTOR_EVERY_N_FRAMES = 2: the face stage runs on all 14
+    assert st["frames"]["identity_checks"] == 0  # nobody enrolled: no identity checks
     pipe = rt.pipeline_status()
     assert pipe["counters"]["violations"] == 1 and pipe["latency_ms"]["samples"] == 14
     assert rt.latest_view(student_id).kind == "processed"
@@ -171,6 +173,9 @@ def test_identity_checked_against_the_enrolment_and_a_killed_worker_is_replaced(
         _feed(rt, student_id, session_id, live_frame(other, i), t0 + i * 0.5)
     st = rt.status(student_id)
     assert st["identity"]["match"] is False
+    # Compared at the start and IDENTITY_CHECK_EVERY_S (5 s) later, not on every frame (a frame where
+    # the identity model finds no face is retried on the next one).
+    assert st["frames"]["identity_checks"] == 2 and st["frames"]["identity_attempts"] < 8
     assert "IDENTITY_MISMATCH" in [v.type for v in _violations(app, session_id)]
     wait_for(lambda: any(n == "student_status" and p["student_id"] == student_id for n, p in events), 30,
              "no student_status was published")
@@ -447,3 +452,19 @@ def test_admin_terminates_a_session_the_runtime_has_not_seen(app, runtime_factor
     assert events == [("exam_terminated", {"student_id": student_id, "session_id": session_id,
                                            "reason": "Terminated by the proctor", "by_admin_id": admin_id,
                                            "auto": False})]
+
+
+def test_live_settings_are_validated():
+    from proctor.live import live_settings
+    from proctor.settings import ConfigError
+
+    assert live_settings({}) == {"PROCTOR_LIVE_ENABLED": True, "PROCTOR_LIVE_WORKERS": 2, "PROCTOR_LIVE_PREROLL_S": 8.0,
+                                 "PROCTOR_LIVE_STATUS_EVERY_S": 1.0, "PROCTOR_MODELS_DIR": ""}
+    assert live_settings({"PROCTOR_LIVE_WORKERS": "4", "PROCTOR_LIVE_ENABLED": "off"})["PROCTOR_LIVE_WORKERS"] == 4
+    for env, name in (({"PROCTOR_LIVE_WORKERS": "0"}, "PROCTOR_LIVE_WORKERS"),
+                      ({"PROCTOR_LIVE_WORKERS": "two"}, "PROCTOR_LIVE_WORKERS"),
+                      ({"PROCTOR_LIVE_ENABLED": "maybe"}, "PROCTOR_LIVE_ENABLED"),
+                      ({"PROCTOR_LIVE_PREROLL_S": "600"}, "PROCTOR_LIVE_PREROLL_S"),
+                      ({"PROCTOR_LIVE_STATUS_EVERY_S": "nan"}, "PROCTOR_LIVE_STATUS_EVERY_S")):
+        with pytest.raises(ConfigError, match=name):
+            live_settings(env)
