@@ -560,6 +560,7 @@ class WorkerPool:
                     "jobs_done": w.jobs_done,
                     "streams": len(w.streams),
                     "restarts": w.restarts,
+                    "restart_in_s": None if w.restart_at is None else round(max(0.0, w.restart_at - time.monotonic()), 1),
                     "last_crash": w.last_crash,
                     "errors": list(w.info.get("errors", [])),
                 }

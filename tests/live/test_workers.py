@@ -131,3 +131,24 @@ def test_pipeline_in_process_matches_contract(config):
         assert 6 not in pipe._analyzers
     finally:
         pipe.close()
+
+
+def test_a_crash_loop_backs_off_instead_of_spinning(config):
+    from proctor.live import workers
+
+    p = WorkerPool(1, config)
+    p.start()
+    try:
+        for n in range(1, workers.RESTARTS_BEFORE_BACKOFF + 2):
+            pid = p.pids()[0]
+            os.kill(pid, signal.SIGKILL)
+            wait_for(lambda: p.results() is not None and p.status()["workers"][0]["restarts"] == n, 60,
+                     f"crash {n} was not noticed")
+        st = p.status()["workers"][0]
+        # More than RESTARTS_BEFORE_BACKOFF crashes within a minute: the next start waits.
+        assert st["restart_in_s"] is not None and 0 < st["restart_in_s"] <= workers.RESTART_BACKOFF_S
+        assert not st["alive"] and not st["ready"]
+        assert not p.submit(_job(1, 1, fit(load_photo("a_1_webcam_woman_T1.jpg"))))  # nothing to take it meanwhile
+        assert len(p.crashes) == workers.RESTARTS_BEFORE_BACKOFF + 1
+    finally:
+        p.stop()
