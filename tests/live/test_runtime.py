@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-from datetime import timedelta
 from pathlib import Path
 
 import cv2
