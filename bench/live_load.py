@@ -120,6 +120,15 @@ def main(argv=None) -> int:
             seq += 1
             nxt += period
 
+    def cpu_s(pid):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, IndexError, ValueError):
+            return None
+
+    pids = [w["pid"] for w in rt.pipeline_status()["workers"]["workers"]]
+    cpu_before = [cpu_s(p) for p in pids]
     threads = [threading.Thread(target=student, args=(k, sid, sess), daemon=True) for k, (sid, sess) in enumerate(pairs)]
     rt._latencies.clear()
     t0 = time.monotonic()
@@ -130,6 +139,7 @@ def main(argv=None) -> int:
     for th in threads:
         th.join()
     elapsed = time.monotonic() - t0
+    cpu_after = [cpu_s(p) for p in pids]
     time.sleep(1.0)  # let the frames in flight finish
     st = rt.pipeline_status()
     lat = sorted(rt._latencies)
@@ -143,7 +153,10 @@ def main(argv=None) -> int:
         "dropped": totals["dropped"], "dropped_pct": round(100.0 * totals["dropped"] / max(1, totals["received"]), 1),
         "latency_ms": {"median": round(statistics.median(lat) * 1000, 1) if lat else None,
                        "p95": round(lat[min(len(lat) - 1, int(0.95 * len(lat)))] * 1000, 1) if lat else None},
-        "worker_stage_ms_median": st["stage_ms"], "violations": st["counters"]["violations"],
+        "worker_stage_ms_median": st["stage_ms"],
+        # CPU seconds each worker process used per wall second while frames were posted (1.0 = a whole core).
+        "worker_cpu_per_s": [None if a is None or b is None else round((b - a) / elapsed, 2)
+                             for a, b in zip(cpu_before, cpu_after)], "violations": st["counters"]["violations"],
         "clips_written": st["counters"]["clips_written"], "worker_restarts": st["workers"]["restarts"],
         "load_average": os.getloadavg(),
     }

@@ -304,8 +304,11 @@ def test_frames_for_a_finished_session_are_dropped(app, runtime_factory):
 # while this test talks to the server over HTTP.
 
 EVENTLET_HARNESS = r'''
-import eventlet
-eventlet.monkey_patch()
+# Patched only when run as the server, like app.py: the spawned workers import this file as
+# __mp_main__ and stay unpatched.
+if __name__ == "__main__":
+    import eventlet
+    eventlet.monkey_patch()
 
 import json, os, sys, time
 
