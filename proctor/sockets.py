@@ -5,6 +5,13 @@ request). The bridge here only appends them to a bounded queue; one background t
 Socket.IO (a green thread under eventlet, a thread otherwise) drains the queue and emits, so
 every emit happens in the server's own concurrency model. Clients cannot change any state through
 these namespaces: their events are ignored; admin actions go through the audited HTTP routes.
+
+/admin (admins only; room "admins"): on connect `active_students` {students: [...]} to that admin,
+then student_violation {student_id, name, session_id, type, details, time, evidence_url, clip_url,
+violation_id, severity, count, message}, student_status, student_joined, student_left,
+exam_terminated, warnings_cleared (the runtime's payloads).
+/student (students only; room "student:<id>"): warning {type, message, count} and
+terminated {reason, result_url}, for that student only.
 """
 from __future__ import annotations
 

@@ -126,7 +126,8 @@ def test_admin_socket_receives_status_and_no_face_from_real_frames(tmp_path, asy
 
         admin_socket = connect(server, "/admin", admin.socket_headers())
         clients.append(admin_socket)
-        admin_events = Recorder(admin_socket, "/admin", ("student_status", "student_violation", "student_joined"))
+        admin_events = Recorder(admin_socket, "/admin", ("student_status", "student_violation", "student_joined",
+                                                          "exam_terminated"))
         student_socket = connect(server, "/student", student.socket_headers())
         clients.append(student_socket)
         student_events = Recorder(student_socket, "/student", ("warning", "terminated", "student_violation"))
@@ -175,6 +176,19 @@ def test_admin_socket_receives_status_and_no_face_from_real_frames(tmp_path, asy
         else:
             assert snap.status_code == 404
         print(f"[{async_mode}] evidence snapshot: {'served' if stored else 'not stored'}")
+
+        # The admin ends the exam: both sockets hear it, and the student's uploads stop.
+        resp = admin.post_json(f"/api/admin/sessions/{session_id}/terminate", {"reason": "Proctor ended the exam"})
+        assert resp.status_code == 200 and resp.json()["status"] == "TERMINATED", resp.text
+        wait_until = time.monotonic() + 20
+        while time.monotonic() < wait_until and not (student_events.find("terminated")
+                                                     and admin_events.find("exam_terminated")):
+            time.sleep(0.1)
+        assert student_events.find("terminated") == {"reason": "Proctor ended the exam",
+                                                     "result_url": f"/student/sessions/{session_id}/result"}
+        assert admin_events.find("exam_terminated")["session_id"] == session_id
+        late = student.post_json("/api/student-frame", {"image": face, "ts": int(time.time() * 1000)})
+        assert late.status_code == 409
         assert student.http.get(server.url + violation["evidence_url"], timeout=30).status_code == 403
     finally:
         for c in clients:
