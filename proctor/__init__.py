@@ -120,5 +120,10 @@ def init_db(app: Flask) -> None:
     """Bring the schema up to date (runs the Alembic migrations; creates every table on a new database)."""
     from flask_migrate import upgrade
 
+    root = logging.getLogger()
+    level = root.level
     with app.app_context():
         upgrade(directory=str(MIGRATIONS_DIR))
+    # Alembic's logging config (migrations/alembic.ini) lowers the root logger to WARN; the app's
+    # structured INFO logs (frames, warnings, violations) must survive the start-up migration.
+    root.setLevel(level)
