@@ -31,7 +31,7 @@ from sqlalchemy import func, select
 
 from . import exam_service as svc
 from .extensions import db, limiter
-from .models import Exam, Profile, Recording, SessionStatus, utcnow
+from .models import Exam, ExamSession, Profile, Recording, SessionStatus, utcnow
 from .security import STUDENT, access
 
 log = logging.getLogger(__name__)
@@ -55,6 +55,8 @@ DEFAULTS = {
     "PROCTOR_FACE_UPLOAD_LIMIT": "10 per minute;60 per hour",
     "PROCTOR_UPLOAD_TEST_LIMIT": "10 per minute",
     "PROCTOR_AUDIO_CHUNK_LIMIT": "30 per minute",
+    # Seconds between sweeps that submit sessions past their deadline (0: only when touched).
+    "PROCTOR_EXPIRY_SWEEP_S": 60,
 }
 AUDIO_TYPES = {  # accepted MediaRecorder containers: mime prefix -> (extension, magic bytes at offset 0)
     "audio/webm": (".webm", b"\x1a\x45\xdf\xa3"),
@@ -256,6 +258,43 @@ def vision(app=None):
         state = {"config": cfg, "identity": _Pool(make_identity), "analyzer": _Pool(make_analyzer)}
         app.extensions["exam_vision"] = state
     return state
+
+
+# --- deadline sweep --------------------------------------------------------------------------
+
+@bp.before_app_request
+def _start_expiry_sweep():
+    """On the first request of a running server, start the background task that submits
+    sessions whose deadline passed while nobody touched them (a closed browser)."""
+    app = current_app._get_current_object()
+    if app.extensions.get("exam_expiry_sweep") or app.testing:
+        return
+    period = float(setting("PROCTOR_EXPIRY_SWEEP_S"))
+    state = app.extensions["exam_expiry_sweep"] = {"running": period > 0, "sweeps": 0}
+    if period <= 0:
+        return
+    from .extensions import socketio
+
+    def sweep():
+        while state["running"]:
+            socketio.sleep(period)
+            if not state["running"]:
+                break
+            state["sweeps"] += 1
+            try:
+                with app.app_context():
+                    done = svc.expire_overdue()
+                    if done:
+                        log.info("submitted %d session(s) at their deadline: %s", len(done), done)
+                    for session_id in done:
+                        sess = db.session.get(ExamSession, session_id)
+                        if sess is not None:
+                            _notify_live_end(sess, app)
+                    db.session.remove()
+            except Exception:  # noqa: BLE001 - a failed sweep is retried at the next period
+                log.exception("deadline sweep failed")
+
+    state["task"] = socketio.start_background_task(sweep)
 
 
 # --- system check --------------------------------------------------------------------------
@@ -514,13 +553,13 @@ def submit(session_id: int):
     return jsonify(status=result.status, result_url=url_for("exam.result", session_id=sess.id))
 
 
-def _notify_live_end(sess) -> None:
+def _notify_live_end(sess, app=None) -> None:
     try:
         from .live import get_runtime
     except ImportError:
         return
     try:
-        get_runtime(current_app._get_current_object()).session_ended(sess.student_id, sess.id, sess.status)
+        get_runtime(app or current_app._get_current_object()).session_ended(sess.student_id, sess.id, sess.status)
     except Exception:  # noqa: BLE001 - proctoring bookkeeping must not lose the student's submission
         log.exception("live runtime: session_ended failed for session %s", sess.id)
 

@@ -499,3 +499,46 @@ def test_concurrent_starts_make_one_session(app):
 
 def db_is_sqlite(app) -> bool:
     return app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite")
+
+
+def test_background_sweep_submits_abandoned_sessions(database_url, tmp_path):
+    """A student who closed the browser still gets a result at the deadline (no request needed)."""
+    from proctor import create_app, exam_service as svc
+    from proctor.extensions import db
+    from proctor.models import ExamSession, utcnow
+    from tests.conftest import _empty_all_tables, _test_config
+
+    app = create_app({**_test_config(database_url, tmp_path / "instance"), "TESTING": False, "PROCTOR_EXPIRY_SWEEP_S": 0.2})
+    with app.app_context():
+        _empty_all_tables(db)
+    try:
+        sid = make_user(app, "gone@example.edu")
+        exam_id = make_exam(app)
+        with app.app_context():
+            sess = svc.start_session(sid, exam_id)
+            sess.deadline = utcnow() - timedelta(seconds=1)  # the student left; the deadline passed
+            db.session.commit()
+            session_id = sess.id
+        assert app.test_client().get("/api/health").status_code == 200  # the server's first request starts the sweep
+        state = app.extensions["exam_expiry_sweep"]
+        status = None
+        for _ in range(100):  # polls up to ~20 s; asserts the outcome, not the time it took
+            with app.app_context():
+                status = db.session.get(ExamSession, session_id).status
+                db.session.remove()
+            if status != "IN_PROGRESS":
+                break
+            import time
+
+            time.sleep(0.2)
+        assert status == "COMPLETED" and state["sweeps"] >= 1
+        with app.app_context():
+            assert svc.result_for_session(session_id) is not None
+    finally:
+        sweeper = app.extensions.get("exam_expiry_sweep") or {}
+        sweeper["running"] = False
+        if sweeper.get("task") is not None:
+            sweeper["task"].join(5)
+        with app.app_context():
+            db.session.remove()
+            db.engine.dispose()
