@@ -31,7 +31,7 @@ def main() -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-else:
+elif __name__ != "__mp_main__":  # spawned worker processes import this file too; they need no app
     try:
         app = create_app()
     except ConfigError as exc:  # the flask CLI shows this message instead of a traceback

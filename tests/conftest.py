@@ -102,6 +102,9 @@ def app(database_url, tmp_path):
         _empty_all_tables(db)
         limiter.reset()
     yield application
+    from proctor.live import get_runtime
+
+    get_runtime(application).stop()  # worker processes of a test that used the runtime end with it
     with application.app_context():
         db.session.remove()
         db.engine.dispose()
