@@ -30,26 +30,16 @@ from config_vision import BROWSER_EVENT_RULES, RULES
 from .extensions import db, limiter, socketio
 from .models import ExamSession, Role, SessionStatus, Student, Violation
 from .security import ADMIN, STUDENT, access
+from .settings import LIVE_ROUTE_SETTINGS, RATE_SETTINGS
 
 log = logging.getLogger(__name__)
 
 api_bp = Blueprint("live_api", __name__, url_prefix="/api")
 admin_bp = Blueprint("live_admin", __name__, url_prefix="/admin")
 
-# Defaults for app settings this module reads (app.config overrides each).
-DEFAULTS = {
-    "PROCTOR_FRAME_MAX_BYTES": 2 * 1024 * 1024,   # one uploaded frame, base64 JSON included
-    "PROCTOR_FRAME_RATE_LIMIT": "10 per second",  # per student account
-    "PROCTOR_EVENT_RATE_LIMIT": "5 per second;120 per minute",
-    "PROCTOR_FRAME_MAX_WIDTH_PX": 640,             # frames are scaled down to fit, aspect kept
-    "PROCTOR_FRAME_MAX_HEIGHT_PX": 480,
-    "PROCTOR_FRAME_MIN_SIDE_PX": 32,
-    "PROCTOR_FRAME_MAX_SIDE_PX": 4096,
-    "PROCTOR_MJPEG_FPS": 5.0,                     # cap on the parts sent per second
-    "PROCTOR_MJPEG_MAX_S": 900,                   # a stream ends after this; the page reconnects
-    "PROCTOR_MJPEG_KEEPALIVE_S": 1.0,             # resend the last frame this often when nothing is new
-    "PROCTOR_MJPEG_FRESH_S": 1.5,                 # a processed frame older than this gives way to a newer raw one
-    "PROCTOR_MJPEG_MAX_STREAMS": 32,              # open live views per server process (each holds a connection)
+# Defaults for app settings this module reads (settings.py reads them from the environment).
+DEFAULTS = {name: spec[1] for name, spec in LIVE_ROUTE_SETTINGS.items()} | {
+    name: RATE_SETTINGS[name] for name in ("PROCTOR_FRAME_RATE_LIMIT", "PROCTOR_EVENT_RATE_LIMIT")
 }
 REASON_MAX = 255
 LEVEL_MIN, LEVEL_MAX = -200.0, 1000.0  # voice level: dBFS (negative) or a 0..1 / 0..100 scale

@@ -92,6 +92,40 @@ def database_url(env, instance_path: Path) -> str:
     return f"sqlite:///{instance_path / 'examproctor.db'}"
 
 
+# Numeric settings of the live routes (frame upload, MJPEG): name -> (type, default, min, max, meaning).
+LIVE_ROUTE_SETTINGS = {
+    "PROCTOR_FRAME_MAX_BYTES": (int, 2 * 1024 * 1024, 64 * 1024, 32 * 1024 * 1024, "largest uploaded frame request (base64 JSON included)"),
+    "PROCTOR_FRAME_MAX_WIDTH_PX": (int, 640, 160, 1920, "frames are scaled down to fit this width, aspect kept"),
+    "PROCTOR_FRAME_MAX_HEIGHT_PX": (int, 480, 120, 1080, "frames are scaled down to fit this height, aspect kept"),
+    "PROCTOR_FRAME_MIN_SIDE_PX": (int, 32, 8, 256, "smaller frames are refused"),
+    "PROCTOR_FRAME_MAX_SIDE_PX": (int, 4096, 640, 8192, "larger frames are refused"),
+    "PROCTOR_MJPEG_FPS": (float, 5.0, 0.5, 30.0, "cap on live-view frames per second"),
+    "PROCTOR_MJPEG_MAX_S": (int, 900, 10, 86400, "a live view ends after this many seconds; the page reconnects"),
+    "PROCTOR_MJPEG_KEEPALIVE_S": (float, 1.0, 0.1, 30.0, "resend the last frame this often when nothing is new"),
+    "PROCTOR_MJPEG_FRESH_S": (float, 1.5, 0.2, 30.0, "a processed frame older than this gives way to a newer raw one"),
+    "PROCTOR_MJPEG_MAX_STREAMS": (int, 32, 1, 1024, "open live views per server process"),
+}
+RATE_SETTINGS = {
+    "LOGIN_LIMIT_PER_ADDRESS": "20 per minute;200 per hour",
+    "LOGIN_LIMIT_PER_ACCOUNT": "5 per minute;30 per hour",
+    "PROCTOR_FRAME_RATE_LIMIT": "10 per second",
+    "PROCTOR_EVENT_RATE_LIMIT": "5 per second;120 per minute",
+}
+
+
+def _float(env, name, default, lo, hi):
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r}: expected a number") from None
+    if not lo <= value <= hi:
+        raise ConfigError(f"{name}={raw!r}: must be between {lo} and {hi}")
+    return value
+
+
 def load_settings(env=None, instance_path: Path | None = None) -> dict:
     """All Flask config values from the environment (a mapping; os.environ by default)."""
     env = os.environ if env is None else env
@@ -113,8 +147,6 @@ def load_settings(env=None, instance_path: Path | None = None) -> dict:
         "PROCTOR_DATA_DIR": str(Path(env.get("PROCTOR_DATA_DIR") or instance_path / "data")),
         "BCRYPT_LOG_ROUNDS": _int(env, "BCRYPT_LOG_ROUNDS", 12, 12, 16),
         "PASSWORD_RESET_MAX_AGE_S": _int(env, "PASSWORD_RESET_MAX_AGE_S", 3600, 60, 7 * 86400),
-        "LOGIN_LIMIT_PER_ADDRESS": env.get("LOGIN_LIMIT_PER_ADDRESS", "20 per minute;200 per hour"),
-        "LOGIN_LIMIT_PER_ACCOUNT": env.get("LOGIN_LIMIT_PER_ACCOUNT", "5 per minute;30 per hour"),
         "RATELIMIT_STORAGE_URI": env.get("RATELIMIT_STORAGE_URI", "memory://"),
         "RATELIMIT_HEADERS_ENABLED": True,
         "MAX_CONTENT_LENGTH": _int(env, "PROCTOR_MAX_UPLOAD_BYTES", 8 * 1024 * 1024, 64 * 1024, 512 * 1024 * 1024),
@@ -135,12 +167,16 @@ def load_settings(env=None, instance_path: Path | None = None) -> dict:
         "MAIL_DEFAULT_SENDER": env.get("MAIL_DEFAULT_SENDER", "proctor@localhost"),
         "MAIL_TIMEOUT_S": _int(env, "MAIL_TIMEOUT_S", 10, 1, 120),
     }
+    for name, default in RATE_SETTINGS.items():
+        settings[name] = env.get(name) or default
+    for name, (kind, default, lo, hi, _meaning) in LIVE_ROUTE_SETTINGS.items():
+        settings[name] = (_int if kind is int else _float)(env, name, default, lo, hi)
     if settings["MAIL_USE_TLS"] and settings["MAIL_USE_SSL"]:
         raise ConfigError("MAIL_USE_TLS and MAIL_USE_SSL are exclusive: set one")
     from flask_limiter.util import get_remote_address  # noqa: F401 (import check)
     from limits import parse_many
 
-    for name in ("LOGIN_LIMIT_PER_ADDRESS", "LOGIN_LIMIT_PER_ACCOUNT"):
+    for name in RATE_SETTINGS:
         try:
             parse_many(settings[name])
         except ValueError:
