@@ -57,7 +57,16 @@ DEFAULTS = {
     "PROCTOR_AUDIO_CHUNK_LIMIT": "30 per minute",
     # Seconds between sweeps that submit sessions past their deadline (0: only when touched).
     "PROCTOR_EXPIRY_SWEEP_S": 60,
+    "PROCTOR_EXAM_MAX_ATTEMPTS": 1,             # finished attempts allowed per exam
+    "PROCTOR_MIN_UPLOAD_KBPS": 256,             # the system check's upload-speed bar
 }
+
+
+@bp.record_once
+def _read_settings(state) -> None:
+    from .settings import apply_module_settings
+
+    apply_module_settings(state.app.config, DEFAULTS)
 AUDIO_TYPES = {  # accepted MediaRecorder containers: mime prefix -> (extension, magic bytes at offset 0)
     "audio/webm": (".webm", b"\x1a\x45\xdf\xa3"),
     "audio/ogg": (".ogg", b"OggS"),

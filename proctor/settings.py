@@ -182,3 +182,29 @@ def load_settings(env=None, instance_path: Path | None = None) -> dict:
         except ValueError:
             raise ConfigError(f"{name}={settings[name]!r}: not a rate limit such as '5 per minute'") from None
     return settings
+
+
+def apply_module_settings(config, defaults: dict, env=None) -> None:
+    """Fill app config with a module's settings: environment value (typed like its default), else the
+    config's own value, else the default. A bad value raises ConfigError naming the variable."""
+    from limits import parse_many
+
+    env = os.environ if env is None else env
+    for name, default in defaults.items():
+        raw = env.get(name)
+        if raw not in (None, ""):
+            if isinstance(default, bool):
+                value = _bool(env, name, default)
+            elif isinstance(default, int):
+                value = _int(env, name, default, 0, 2**31)
+            elif isinstance(default, float):
+                value = _float(env, name, default, 0.0, 1e9)
+            else:
+                value = raw
+            config[name] = value
+        value = config.setdefault(name, default)
+        if name.endswith("_LIMIT") and isinstance(default, str):
+            try:
+                parse_many(value)
+            except (ValueError, TypeError):
+                raise ConfigError(f"{name}={value!r}: not a rate limit such as '10 per minute'") from None

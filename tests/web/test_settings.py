@@ -51,3 +51,17 @@ def test_https_makes_cookies_secure(tmp_path):
 def test_bad_values_fail_at_start_with_a_clear_message(tmp_path, env, words):
     with pytest.raises(ConfigError, match=words.replace("(", r"\(")):
         load_settings(env, tmp_path)
+
+
+def test_module_settings_come_from_the_environment(tmp_path, monkeypatch):
+    from proctor import create_app
+
+    monkeypatch.setenv("PROCTOR_RULES_VERSION", "2027-01")
+    monkeypatch.setenv("PROCTOR_PROCTOR_FPS", "1.5")
+    monkeypatch.setenv("PROCTOR_MJPEG_FPS", "2")
+    app = create_app({"INSTANCE_PATH": tmp_path, "SECRET_KEY": "k" * 32})
+    assert app.config["PROCTOR_RULES_VERSION"] == "2027-01"
+    assert app.config["PROCTOR_PROCTOR_FPS"] == 1.5 and app.config["PROCTOR_MJPEG_FPS"] == 2.0
+    monkeypatch.setenv("PROCTOR_AUDIO_CHUNK_LIMIT", "plenty")
+    with pytest.raises(ConfigError, match="PROCTOR_AUDIO_CHUNK_LIMIT"):
+        create_app({"INSTANCE_PATH": tmp_path, "SECRET_KEY": "k" * 32})
