@@ -28,6 +28,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from config_vision import COCO_PERSON, VisionConfig
+from face_pipeline import to_bgr_uint8  # one frame validator for every stage
 
 log = logging.getLogger(__name__)
 
@@ -177,25 +178,6 @@ def suppress_duplicate_persons(persons: list[Detection], overlap: float, min_are
     return kept
 
 
-def as_bgr(frame) -> np.ndarray:
-    """Validate a frame: HxWx3 uint8 BGR (HxW grey and HxWx4 BGRA are converted)."""
-    import cv2
-
-    if not isinstance(frame, np.ndarray):
-        raise ValueError(f"frame must be a numpy array, got {type(frame).__name__}")
-    if frame.dtype != np.uint8:
-        raise ValueError(f"frame must be uint8, got {frame.dtype}")
-    if frame.ndim == 2:
-        frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
-    elif frame.ndim == 3 and frame.shape[2] == 4:
-        frame = cv2.cvtColor(frame, cv2.COLOR_BGRA2BGR)
-    if frame.ndim != 3 or frame.shape[2] != 3:
-        raise ValueError(f"frame must be HxWx3 BGR, got shape {frame.shape}")
-    if frame.shape[0] < 2 or frame.shape[1] < 2:
-        raise ValueError(f"frame is too small: {frame.shape[1]}x{frame.shape[0]}")
-    return np.ascontiguousarray(frame)
-
-
 def brighten_if_dark(frame_bgr: np.ndarray, dark_mean: float, target_mean: float) -> np.ndarray:
     """Gamma-brighten a dim frame so its mean luma reaches ``target_mean`` (detector input only).
 
@@ -265,7 +247,10 @@ class ObjectDetector:
             self._use(default)
 
     def _detect(self, frame_bgr: np.ndarray) -> Detections:
-        frame = brighten_if_dark(as_bgr(frame_bgr), self.config.DETECTOR_DARK_FRAME_MEAN,
+        frame_bgr = to_bgr_uint8(frame_bgr)
+        if min(frame_bgr.shape[:2]) < 2:
+            raise ValueError(f"frame is too small: {frame_bgr.shape[1]}x{frame_bgr.shape[0]}")
+        frame = brighten_if_dark(frame_bgr, self.config.DETECTOR_DARK_FRAME_MEAN,
                                  self.config.DETECTOR_BRIGHTEN_TARGET_MEAN)
         h, w = frame.shape[:2]
         boxes, scores, classes = self._infer(frame)

@@ -33,27 +33,14 @@ _ALL: "weakref.WeakSet[LiveRuntime]" = weakref.WeakSet()
 
 def live_settings(env=None) -> dict:
     """The runtime's app settings from the environment, validated (ConfigError names the bad one)."""
-    from ..settings import ConfigError, _bool, _int
+    from ..settings import _bool, _float, _int
 
     env = os.environ if env is None else env
-
-    def _float(name, default, lo, hi):
-        raw = env.get(name)
-        if raw is None or raw == "":
-            return default
-        try:
-            value = float(raw)
-        except ValueError:
-            raise ConfigError(f"{name}={raw!r}: expected a number") from None
-        if not lo <= value <= hi:
-            raise ConfigError(f"{name}={raw!r}: must be between {lo} and {hi}")
-        return value
-
     return {
         "PROCTOR_LIVE_ENABLED": _bool(env, "PROCTOR_LIVE_ENABLED", True),
         "PROCTOR_LIVE_WORKERS": _int(env, "PROCTOR_LIVE_WORKERS", 2, 1, 16),
-        "PROCTOR_LIVE_PREROLL_S": _float("PROCTOR_LIVE_PREROLL_S", 8.0, 2.0, 30.0),
-        "PROCTOR_LIVE_STATUS_EVERY_S": _float("PROCTOR_LIVE_STATUS_EVERY_S", 1.0, 0.2, 10.0),
+        "PROCTOR_LIVE_PREROLL_S": _float(env, "PROCTOR_LIVE_PREROLL_S", 8.0, 2.0, 30.0),
+        "PROCTOR_LIVE_STATUS_EVERY_S": _float(env, "PROCTOR_LIVE_STATUS_EVERY_S", 1.0, 0.2, 10.0),
         "PROCTOR_MODELS_DIR": env.get("PROCTOR_MODELS_DIR", ""),
     }
 
