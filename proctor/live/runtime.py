@@ -67,6 +67,7 @@ class _Stream:
     exam_disabled: frozenset
     session_disabled: frozenset
     embedding: bytes | None
+    vision_overrides: dict = field(default_factory=dict)  # the exam's thresholds, also applied by the detector
     joined_mono: float = field(default_factory=time.monotonic)
     dispatched: int = 0
     processed: int = 0
@@ -312,7 +313,8 @@ class LiveRuntime:
                               "warnings": stream.warnings.count(sid), "seq": frame.seq}
                 alerts = list(stream.alerts)
             job = FrameJob(sid, frame.session_id, frame.seq, frame.server_ts, frame.received_mono, frame.image,
-                           frame.jpeg, run_detector, embedding, hud_status, alerts)
+                           frame.jpeg, run_detector, embedding, hud_status, alerts,
+                           vision_overrides=stream.vision_overrides)
             if self.pool.submit(job):
                 sent = True
                 log.debug("frame dispatched student=%s session=%s seq=%s detector=%s identity=%s",
@@ -577,7 +579,7 @@ class LiveRuntime:
                 return old
             if old is not None:
                 self._close_stream(old, "REPLACED")
-            engine, warnings = self._engines_for(getattr(exam, "thresholds", "{}") or "{}", exam.id)
+            engine, warnings, overrides = self._engines_for(getattr(exam, "thresholds", "{}") or "{}", exam.id)
             engine.forget(student_id)
             warnings.forget(student_id)
             stream = _Stream(
@@ -586,6 +588,7 @@ class LiveRuntime:
                 exam_auto_terminate=bool(exam.auto_terminate), session_auto_terminate=session.auto_terminate,
                 exam_disabled=parse_rules(exam.disabled_rules), session_disabled=parse_rules(session.disabled_rules),
                 embedding=profile.embedding if profile is not None and profile.embedding else None,
+                vision_overrides=overrides,
             )
             engine.set_disabled_rules(student_id, set(stream.disabled_rules))
             self._streams[student_id] = stream
@@ -615,7 +618,7 @@ class LiveRuntime:
         if pair is None:
             pair = (DecisionEngine(config), WarningSystem(config))
             self._engines[key] = pair
-        return pair
+        return pair[0], pair[1], overrides
 
     def session_ended(self, student_id: int, session_id: int, status: str = "COMPLETED") -> None:
         with self._lock:

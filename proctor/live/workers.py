@@ -19,6 +19,7 @@ Nothing here imports Flask or the database; a later step can run `process_frame`
 """
 from __future__ import annotations
 
+import json
 import logging
 import multiprocessing
 import os
@@ -59,6 +60,7 @@ class FrameJob:
     hud_status: dict = field(default_factory=dict)  # drawn on the processed frame (last known state)
     hud_alerts: list = field(default_factory=list)
     jpeg_quality: int = PROCESSED_JPEG_QUALITY
+    vision_overrides: dict = field(default_factory=dict)  # the exam's thresholds (validated by the runtime)
 
 
 @dataclass
@@ -92,6 +94,7 @@ class FramePipeline:
 
     def __init__(self, config, models_dir: str | None = None, worker_id: int = 0):
         self.config = config
+        self._exam_configs: dict = {}
         self.worker_id = worker_id
         self.models_dir = Path(models_dir) if models_dir else None
         self.info: dict[str, Any] = {"worker_id": worker_id, "pid": os.getpid(), "errors": []}
@@ -160,6 +163,17 @@ class FramePipeline:
             except Exception:  # noqa: BLE001
                 log.exception("closing face analyzer for student %s", student_id)
 
+    def _config_for(self, overrides: dict):
+        """The vision config with an exam's threshold overrides (cached: exams share few distinct sets)."""
+        if not overrides:
+            return self.config
+        key = json.dumps(overrides, sort_keys=True)
+        config = self._exam_configs.get(key)
+        if config is None:
+            config = self.config.with_overrides(**overrides)
+            self._exam_configs[key] = config
+        return config
+
     def warm_up(self) -> None:
         """Run each model once on a blank frame so the first real frame is not slow (lazy init, JIT)."""
         blank = np.zeros((480, 640, 3), np.uint8)
@@ -216,7 +230,7 @@ class FramePipeline:
         if job.run_detector and self._detector is not None:
             t = time.perf_counter()
             try:
-                res.detections = self._detector.detect(frame)
+                res.detections = self._detector.detect(frame, config=self._config_for(job.vision_overrides))
                 res.detector_ran = True
             except Exception as exc:  # noqa: BLE001
                 res.errors.append(f"detector: {type(exc).__name__}: {exc}")

@@ -152,3 +152,18 @@ def test_a_crash_loop_backs_off_instead_of_spinning(config):
         assert len(p.crashes) == workers.RESTARTS_BEFORE_BACKOFF + 1
     finally:
         p.stop()
+
+
+def test_an_exams_thresholds_reach_the_detector(config):
+    """A phone in b_3 is reported at the default threshold and not when the exam raises it."""
+    pipeline = FramePipeline(config)
+    try:
+        frame = fit(load_photo("b_3_coco536_women_on_phones.jpg"))
+        default = pipeline.process(FrameJob(7, 70, 1, 1000.0, time.monotonic(), image=frame))
+        strict = pipeline.process(FrameJob(7, 70, 2, 1001.0, time.monotonic(), image=frame,
+                                           vision_overrides={"PHONE_CONFIDENCE": 0.95}))
+    finally:
+        pipeline.close()
+    assert default.errors == [] and strict.errors == []
+    assert any(d.label == "cell phone" for d in default.detections.items), default.detections
+    assert not any(d.label == "cell phone" for d in strict.detections.items), strict.detections
