@@ -40,10 +40,13 @@ os.environ.setdefault("GLOG_minloglevel", "2")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 TESTDATA = Path(os.environ.get("PROCTOR_TESTDATA", REPO_ROOT.parent / "shared" / "testdata"))
+# Students are dealt to workers round-robin (student i -> worker i % workers), blind to content as
+# in the live runtime; this order gives each of 2 workers a mix of plain and busy (several people,
+# objects: more detector work) streams rather than all busy ones on one worker.
 STUDENT_PHOTOS = (
-    "a_1_webcam_woman_T1.jpg", "b_3_coco536_women_on_phones.jpg", "a_3_face_closeup_sergey.png",
-    "c_1_coco446_woman_bookshelf.jpg", "a_6_grace_hopper.jpg", "d_3_woman_holding_xo_laptop.jpg",
-    "a_7_astronaut.png", "b_1_phone_held_to_webcam.jpg",
+    "a_1_webcam_woman_T1.jpg", "b_3_coco536_women_on_phones.jpg", "c_1_coco446_woman_bookshelf.jpg",
+    "a_3_face_closeup_sergey.png", "a_6_grace_hopper.jpg", "d_3_woman_holding_xo_laptop.jpg",
+    "b_1_phone_held_to_webcam.jpg", "a_7_astronaut.png",
 )
 FRAME_SIZE = (640, 480)
 STREAM_FPS = 10.0  # frame time step of the simulated streams (the rules use frame time)
@@ -351,6 +354,8 @@ def main(argv=None) -> int:
           + ("" if same == len(common) else "  <-- DIFFERENT"))
     agree = sum(1 for k in base_faces if our_faces.get(k) == base_faces[k])
     print(f"  face count agreement (tracking vs static image mode): {agree}/{len(base_faces)} frames")
+    groups = {w: [STUDENT_PHOTOS[s % len(STUDENT_PHOTOS)] for s in students[w::args.workers]] for w in range(args.workers)}
+    print(f"  students per worker: {groups}")
     return 0
 
 
