@@ -97,7 +97,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("MAX_FACES", int, 4, "Most faces FaceMesh analyses in one frame.", 1, 16),
     Setting("DARK_FRAME_MEAN", float, 80.0, "Frames whose mean luma is below this are normalised (CLAHE) before analysis.", 0, 255),
     Setting("BLACK_FRAME_MEAN", float, 12.0, "Frames whose mean luma is below this count as black (camera covered or off).", 0, 255),
-    Setting("FROZEN_FRAME_DIFF", float, 0.5, "Mean absolute pixel difference below this between consecutive frames counts as frozen.", 0, 50),
+    Setting("FROZEN_FRAME_DIFF", float, 0.2, "Mean absolute luma change (full resolution) below this between consecutive frames counts as frozen; a live webcam stays well above it even for a still student.", 0, 50),
     # --- object detection
     Setting("DETECTOR_BACKEND", str, "auto", "Object detector backend; 'auto' takes the first whose model file is present.", choices=DETECTOR_BACKENDS),
     Setting("DETECTOR_MODEL_PATH", str, "", "Model file for the detector; empty means the backend's file in MODELS_DIR."),

@@ -210,6 +210,20 @@ def to_bgr_uint8(frame: Any) -> np.ndarray:
     return np.ascontiguousarray(frame)
 
 
+def camera_activity(frame_bgr: np.ndarray, previous_grey: np.ndarray | None) -> tuple[float, float | None, np.ndarray]:
+    """Mean luma (0-255), mean absolute luma change from the previous frame (None without one or after a
+    size change) and this frame's grey copy, for the CAMERA_OFF rule (black or frozen picture).
+
+    Measured at full resolution: a live webcam's sensor and JPEG noise keeps the change well above
+    FROZEN_FRAME_DIFF even when the student sits still, while a frozen or replayed-still camera gives
+    (near) zero. A shrunken copy would average the noise away and accuse a still student."""
+    grey = cv2.cvtColor(to_bgr_uint8(frame_bgr), cv2.COLOR_BGR2GRAY)
+    diff = None
+    if previous_grey is not None and previous_grey.shape == grey.shape:
+        diff = float(cv2.absdiff(grey, previous_grey).mean())
+    return float(grey.mean()), diff, grey
+
+
 def normalise_dark(frame_bgr: np.ndarray) -> np.ndarray:
     """CLAHE on the L channel (LAB), after stretching L to the full range."""
     lab = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2LAB)

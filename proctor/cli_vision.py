@@ -193,9 +193,8 @@ def _open_video(path: Path):
 
 def _analyze_video(tools: _Tools, path: Path, cap, fps: float) -> Iterator[dict]:
     import cv2
-    import numpy as np
     from decision_engine import DecisionEngine, FrameObservation
-    from face_pipeline import FaceAnalyzer
+    from face_pipeline import FaceAnalyzer, camera_activity
     from warning_system import WarningSystem
 
     config = tools.config
@@ -222,11 +221,7 @@ def _analyze_video(tools: _Tools, path: Path, cap, fps: float) -> Iterator[dict]
             while next_t <= t:  # a gap in the stream: sample from here on
                 next_t += 1.0 / fps
             sampled += 1
-            gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
-            frame_mean = float(gray.mean())
-            frame_diff = None if previous_gray is None or previous_gray.shape != gray.shape \
-                else float(np.mean(cv2.absdiff(gray, previous_gray)))
-            previous_gray = gray
+            frame_mean, frame_diff, previous_gray = camera_activity(frame, previous_gray)
             face = faces.analyze(frame)
             record, detections, identity = _frame_record(tools, frame, face)
             obs = FrameObservation(

@@ -208,13 +208,11 @@ class FramePipeline:
             return res
         res.frame_size = (int(frame.shape[1]), int(frame.shape[0]))
 
-        # Frame statistics for CAMERA_OFF (black or frozen picture), on a small grey copy.
-        small = cv2.resize(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY), (64, 48), interpolation=cv2.INTER_AREA)
-        res.frame_mean = float(small.mean())
-        prev = self._prev_small.get(job.student_id)
-        if prev is not None:
-            res.frame_diff = float(np.abs(small.astype(np.int16) - prev.astype(np.int16)).mean())
-        self._prev_small[job.student_id] = small
+        # Frame statistics for CAMERA_OFF (black or frozen picture).
+        from face_pipeline import camera_activity
+
+        res.frame_mean, res.frame_diff, self._prev_small[job.student_id] = camera_activity(
+            frame, self._prev_small.get(job.student_id))
 
         if self._face_cls is not None:
             t = time.perf_counter()

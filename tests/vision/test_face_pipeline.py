@@ -427,3 +427,33 @@ def test_no_face_reason(cfg):
     assert not state.passed and state.reason == "no face in view"
     with pytest.raises(ValueError):
         LivenessCheck(cfg).update(None, float("nan"))
+
+
+def test_camera_activity_tells_a_still_student_from_a_frozen_camera(load_image):
+    """Two captures of a motionless scene differ by sensor noise and JPEG requantisation; a frozen camera
+    repeats the same picture. Only the second may count as frozen (CAMERA_OFF)."""
+    import cv2
+    import numpy as np
+
+    from config_vision import load_vision_config
+    from face_pipeline import camera_activity
+
+    frozen_limit = load_vision_config(env={}).FROZEN_FRAME_DIFF
+    photo = cv2.resize(load_image("a_1_webcam_woman_T1.jpg"), (640, 480), interpolation=cv2.INTER_AREA)
+    rng = np.random.default_rng(7)
+
+    def capture():  # mild sensor noise (sigma 1.5 grey levels), then the page's JPEG encoding at quality 0.7
+        noisy = np.clip(photo.astype(np.float32) + rng.normal(0, 1.5, photo.shape), 0, 255).astype(np.uint8)
+        ok, jpeg = cv2.imencode(".jpg", noisy, [cv2.IMWRITE_JPEG_QUALITY, 70])
+        assert ok
+        return cv2.imdecode(jpeg, cv2.IMREAD_COLOR)
+
+    first, second = capture(), capture()
+    mean, diff, grey = camera_activity(first, None)
+    assert diff is None and 60 < mean < 200 and grey.shape == (480, 640)
+    _, still_diff, _ = camera_activity(second, grey)
+    assert still_diff > frozen_limit, f"a still student would count as a frozen camera ({still_diff:.3f})"
+    _, frozen_diff, _ = camera_activity(first, grey)
+    assert frozen_diff == 0.0 < frozen_limit
+    _, resized, _ = camera_activity(cv2.resize(first, (320, 240)), grey)
+    assert resized is None  # a size change is not evidence either way
