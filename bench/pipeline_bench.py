@@ -36,6 +36,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
+from tests.photos import cover  # noqa: E402
 os.environ.setdefault("GLOG_minloglevel", "2")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -54,15 +55,6 @@ STREAM_FPS = 10.0  # frame time step of the simulated streams (the rules use fra
 
 # ------------------------------------------------------------------ frames
 
-def cover(image, size):
-    import cv2
-
-    w, h = size
-    ih, iw = image.shape[:2]
-    s = max(w / iw, h / ih)
-    scaled = cv2.resize(image, (max(w, round(iw * s)), max(h, round(ih * s))), interpolation=cv2.INTER_AREA)
-    y, x = (scaled.shape[0] - h) // 2, (scaled.shape[1] - w) // 2
-    return scaled[y:y + h, x:x + w].copy()
 
 
 def student_frames(student: int, n: int):

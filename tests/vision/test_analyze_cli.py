@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tests.photos import cover
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -37,15 +38,6 @@ def run_cli(app, *args):
     return result, lines
 
 
-def cover(image, size):
-    import cv2
-
-    w, h = size
-    ih, iw = image.shape[:2]
-    s = max(w / iw, h / ih)
-    scaled = cv2.resize(image, (max(w, round(iw * s)), max(h, round(ih * s))), interpolation=cv2.INTER_AREA)
-    y, x = (scaled.shape[0] - h) // 2, (scaled.shape[1] - w) // 2
-    return scaled[y:y + h, x:x + w]
 
 
 def contain(image, size):

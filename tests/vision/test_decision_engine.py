@@ -13,6 +13,7 @@ from config_vision import BROWSER_EVENT_RULES, RULES, load_vision_config
 from decision_engine import (ENDED, INSTANT, STARTED, BrowserEvent, DecisionEngine, FrameObservation, RuleEvent)
 from face_pipeline import FaceObservation
 from person_pipeline import Detection, Detections
+from tests.photos import cover
 
 STEP = 0.1  # seconds between frames (10 fps)
 
@@ -391,16 +392,6 @@ def test_honest_values_fire_nothing_for_60_seconds():
 
 # ---------------------------------------------------------------- real photos through the real FaceAnalyzer
 
-def cover(image, size):
-    """Scale to cover ``size`` (w, h) and crop the centre, as a webcam's fixed frame would (no distortion)."""
-    import cv2
-
-    w, h = size
-    ih, iw = image.shape[:2]
-    s = max(w / iw, h / ih)
-    scaled = cv2.resize(image, (max(w, round(iw * s)), max(h, round(ih * s))), interpolation=cv2.INTER_AREA)
-    y, x = (scaled.shape[0] - h) // 2, (scaled.shape[1] - w) // 2
-    return scaled[y:y + h, x:x + w]
 
 
 def webcam_frames(image, n, seed, size=None):
