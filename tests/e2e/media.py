@@ -88,6 +88,9 @@ class Segment:
         return img
 
 
+SENSOR_NOISE_SIGMA = 2.0
+
+
 def write_y4m(segments: list[Segment], out: Path, fps: int = FPS) -> Path:
     """Encode the segments as a 4:2:0 .y4m clip with ffmpeg."""
     ffmpeg = _need("ffmpeg")
@@ -97,10 +100,14 @@ def write_y4m(segments: list[Segment], out: Path, fps: int = FPS) -> Path:
            "-s", f"{FRAME_W}x{FRAME_H}", "-r", str(fps), "-i", "-", "-pix_fmt", "yuv420p", "-f", "yuv4mpegpipe", str(tmp)]
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
     assert proc.stdin is not None
+    rng = np.random.default_rng(20261125)
     for seg in segments:
-        frame = seg.frame().tobytes()
+        frame = seg.frame().astype(np.int16)
         for _ in range(max(1, int(round(seg.seconds * fps)))):
-            proc.stdin.write(frame)
+            # A real webcam never repeats a frame exactly: mild sensor noise (sigma 2 grey levels) keeps
+            # the clip from reading as a frozen camera (CAMERA_OFF) while the scene itself holds still.
+            noisy = frame + rng.normal(0.0, SENSOR_NOISE_SIGMA, frame.shape).astype(np.int16)
+            proc.stdin.write(np.clip(noisy, 0, 255).astype(np.uint8).tobytes())
     proc.stdin.close()
     err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
     if proc.wait() != 0:
@@ -150,7 +157,7 @@ class MediaCache:
         return self.root / f"{name}-{digest}"
 
     def clip(self, name: str, segments: list[Segment]) -> Path:
-        out = self._path(name, [s.__dict__ for s in segments]).with_suffix(".y4m")
+        out = self._path(name, [SENSOR_NOISE_SIGMA] + [s.__dict__ for s in segments]).with_suffix(".y4m")
         if not out.exists():
             write_y4m(segments, out)
         return out
