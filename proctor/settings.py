@@ -148,6 +148,7 @@ def load_settings(env=None, instance_path: Path | None = None) -> dict:
         "BCRYPT_LOG_ROUNDS": _int(env, "BCRYPT_LOG_ROUNDS", 12, 12, 16),
         "PASSWORD_RESET_MAX_AGE_S": _int(env, "PASSWORD_RESET_MAX_AGE_S", 3600, 60, 7 * 86400),
         "RATELIMIT_STORAGE_URI": env.get("RATELIMIT_STORAGE_URI", "memory://"),
+        "RATELIMIT_KEY_PREFIX": env.get("RATELIMIT_KEY_PREFIX", "proctor"),
         "RATELIMIT_HEADERS_ENABLED": True,
         "MAX_CONTENT_LENGTH": _int(env, "PROCTOR_MAX_UPLOAD_BYTES", 8 * 1024 * 1024, 64 * 1024, 512 * 1024 * 1024),
         "SESSION_COOKIE_HTTPONLY": True,
