@@ -10,12 +10,13 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 
-from flask import abort, current_app, flash, redirect, render_template, request, send_file, url_for
+from flask import abort, flash, redirect, render_template, request, send_file, url_for
 from flask_login import current_user
 from sqlalchemy import func, select
 
 from .admin import bp
 from .admin_common import FieldError, audit, get_or_404, paginate, query_int, text_field
+from .datafiles import stored_file
 from .extensions import db
 from .models import (Answer, Exam, ExamResult, ExamSession, Question, Recording, ResultStatus, ReviewStatus, Student,
                      Violation, utcnow)
@@ -333,14 +334,7 @@ def session_outcome(session_id: int):
 
 def _recording_file(rec: Recording) -> Path | None:
     """The recording on disk, only if it lies inside the data folder."""
-    if not rec.path:
-        return None
-    root = Path(current_app.config["PROCTOR_DATA_DIR"]).resolve()
-    path = (Path(rec.path) if Path(rec.path).is_absolute() else root / rec.path).resolve()
-    if not path.is_relative_to(root):
-        log.warning("recording %s path %r is outside the data folder; refused", rec.id, rec.path)
-        return None
-    return path if path.is_file() else None
+    return stored_file(rec.path, f"recording {rec.id}")
 
 
 def recording_mime(rec: Recording, path: Path) -> str:

@@ -8,13 +8,14 @@ import logging
 import secrets
 from pathlib import Path
 
-from flask import abort, current_app, flash, redirect, render_template, request, send_file, url_for
+from flask import abort, flash, redirect, render_template, request, send_file, url_for
 from flask_login import current_user
 from sqlalchemy import func, or_, select
 
 from .accounts import AccountError, create_account, find_by_email, normalise_email
 from .admin import bp
 from .admin_common import FieldError, audit, bool_field, get_or_404, paginate, query_int, read_upload, text_field
+from .datafiles import stored_file
 from .extensions import db
 from .models import EMAIL_MAX, NAME_MAX, PASSWORD_MAX, PASSWORD_MIN, ExamSession, Profile, Role, Student
 from .security import ADMIN, access, hash_password
@@ -178,22 +179,12 @@ def student_delete(student_id: int):
     return render_template("admin/student_delete.html", student=student)
 
 
-def _data_dir() -> Path:
-    return Path(current_app.config["PROCTOR_DATA_DIR"]).resolve()
-
-
 def _profile_image_path(profile: Profile | None) -> Path | None:
     """The profile image on disk, only if it lies inside the data folder and is an image file."""
-    if profile is None or not profile.image_path:
+    if profile is None:
         return None
-    root = _data_dir()
-    raw = Path(profile.image_path)
-    path = (raw if raw.is_absolute() else root / raw).resolve()
-    if not path.is_relative_to(root) or path.suffix.lower() not in IMAGE_TYPES or not path.is_file():
-        if not path.is_relative_to(root):
-            log.warning("profile %s image path %r is outside the data folder; refused", profile.id, profile.image_path)
-        return None
-    return path
+    path = stored_file(profile.image_path, f"profile {profile.id} image")
+    return path if path is not None and path.suffix.lower() in IMAGE_TYPES else None
 
 
 @bp.route("/students/<int:student_id>/face")

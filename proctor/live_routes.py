@@ -13,12 +13,10 @@ import json
 import logging
 import math
 import mimetypes
-import os
 import re
 import struct
 import threading
 import time
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -30,6 +28,7 @@ from config_vision import BROWSER_EVENT_RULES, RULES
 from .extensions import db, limiter, socketio
 from .models import ExamSession, Role, SessionStatus, Student, Violation
 from .security import ADMIN, STUDENT, access
+from .datafiles import stored_file
 from .settings import LIVE_ROUTE_SETTINGS, RATE_SETTINGS
 
 log = logging.getLogger(__name__)
@@ -485,12 +484,8 @@ def evidence(violation_id: int, kind: str):
     stored = getattr(violation, column, None) if violation is not None else None
     if not stored:
         abort(404)
-    data_dir = Path(current_app.config["PROCTOR_DATA_DIR"]).resolve()
-    path = Path(stored)
-    path = (path if path.is_absolute() else data_dir / path).resolve()
-    # Only files inside the data folder are served, whatever the stored path says.
-    if os.path.commonpath([str(data_dir), str(path)]) != str(data_dir) or not path.is_file():
-        log.warning("evidence %s/%s refused or missing: %s", violation_id, kind, stored)
+    path = stored_file(stored, f"evidence {violation_id}/{kind}")
+    if path is None:
         abort(404)
     mimetype = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
     resp = send_file(path, mimetype=mimetype, conditional=True, max_age=0)
