@@ -36,6 +36,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
+from face_pipeline import camera_activity  # noqa: E402  (the live workers' CAMERA_OFF measure)
 from tests.photos import cover  # noqa: E402
 os.environ.setdefault("GLOG_minloglevel", "2")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -93,15 +94,6 @@ def det_key(detections):
         return None
     return tuple(sorted((d.class_id, round(float(d.score), 3), tuple(round(float(v), 1) for v in d.box))
                         for d in detections.items))
-
-
-def frame_stats(frame, previous):
-    import cv2
-    import numpy as np
-
-    small = cv2.resize(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY), (64, 48), interpolation=cv2.INTER_AREA)
-    diff = None if previous is None else float(np.abs(small.astype(np.int16) - previous.astype(np.int16)).mean())
-    return float(small.mean()), diff, small
 
 
 # ------------------------------------------------------------------ part 1: stages
@@ -210,7 +202,7 @@ def our_worker(worker_id, students, n_frames, overrides, ready, start, results):
     last_dets, prev = {}, {}
     for s, i, frame in interleaved(students, frames):
         t = i / STREAM_FPS
-        mean, diff, prev[s] = frame_stats(frame, prev.get(s))
+        mean, diff, prev[s] = camera_activity(frame, prev.get(s))
         face = analyzers[s].analyze(frame)
         if detector is not None and i % every == 0:
             last_dets[s] = (detector.detect(frame), t)
@@ -273,7 +265,7 @@ def run_baseline(students, n_frames, overrides):
     dets_out, faces_out, n_events, prev = {}, {}, 0, {}
     for s, i, frame in interleaved(students, frames):
         t = i / STREAM_FPS
-        mean, diff, prev[s] = frame_stats(frame, prev.get(s))
+        mean, diff, prev[s] = camera_activity(frame, prev.get(s))
         with face_lock:
             face = faces_model.analyze(frame)
         d = None
