@@ -1,6 +1,8 @@
-"""The web layer: app factory, blueprints, persistence and (later) the live runtime.
+"""The web layer: the app factory, one package per area (auth, student, admin, api), the shared
+helpers they use, persistence, Socket.IO, and the live runtime (proctor.live).
 
-Dependencies run one way: this package -> live runtime -> decision/warning -> pipelines -> config.
+Dependencies run one way: web areas -> live runtime -> decision/warning -> pipelines -> config.
+docs/architecture.md says who may import whom.
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from flask import Flask, redirect, url_for
 from flask_login import current_user
 
 from .extensions import csrf, db, limiter, login_manager, migrate, socketio
-from .settings import REPO_ROOT, ConfigError, load_settings
+from .settings import REPO_ROOT, ConfigError, check_config, instance_path_from, load_settings
 
 __all__ = ["create_app", "init_db", "ConfigError"]
 
@@ -31,7 +33,7 @@ def create_app(config: dict | None = None, env=None) -> Flask:
     configure_logging()
     config = dict(config or {})
     env = os.environ if env is None else env
-    instance_path = Path(config.pop("INSTANCE_PATH", None) or env.get("PROCTOR_INSTANCE_PATH") or REPO_ROOT / "instance")
+    instance_path = Path(config.pop("INSTANCE_PATH", None) or instance_path_from(env))
     app = Flask(
         __name__,
         instance_path=str(instance_path),
@@ -40,6 +42,7 @@ def create_app(config: dict | None = None, env=None) -> Flask:
     )
     app.config.update(load_settings(env, instance_path))
     app.config.update(config)
+    check_config(app.config)
     Path(app.config["PROCTOR_DATA_DIR"]).mkdir(parents=True, exist_ok=True)
 
     if app.config["PROCTOR_PROXY_COUNT"]:
@@ -62,33 +65,24 @@ def create_app(config: dict | None = None, env=None) -> Flask:
     # cors_allowed_origins left at its default: only pages of this same origin may open a socket.
     socketio.init_app(app, async_mode=app.config["PROCTOR_ASYNC_MODE"], manage_session=False)
 
-    from .models import Student
+    from .models import User
 
     @login_manager.user_loader
     def load_user(user_id: str):
         if not user_id.isdigit():
             return None
-        student = db.session.get(Student, int(user_id))
-        return student if student is not None and student.is_active else None
+        user = db.session.get(User, int(user_id))
+        return user if user is not None and user.is_active else None
 
-    from . import admin, api, auth, student
+    from . import admin, api, auth, expiry, live, sockets, student
     from .errors import register_error_handlers
     from .security import PUBLIC, access
 
-    app.register_blueprint(auth.bp)
-    app.register_blueprint(student.bp, url_prefix="/student")
-    app.register_blueprint(admin.bp)
-    app.register_blueprint(api.bp)
-    from . import exam, exam_api
-
-    app.register_blueprint(exam.bp, url_prefix="/student")
-    app.register_blueprint(exam_api.bp)
-    from . import live, live_routes, sockets
-
+    for blueprint in (auth.bp, student.bp, student.api_bp, admin.bp, api.bp):
+        app.register_blueprint(blueprint)
     live.init_app(app, socketio)  # the live runtime (starts lazily on first use)
-    app.register_blueprint(live_routes.api_bp)
-    app.register_blueprint(live_routes.admin_bp)
     sockets.init_app(app, socketio)
+    expiry.init_app(app)
     register_error_handlers(app)
 
     @app.route("/")

@@ -5,7 +5,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from .extensions import db
-from .models import EMAIL_MAX, NAME_MAX, PASSWORD_MAX, PASSWORD_MIN, Role, Student
+from .models import EMAIL_MAX, NAME_MAX, PASSWORD_MAX, PASSWORD_MIN, Role, User
 from .security import hash_password
 
 
@@ -17,11 +17,11 @@ def normalise_email(email: str) -> str:
     return (email or "").strip().lower()
 
 
-def find_by_email(email: str) -> Student | None:
-    return db.session.scalar(select(Student).where(func.lower(Student.email) == normalise_email(email)))
+def find_by_email(email: str) -> User | None:
+    return db.session.scalar(select(User).where(func.lower(User.email) == normalise_email(email)))
 
 
-def create_account(name: str, email: str, password: str, role: str = Role.STUDENT.value) -> Student:
+def create_account(name: str, email: str, password: str, role: str = Role.STUDENT.value) -> User:
     name = (name or "").strip()
     email = normalise_email(email)
     if role not in (Role.ADMIN.value, Role.STUDENT.value):
@@ -34,11 +34,11 @@ def create_account(name: str, email: str, password: str, role: str = Role.STUDEN
         raise AccountError(f"password must be {PASSWORD_MIN} to {PASSWORD_MAX} characters")
     if find_by_email(email) is not None:
         raise AccountError("an account with this email already exists")
-    student = Student(name=name, email=email, password_hash=hash_password(password), role=role)
-    db.session.add(student)
+    user = User(name=name, email=email, password_hash=hash_password(password), role=role)
+    db.session.add(user)
     try:
         db.session.commit()
     except IntegrityError:  # a concurrent signup with the same email
         db.session.rollback()
         raise AccountError("an account with this email already exists") from None
-    return student
+    return user

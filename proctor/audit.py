@@ -1,6 +1,6 @@
 """The audit trail: one AuditLog row per admin action (who, what, which record, from where, when).
 
-Used by the live admin actions (live_routes), the admin pages and the live runtime.
+Used by the admin pages, the live admin actions (proctor.api.live_actions) and the live runtime.
 """
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def record(actor_id: int | None, action: str, target_type: str | None = None, ta
            *, commit: bool = True, **details: Any) -> AuditLog:
     """Write one audit row and (by default) commit it.
 
-    `actor_id` is the admin's Student id (None for the system itself), `action` a short verb such as
+    `actor_id` is the admin's user id (None for the system itself), `action` a short verb such as
     "session.terminate", `target_type`/`target_id` the record acted on, `details` anything JSON-able.
     Pass commit=False to make the row part of the caller's own transaction.
     """

@@ -73,6 +73,21 @@ def register_cli(app: Flask) -> None:
         output.write_text(mysql_ddl(db.metadata), encoding="utf-8")
         click.echo(f"wrote {output}")
 
+    @app.cli.command("settings")
+    @click.option("--vision/--no-vision", default=True, show_default=True, help="Also print the vision settings.")
+    def settings_command(vision: bool):
+        """Print every setting: name, default, bounds, meaning (environment variables)."""
+        from . import settings as app_settings
+
+        click.echo("# App settings (proctor/settings.py); environment variable = app.config key")
+        click.echo(app_settings.describe())
+        if vision:
+            import config_vision
+
+            click.echo("\n# Vision settings (config_vision.py); environment variable PROCTOR_<NAME>, "
+                       f"or a JSON file named by {config_vision.SETTINGS_FILE_ENV}")
+            click.echo(config_vision.describe())
+
     @app.cli.command("init-db")
     def init_db_command():
         """Bring the database schema up to date (Alembic migrations)."""

@@ -279,7 +279,7 @@ def _analyze_file(tools: _Tools, path: Path, fps: float) -> Iterator[dict]:
               help="The enrolled student (a photo, a .npy or a 1024-byte embedding): adds identity "
                    "distance/match per frame and IDENTITY_MISMATCH events for videos.")
 @click.option("--models-dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Folder with the detector model files (default: PROCTOR_MODELS_DIR, else config_vision MODELS_DIR).")
+              help="Folder with the detector model files (default: the vision setting MODELS_DIR, i.e. PROCTOR_MODELS_DIR).")
 @click.option("--no-detector", is_flag=True, help="Skip object detection (persons and objects are null).")
 @click.option("--set", "settings", multiple=True, metavar="NAME=VALUE",
               help="Override a config_vision setting, e.g. --set TIME_NO_FACE_S=2 (repeatable).")
@@ -301,9 +301,8 @@ def analyze_command(files, overlay_dir, fps, enrolled_path, models_dir, no_detec
             raise click.BadParameter(f"cannot create {overlay_dir}: {exc.strerror or exc}", param_hint="--overlay") from None
     detector = None
     if not no_detector:
-        chosen = models_dir or current_app.config.get("PROCTOR_MODELS_DIR") or None
         try:
-            detector = create_detector(config, Path(chosen) if chosen else None)
+            detector = create_detector(config, Path(models_dir) if models_dir else None)
         except DetectorError as exc:
             raise click.ClickException(f"object detector: {exc}") from None
         if detector is None:

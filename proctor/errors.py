@@ -1,10 +1,12 @@
-"""Friendly error pages for HTML, JSON errors under /api/."""
+"""Errors: friendly HTML pages for the site, {"error", "code"} for JSON blueprints (jsonapi).
+
+The JSON blueprints handle their own errors; the handlers here serve pages, and requests that
+reached no view at all (a 404 or 405 under a JSON blueprint's URLs still gets JSON).
+"""
 import logging
 
 from flask import jsonify, render_template
 from werkzeug.exceptions import HTTPException, InternalServerError
-
-from .security import is_api_request
 
 log = logging.getLogger(__name__)
 
@@ -19,26 +21,42 @@ MESSAGES = {
     429: ("Too many requests", "Too many attempts. Wait a minute, then try again."),
     500: ("Something went wrong", "The server hit an error. It has been logged; please try again."),
 }
+# Codes whose specific description (e.g. which field is wrong) an API client is shown.
+SPECIFIC = (400, 404, 409, 413, 429)
 
 
-def _respond(code: int, description: str | None = None):
+def specific_description(exc: HTTPException) -> str | None:
+    code = exc.code or 500
+    if code not in SPECIFIC or exc.description == type(exc).description:
+        return None  # werkzeug's generic text: the friendly one reads better
+    return exc.description
+
+
+def json_error(code: int, description: str | None = None):
+    _title, message = MESSAGES.get(code, ("Error", "The request failed."))
+    return jsonify(error=description or message, code=code), code
+
+
+def page_error(code: int):
     title, message = MESSAGES.get(code, ("Error", "The request failed."))
-    if is_api_request():
-        return jsonify(error=description or message, code=code), code
     return render_template("error.html", code=code, title=title, message=message), code
 
 
 def register_error_handlers(app):
+    from .jsonapi import is_json_view
+
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
         code = exc.code or 500
         if code >= 500:
             log.error("HTTP %s on request: %s", code, exc)
-        # API clients get the specific description (e.g. which field is wrong); pages get the friendly text.
-        description = exc.description if code in (400, 409, 413, 429) else None
-        return _respond(code, description)
+        if is_json_view():
+            return json_error(code, specific_description(exc))
+        return page_error(code)
 
     @app.errorhandler(Exception)
     def unhandled(exc: Exception):
         log.exception("unhandled error: %s", exc)
-        return _respond(InternalServerError.code)
+        if is_json_view():
+            return json_error(InternalServerError.code)
+        return page_error(InternalServerError.code)

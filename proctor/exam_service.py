@@ -27,7 +27,7 @@ from .models import (
     Question,
     ResultStatus,
     SessionStatus,
-    Student,
+    User,
     Violation,
     utcnow,
 )
@@ -85,9 +85,9 @@ def start_session(student_id: int, exam_id: int, now: datetime | None = None) ->
     # Serialise starts per student: a no-op write on the student's row takes its row lock on
     # MariaDB and the database write lock on SQLite (whose transactions otherwise begin at the
     # first write, after the check below), so two simultaneous starts cannot both create a session.
-    db.session.execute(update(Student).where(Student.id == student_id)
-                       .values(rules_accepted_version=Student.rules_accepted_version))
-    student = db.session.scalar(select(Student).where(Student.id == student_id).with_for_update())
+    db.session.execute(update(User).where(User.id == student_id)
+                       .values(rules_accepted_version=User.rules_accepted_version))
+    student = db.session.scalar(select(User).where(User.id == student_id).with_for_update())
     if student is None or not student.is_active:
         db.session.rollback()
         raise ExamError("unknown student", 404)

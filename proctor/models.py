@@ -66,7 +66,9 @@ PASSWORD_MIN = 8
 PASSWORD_MAX = 128  # bcrypt reads 72 bytes; longer passwords are pre-hashed (see security.py)
 
 
-class Student(UserMixin, db.Model):
+class User(UserMixin, db.Model):
+    """An account: a student or an admin (the `Role` column). The table keeps the product's name, `students`."""
+
     __tablename__ = "students"
     __table_args__ = (CheckConstraint(f"Role IN ({_in(Role)})", name="role"),)
 
@@ -105,7 +107,7 @@ class Profile(db.Model):
     registered_at: Mapped[datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime, nullable=False, default=utcnow, onupdate=utcnow)
 
-    student: Mapped[Student] = relationship(back_populates="profile")
+    student: Mapped[User] = relationship(back_populates="profile")
 
 
 class Exam(db.Model):
@@ -174,7 +176,7 @@ class ExamSession(db.Model):
     identity_distance: Mapped[float | None] = mapped_column("IdentityDistance", Float)  # face distance at confirmation
     identity_liveness: Mapped[str | None] = mapped_column("IdentityLiveness", String(64))  # how liveness passed, or "not required"
 
-    student: Mapped[Student] = relationship()
+    student: Mapped[User] = relationship()
     exam: Mapped[Exam] = relationship()
 
 

@@ -10,10 +10,9 @@ import base64
 import hashlib
 import hmac
 import logging
-from functools import wraps
 
 import bcrypt
-from flask import abort, current_app, jsonify, redirect, request, url_for
+from flask import abort, current_app, redirect, request, url_for
 from flask_login import current_user
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
@@ -64,13 +63,11 @@ def access(level: str):
     return mark
 
 
-def is_api_request() -> bool:
-    return request.path.startswith("/api/")
-
-
 def _refuse_anonymous():
-    if is_api_request():
-        return jsonify(error="authentication required", code=401), 401
+    from .jsonapi import is_json_view
+
+    if is_json_view():
+        abort(401, description="authentication required")
     return redirect(url_for("auth.login", next=request.full_path if request.query_string else request.path))
 
 
@@ -96,18 +93,6 @@ def enforce_access():
     return None
 
 
-def admin_required(view):
-    """For views that must also be callable directly (e.g. socket handlers)."""
-
-    @wraps(view)
-    def wrapped(*args, **kwargs):
-        if not (current_user.is_authenticated and current_user.is_admin):
-            abort(403)
-        return view(*args, **kwargs)
-
-    return wrapped
-
-
 # --- password reset tokens: signed, expiring, single-use -------------------------------
 
 def _serializer() -> URLSafeTimedSerializer:
@@ -126,9 +111,9 @@ def make_reset_token(student) -> str:
 
 
 def read_reset_token(token: str):
-    """The Student the token is for, or None if it is tampered, expired or already used."""
+    """The account the token is for, or None if it is tampered, expired or already used."""
     from .extensions import db
-    from .models import Student
+    from .models import User
 
     if not token or len(token) > 512:
         return None
@@ -142,7 +127,7 @@ def read_reset_token(token: str):
         return None
     if not isinstance(data, dict) or not isinstance(data.get("sid"), int):
         return None
-    student = db.session.get(Student, data["sid"])
+    student = db.session.get(User, data["sid"])
     if student is None or not student.is_active:
         return None
     if not hmac.compare_digest(str(data.get("fp", "")), _password_fingerprint(student.password_hash)):

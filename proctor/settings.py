@@ -1,50 +1,209 @@
-"""Application settings, read from the environment and validated at start.
+"""Every app setting in one typed table: name, default, bounds, meaning.
 
-Every setting has a default that works on one small server with SQLite. A bad value
-raises ConfigError with a message that names the variable; the app refuses to start.
+A setting's name is both its environment variable and its app.config key (three exceptions are
+marked with `config_key`). `load_settings(env)` reads the environment; `check_config(config)`
+validates what ends up in app.config (tests and embedders pass values directly), so a bad value
+stops the app at start with a ConfigError that names the setting. The vision tunables
+(thresholds, durations, detector) are a separate table in config_vision.py, read the same way.
+
+`flask --app app settings` prints both tables; README.md's table lists exactly the rows here.
 """
 from __future__ import annotations
 
+import json
+import math
 import os
 import secrets
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Mapping
 from urllib.parse import quote_plus
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ASYNC_MODES = ("eventlet", "threading", "gevent")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+MIB = 1024 * 1024
 
 
 class ConfigError(ValueError):
     """A configuration value is missing or bad; the message says which."""
 
 
-def _int(env, name, default, lo, hi):
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r}: expected a whole number") from None
-    if not lo <= value <= hi:
-        raise ConfigError(f"{name}={raw!r}: must be between {lo} and {hi}")
-    return value
+@dataclass(frozen=True)
+class AppSetting:
+    name: str
+    kind: str  # int, float, bool, text, choice, rate (a rate limit such as "5 per minute"), json
+    default: Any
+    description: str
+    min: float | None = None
+    max: float | None = None
+    choices: tuple[str, ...] | None = None
+    config_key: str | None = None  # app.config key when it differs from the name ("" = read only by load_settings)
+    secret: bool = False            # never printed
+    testing_min: float | None = None  # a lower bound allowed only when app.config["TESTING"] is on
+
+    @property
+    def key(self) -> str:
+        return self.name if self.config_key is None else self.config_key
+
+    def bounds(self) -> str:
+        if self.choices:
+            return " | ".join(self.choices)
+        if self.min is not None:
+            return f"{self.min:g}..{self.max:g}"
+        return ""
 
 
-def _bool(env, name, default):
+def _s(name, kind, default, description, lo=None, hi=None, **kw) -> AppSetting:
+    return AppSetting(name, kind, default, description, lo, hi, **kw)
+
+
+SETTINGS: tuple[AppSetting, ...] = (
+    # --- server
+    _s("PROCTOR_HOST", "text", "127.0.0.1", "Address the server listens on."),
+    _s("PROCTOR_PORT", "int", 5001, "Port the server listens on.", 1, 65535),
+    _s("PROCTOR_ASYNC_MODE", "choice", "eventlet", "Socket.IO server mode.", choices=ASYNC_MODES),
+    _s("PROCTOR_INSTANCE_PATH", "text", "instance", "Folder for the SQLite file, the secret key and data (relative to the repository).",
+       config_key=""),
+    _s("PROCTOR_DATA_DIR", "text", "", "Face images, evidence snapshots and clips, audio recordings (empty: INSTANCE_PATH/data)."),
+    _s("PROCTOR_HTTPS", "bool", False, "Served over HTTPS: cookies become Secure and external links use https."),
+    _s("PROCTOR_PROXY_COUNT", "int", 0, "Reverse proxies whose X-Forwarded-* headers are trusted (0: none).", 0, 5),
+    _s("PROCTOR_MAX_UPLOAD_BYTES", "int", 8 * MIB, "Largest request body.", 64 * 1024, 512 * MIB,
+       config_key="MAX_CONTENT_LENGTH"),
+    # --- secrets and database
+    _s("FLASK_SECRET_KEY", "text", "", "Session signing key, 16+ characters (empty: generated once into INSTANCE_PATH/secret_key).",
+       config_key="", secret=True),
+    _s("DATABASE_URL", "text", "", "Any SQLAlchemy URL; mysql:// uses PyMySQL (empty: MYSQL_* when MYSQL_HOST is set, else SQLite).",
+       config_key="", secret=True),
+    _s("MYSQL_HOST", "text", "", "Setting it selects MySQL/MariaDB (with the MYSQL_* below).", config_key=""),
+    _s("MYSQL_PORT", "int", 3306, "MySQL/MariaDB port.", 1, 65535, config_key=""),
+    _s("MYSQL_USER", "text", "root", "MySQL/MariaDB user.", config_key=""),
+    _s("MYSQL_PASSWORD", "text", "", "MySQL/MariaDB password.", config_key="", secret=True),
+    _s("MYSQL_DB", "text", "examproctordb", "MySQL/MariaDB database name (letters, digits, underscores).", config_key=""),
+    # --- accounts
+    _s("BCRYPT_LOG_ROUNDS", "int", 12, "bcrypt cost of password hashes (tests may lower it to 4).", 12, 16, testing_min=4),
+    _s("PASSWORD_RESET_MAX_AGE_S", "int", 3600, "Lifetime of a password-reset link.", 60, 7 * 86400),
+    _s("LOGIN_LIMIT_PER_ADDRESS", "rate", "20 per minute;200 per hour", "Login, signup and reset attempts per client address."),
+    _s("LOGIN_LIMIT_PER_ACCOUNT", "rate", "5 per minute;30 per hour", "Login and reset attempts per account."),
+    _s("RATELIMIT_STORAGE_URI", "text", "memory://", "Rate-limit store; redis://127.0.0.1:6379 lets several server processes share one budget."),
+    _s("RATELIMIT_KEY_PREFIX", "text", "proctor", "Prefix of this installation's keys in the rate-limit store."),
+    # --- mail
+    _s("MAIL_SERVER", "text", "", "SMTP server for password-reset mail (empty: links go to the log)."),
+    _s("MAIL_PORT", "int", 25, "SMTP port.", 1, 65535),
+    _s("MAIL_USERNAME", "text", "", "SMTP user."),
+    _s("MAIL_PASSWORD", "text", "", "SMTP password.", secret=True),
+    _s("MAIL_USE_TLS", "bool", False, "STARTTLS after connecting (exclusive with MAIL_USE_SSL)."),
+    _s("MAIL_USE_SSL", "bool", False, "SMTP over TLS from the start."),
+    _s("MAIL_DEFAULT_SENDER", "text", "proctor@localhost", "From address of the mail."),
+    _s("MAIL_TIMEOUT_S", "int", 10, "SMTP connection timeout.", 1, 120),
+    # --- the student's journey
+    _s("PROCTOR_RULES_VERSION", "text", "2026-11", "Version of the exam rules; students accept each new version once."),
+    _s("PROCTOR_SYSTEM_CHECK_VALID_S", "int", 4 * 3600, "A passed system check is good for this long.", 60, 7 * 86400),
+    _s("PROCTOR_MIN_UPLOAD_KBPS", "int", 256, "The system check's upload-speed bar.", 0, 1_000_000),
+    _s("PROCTOR_UPLOAD_TEST_MAX_BYTES", "int", 2 * MIB, "Largest upload-speed test body.", 64 * 1024, 64 * MIB),
+    _s("PROCTOR_INFERENCE_TIMEOUT_S", "float", 10.0, "One face inference in a request (registration, identity confirmation).", 1, 300),
+    _s("PROCTOR_IDENTITY_MATCH_FRAMES", "int", 3, "Matching frames that confirm identity before the exam.", 1, 50),
+    _s("PROCTOR_IDENTITY_MISMATCH_FRAMES", "int", 3, "Non-matching frames that refuse the confirmation attempt.", 1, 50),
+    _s("PROCTOR_IDENTITY_VALID_S", "int", 1800, "A confirmation is good for starting the exam this long.", 60, 86400),
+    _s("PROCTOR_EXAM_MAX_ATTEMPTS", "int", 1, "Finished attempts allowed per exam and student.", 1, 100),
+    _s("PROCTOR_EXPIRY_SWEEP_S", "float", 60.0, "Seconds between sweeps that submit sessions past their deadline (0: only when touched).", 0, 3600),
+    _s("PROCTOR_CAMERA_FPS", "float", 2.0, "Camera frames per second the exam page uploads.", 0.2, 10),
+    _s("PROCTOR_AUDIO_CHUNK_MAX_BYTES", "int", 2 * MIB, "Largest audio recording chunk.", 16 * 1024, 64 * MIB),
+    # --- per-account request limits on routes that cost CPU or disk
+    _s("PROCTOR_IDENTITY_FRAME_LIMIT", "rate", "8 per second;240 per minute", "Identity-confirmation frames per account."),
+    _s("PROCTOR_FACE_UPLOAD_LIMIT", "rate", "10 per minute;60 per hour", "Face registrations per account."),
+    _s("PROCTOR_UPLOAD_TEST_LIMIT", "rate", "10 per minute", "Upload-speed tests per account."),
+    _s("PROCTOR_AUDIO_CHUNK_LIMIT", "rate", "30 per minute", "Audio chunks per account."),
+    _s("PROCTOR_FRAME_RATE_LIMIT", "rate", "10 per second", "Camera frames per account."),
+    _s("PROCTOR_EVENT_RATE_LIMIT", "rate", "5 per second;120 per minute", "Browser events (tab switch, voice...) per account."),
+    # --- camera frames
+    _s("PROCTOR_FRAME_MAX_BYTES", "int", 2 * MIB, "Largest uploaded frame request (base64 JSON included).", 64 * 1024, 32 * MIB),
+    _s("PROCTOR_FRAME_MAX_WIDTH_PX", "int", 640, "Frames are scaled down to fit this width, aspect kept.", 160, 1920),
+    _s("PROCTOR_FRAME_MAX_HEIGHT_PX", "int", 480, "Frames are scaled down to fit this height, aspect kept.", 120, 1080),
+    _s("PROCTOR_FRAME_MIN_SIDE_PX", "int", 32, "Smaller frames are refused.", 8, 256),
+    _s("PROCTOR_FRAME_MAX_SIDE_PX", "int", 4096, "Larger frames are refused.", 640, 8192),
+    # --- live analysis
+    _s("PROCTOR_LIVE_ENABLED", "bool", True, "Run the vision workers at all."),
+    _s("PROCTOR_LIVE_WORKERS", "int", 2, "Vision worker processes (one core each).", 1, 16),
+    _s("PROCTOR_LIVE_PREROLL_S", "float", 8.0, "Seconds of processed frames kept for a violation's clip.", 2, 30),
+    _s("PROCTOR_LIVE_STATUS_EVERY_S", "float", 1.0, "Period of each student's status push to admins.", 0.2, 10),
+    _s("PROCTOR_LIVE_LOG_LEVEL", "choice", "INFO", "Log level of the live runtime (per-frame lines are DEBUG).", choices=LOG_LEVELS),
+    _s("PROCTOR_VISION_OVERRIDES", "json", {}, "JSON object of vision settings for this app (on top of config_vision's PROCTOR_<NAME>)."),
+    # --- the proctor's live view
+    _s("PROCTOR_MJPEG_FPS", "float", 5.0, "Cap on live-view frames per second.", 0.5, 30),
+    _s("PROCTOR_MJPEG_MAX_S", "int", 900, "A live view ends after this many seconds; the page reconnects.", 10, 86400),
+    _s("PROCTOR_MJPEG_KEEPALIVE_S", "float", 1.0, "Resend the last frame this often when nothing is new.", 0.1, 30),
+    _s("PROCTOR_MJPEG_FRESH_S", "float", 1.5, "A processed frame older than this gives way to a newer raw one.", 0.2, 30),
+    _s("PROCTOR_MJPEG_MAX_STREAMS", "int", 32, "Open live views per server process.", 1, 1024),
+)
+BY_NAME = {s.name: s for s in SETTINGS}
+BY_KEY = {s.key: s for s in SETTINGS if s.key}
+
+
+def parse(spec: AppSetting, raw: Any, source: str = "environment", testing: bool = False) -> Any:
+    """A raw value (text from the environment, or a Python value from app.config) checked and typed."""
+    where = f"{spec.name}={raw!r}" + (f" ({source})" if source != "environment" else "")
+    if source != "environment" and spec.kind in ("int", "float", "bool") and isinstance(raw, str):
+        raise ConfigError(f"{where}: expected {'true or false' if spec.kind == 'bool' else 'a number'}, not text")
+    if spec.kind == "bool":
+        if isinstance(raw, bool):
+            return raw
+        low = str(raw).strip().lower()
+        if low in ("1", "true", "yes", "on"):
+            return True
+        if low in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{where}: expected true or false")
+    if spec.kind in ("int", "float"):
+        if isinstance(raw, bool):
+            raise ConfigError(f"{where}: expected a number")
+        try:
+            if spec.kind == "int" and isinstance(raw, float) and not raw.is_integer():
+                raise ValueError(raw)
+            value = int(str(raw).strip()) if spec.kind == "int" and isinstance(raw, str) else int(raw) if spec.kind == "int" else float(raw)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: expected {'a whole number' if spec.kind == 'int' else 'a number'}") from None
+        if not math.isfinite(value):
+            raise ConfigError(f"{where}: expected a finite number")
+        lo = spec.testing_min if testing and spec.testing_min is not None else spec.min
+        if spec.min is not None and not lo <= value <= spec.max:
+            raise ConfigError(f"{where}: must be between {lo:g} and {spec.max:g}")
+        return value
+    if spec.kind == "json":
+        value = raw
+        if isinstance(raw, str):
+            try:
+                value = json.loads(raw) if raw.strip() else {}
+            except ValueError:
+                raise ConfigError(f"{where}: not valid JSON") from None
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where}: expected a JSON object")
+        return dict(value)
+    if not isinstance(raw, str):
+        raise ConfigError(f"{where}: expected text")
+    if spec.kind == "choice" and raw not in spec.choices:
+        raise ConfigError(f"{where}: must be one of {', '.join(spec.choices)}")
+    if spec.kind == "rate":
+        from limits import parse_many
+
+        try:
+            parse_many(raw)
+        except ValueError:
+            raise ConfigError(f"{where}: not a rate limit such as '5 per minute'") from None
+    return raw
+
+
+def read(env: Mapping[str, str], name: str) -> Any:
+    """One setting from the environment (empty means unset), else its default."""
+    spec = BY_NAME[name]
     raw = env.get(name)
     if raw is None or raw == "":
-        return default
-    low = raw.strip().lower()
-    if low in ("1", "true", "yes", "on"):
-        return True
-    if low in ("0", "false", "no", "off"):
-        return False
-    raise ConfigError(f"{name}={raw!r}: expected true or false")
+        return spec.default
+    return parse(spec, raw)
 
 
 def _secret_key(env, instance_path: Path) -> str:
-    key = env.get("FLASK_SECRET_KEY")
+    key = read(env, "FLASK_SECRET_KEY")
     if key:
         if len(key) < 16:
             raise ConfigError("FLASK_SECRET_KEY is too short: use at least 16 random characters")
@@ -65,7 +224,7 @@ def _secret_key(env, instance_path: Path) -> str:
 
 def database_url(env, instance_path: Path) -> str:
     """DATABASE_URL, else MySQL from MYSQL_* when MYSQL_HOST is set, else SQLite in the instance folder."""
-    url = env.get("DATABASE_URL")
+    url = read(env, "DATABASE_URL")
     if url:
         from sqlalchemy.engine import make_url
         from sqlalchemy.exc import ArgumentError
@@ -78,79 +237,35 @@ def database_url(env, instance_path: Path) -> str:
             # The product's driver is PyMySQL; a bare mysql:// would look for MySQLdb.
             parsed = parsed.set(drivername="mysql+pymysql")
         return parsed.render_as_string(hide_password=False)
-    if env.get("MYSQL_HOST"):
-        host = env["MYSQL_HOST"]
-        port = _int(env, "MYSQL_PORT", 3306, 1, 65535)
-        user = env.get("MYSQL_USER", "root")
-        password = env.get("MYSQL_PASSWORD", "")
-        name = env.get("MYSQL_DB", "examproctordb")
+    host = read(env, "MYSQL_HOST")
+    if host:
+        name = read(env, "MYSQL_DB")
         if not name.replace("_", "").isalnum():
             raise ConfigError(f"MYSQL_DB={name!r}: use letters, digits and underscores only")
-        auth = quote_plus(user) + (":" + quote_plus(password) if password else "")
-        return f"mysql+pymysql://{auth}@{host}:{port}/{name}?charset=utf8mb4"
+        password = read(env, "MYSQL_PASSWORD")
+        auth = quote_plus(read(env, "MYSQL_USER")) + (":" + quote_plus(password) if password else "")
+        return f"mysql+pymysql://{auth}@{host}:{read(env, 'MYSQL_PORT')}/{name}?charset=utf8mb4"
     instance_path.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{instance_path / 'examproctor.db'}"
 
 
-# Numeric settings of the live routes (frame upload, MJPEG): name -> (type, default, min, max, meaning).
-LIVE_ROUTE_SETTINGS = {
-    "PROCTOR_FRAME_MAX_BYTES": (int, 2 * 1024 * 1024, 64 * 1024, 32 * 1024 * 1024, "largest uploaded frame request (base64 JSON included)"),
-    "PROCTOR_FRAME_MAX_WIDTH_PX": (int, 640, 160, 1920, "frames are scaled down to fit this width, aspect kept"),
-    "PROCTOR_FRAME_MAX_HEIGHT_PX": (int, 480, 120, 1080, "frames are scaled down to fit this height, aspect kept"),
-    "PROCTOR_FRAME_MIN_SIDE_PX": (int, 32, 8, 256, "smaller frames are refused"),
-    "PROCTOR_FRAME_MAX_SIDE_PX": (int, 4096, 640, 8192, "larger frames are refused"),
-    "PROCTOR_MJPEG_FPS": (float, 5.0, 0.5, 30.0, "cap on live-view frames per second"),
-    "PROCTOR_MJPEG_MAX_S": (int, 900, 10, 86400, "a live view ends after this many seconds; the page reconnects"),
-    "PROCTOR_MJPEG_KEEPALIVE_S": (float, 1.0, 0.1, 30.0, "resend the last frame this often when nothing is new"),
-    "PROCTOR_MJPEG_FRESH_S": (float, 1.5, 0.2, 30.0, "a processed frame older than this gives way to a newer raw one"),
-    "PROCTOR_MJPEG_MAX_STREAMS": (int, 32, 1, 1024, "open live views per server process"),
-}
-RATE_SETTINGS = {
-    "LOGIN_LIMIT_PER_ADDRESS": "20 per minute;200 per hour",
-    "LOGIN_LIMIT_PER_ACCOUNT": "5 per minute;30 per hour",
-    "PROCTOR_FRAME_RATE_LIMIT": "10 per second",
-    "PROCTOR_EVENT_RATE_LIMIT": "5 per second;120 per minute",
-}
-
-
-def _float(env, name, default, lo, hi):
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r}: expected a number") from None
-    if not lo <= value <= hi:
-        raise ConfigError(f"{name}={raw!r}: must be between {lo} and {hi}")
-    return value
+def instance_path_from(env) -> Path:
+    path = Path(read(env, "PROCTOR_INSTANCE_PATH"))
+    return path if path.is_absolute() else REPO_ROOT / path
 
 
 def load_settings(env=None, instance_path: Path | None = None) -> dict:
     """All Flask config values from the environment (a mapping; os.environ by default)."""
     env = os.environ if env is None else env
-    instance_path = Path(instance_path or env.get("PROCTOR_INSTANCE_PATH") or REPO_ROOT / "instance")
-    https = _bool(env, "PROCTOR_HTTPS", False)
-    async_mode = env.get("PROCTOR_ASYNC_MODE", "eventlet")
-    if async_mode not in ASYNC_MODES:
-        raise ConfigError(f"PROCTOR_ASYNC_MODE={async_mode!r}: must be one of {', '.join(ASYNC_MODES)}")
-    mail_port = _int(env, "MAIL_PORT", 25, 1, 65535)
-    settings = {
+    instance_path = Path(instance_path) if instance_path else instance_path_from(env)
+    settings = {spec.key: read(env, spec.name) for spec in SETTINGS if spec.key}
+    https = settings["PROCTOR_HTTPS"]
+    settings.update({
         "SECRET_KEY": _secret_key(env, instance_path),
         "SQLALCHEMY_DATABASE_URI": database_url(env, instance_path),
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True, "pool_recycle": 280},
-        "PROCTOR_HOST": env.get("PROCTOR_HOST", "127.0.0.1"),
-        "PROCTOR_PORT": _int(env, "PROCTOR_PORT", 5001, 1, 65535),
-        "PROCTOR_ASYNC_MODE": async_mode,
-        # Number of reverse proxies in front of the app whose X-Forwarded-* headers are trusted.
-        "PROCTOR_PROXY_COUNT": _int(env, "PROCTOR_PROXY_COUNT", 0, 0, 5),
-        "PROCTOR_DATA_DIR": str(Path(env.get("PROCTOR_DATA_DIR") or instance_path / "data")),
-        "BCRYPT_LOG_ROUNDS": _int(env, "BCRYPT_LOG_ROUNDS", 12, 12, 16),
-        "PASSWORD_RESET_MAX_AGE_S": _int(env, "PASSWORD_RESET_MAX_AGE_S", 3600, 60, 7 * 86400),
-        "RATELIMIT_STORAGE_URI": env.get("RATELIMIT_STORAGE_URI", "memory://"),
-        "RATELIMIT_KEY_PREFIX": env.get("RATELIMIT_KEY_PREFIX", "proctor"),
+        "PROCTOR_DATA_DIR": settings["PROCTOR_DATA_DIR"] or str(instance_path / "data"),
         "RATELIMIT_HEADERS_ENABLED": True,
-        "MAX_CONTENT_LENGTH": _int(env, "PROCTOR_MAX_UPLOAD_BYTES", 8 * 1024 * 1024, 64 * 1024, 512 * 1024 * 1024),
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": https,
@@ -159,53 +274,31 @@ def load_settings(env=None, instance_path: Path | None = None) -> dict:
         "REMEMBER_COOKIE_SECURE": https,
         "PREFERRED_URL_SCHEME": "https" if https else "http",
         "WTF_CSRF_TIME_LIMIT": None,  # the token lives as long as the session
-        "MAIL_SERVER": env.get("MAIL_SERVER", ""),
-        "MAIL_PORT": mail_port,
-        "MAIL_USERNAME": env.get("MAIL_USERNAME", ""),
-        "MAIL_PASSWORD": env.get("MAIL_PASSWORD", ""),
-        "MAIL_USE_TLS": _bool(env, "MAIL_USE_TLS", False),
-        "MAIL_USE_SSL": _bool(env, "MAIL_USE_SSL", False),
-        "MAIL_DEFAULT_SENDER": env.get("MAIL_DEFAULT_SENDER", "proctor@localhost"),
-        "MAIL_TIMEOUT_S": _int(env, "MAIL_TIMEOUT_S", 10, 1, 120),
-    }
-    for name, default in RATE_SETTINGS.items():
-        settings[name] = env.get(name) or default
-    for name, (kind, default, lo, hi, _meaning) in LIVE_ROUTE_SETTINGS.items():
-        settings[name] = (_int if kind is int else _float)(env, name, default, lo, hi)
-    if settings["MAIL_USE_TLS"] and settings["MAIL_USE_SSL"]:
-        raise ConfigError("MAIL_USE_TLS and MAIL_USE_SSL are exclusive: set one")
-    from flask_limiter.util import get_remote_address  # noqa: F401 (import check)
-    from limits import parse_many
-
-    for name in RATE_SETTINGS:
-        try:
-            parse_many(settings[name])
-        except ValueError:
-            raise ConfigError(f"{name}={settings[name]!r}: not a rate limit such as '5 per minute'") from None
+    })
+    check_config(settings)
     return settings
 
 
-def apply_module_settings(config, defaults: dict, env=None) -> None:
-    """Fill app config with a module's settings: environment value (typed like its default), else the
-    config's own value, else the default. A bad value raises ConfigError naming the variable."""
-    from limits import parse_many
+def check_config(config: Mapping[str, Any]) -> None:
+    """Every table setting present in `config` has a valid value; ConfigError names the first bad one."""
+    for key, spec in BY_KEY.items():
+        if key in config:
+            value = parse(spec, config[key], "app config", testing=bool(config.get("TESTING")))
+            if spec.kind == "json":
+                from config_vision import VisionConfigError, load_vision_config
 
-    env = os.environ if env is None else env
-    for name, default in defaults.items():
-        raw = env.get(name)
-        if raw not in (None, ""):
-            if isinstance(default, bool):
-                value = _bool(env, name, default)
-            elif isinstance(default, int):
-                value = _int(env, name, default, 0, 2**31)
-            elif isinstance(default, float):
-                value = _float(env, name, default, 0.0, 1e9)
-            else:
-                value = raw
-            config[name] = value
-        value = config.setdefault(name, default)
-        if name.endswith("_LIMIT") and isinstance(default, str):
-            try:
-                parse_many(value)
-            except (ValueError, TypeError):
-                raise ConfigError(f"{name}={value!r}: not a rate limit such as '10 per minute'") from None
+                try:
+                    load_vision_config(**value)
+                except VisionConfigError as exc:
+                    raise ConfigError(f"{spec.name}: {exc}") from None
+    if config.get("MAIL_USE_TLS") and config.get("MAIL_USE_SSL"):
+        raise ConfigError("MAIL_USE_TLS and MAIL_USE_SSL are exclusive: set one")
+
+
+def describe() -> str:
+    """The table as text: name, default, bounds, meaning (secrets' defaults are not shown)."""
+    rows = []
+    for spec in SETTINGS:
+        default = "(secret)" if spec.secret and spec.default else json.dumps(spec.default) if spec.kind == "json" else str(spec.default)
+        rows.append(f"{spec.name:<32} {default or '-':<28} {spec.bounds():<22} {spec.description}")
+    return "\n".join(rows)

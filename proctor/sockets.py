@@ -140,16 +140,16 @@ class SocketBridge:
         sid = int(student_id)
         if sid not in self._names:
             from .extensions import db
-            from .models import Student
+            from .models import User
 
-            student = db.session.get(Student, sid)
+            student = db.session.get(User, sid)
             if student is None:
                 return None
             self._names[sid] = student.name
         return self._names[sid]
 
     def violation_payload(self, payload: dict) -> dict:
-        from .live_routes import evidence_url
+        from .admin.live import evidence_url
 
         vid = payload.get("violation_id")
         t = payload.get("t")
@@ -170,16 +170,9 @@ class SocketBridge:
         if payload.get("result_url"):
             return str(payload["result_url"])
         from flask import url_for
-        from werkzeug.routing import BuildError
 
-        session_id = payload.get("session_id")
-        for endpoint in ("exam.result", "student.result"):
-            try:
-                with self.app.test_request_context("/"):
-                    return url_for(endpoint, session_id=session_id)
-            except (BuildError, TypeError, ValueError):
-                continue
-        return "/student/"
+        with self.app.test_request_context("/"):
+            return url_for("student.result", session_id=int(payload["session_id"]))
 
 
 def bridge(app=None) -> SocketBridge:

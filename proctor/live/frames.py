@@ -123,10 +123,6 @@ class FrameSlots:
         with self._lock:
             return [f.student_id for f in sorted(self._waiting.values(), key=lambda f: f.received_mono)]
 
-    def has_waiting(self, student_id: int) -> bool:
-        with self._lock:
-            return student_id in self._waiting
-
     def latest(self, student_id: int) -> Frame | None:
         """The newest frame received (waiting or already taken)."""
         with self._lock:

@@ -163,7 +163,6 @@ class LiveRuntime:
         self.enabled = bool(cfg["PROCTOR_LIVE_ENABLED"])
         self.worker_count = int(cfg["PROCTOR_LIVE_WORKERS"])
         self.config = load_vision_config(**dict(cfg.get("PROCTOR_VISION_OVERRIDES") or {}))
-        self.models_dir = cfg.get("PROCTOR_MODELS_DIR") or None
         self.status_every_s = float(cfg["PROCTOR_LIVE_STATUS_EVERY_S"])
         self.events = EventBus()
         self.slots = FrameSlots(clock=clock)
@@ -201,9 +200,9 @@ class LiveRuntime:
             live_log = logging.getLogger("proctor.live")
             if live_log.level == logging.NOTSET:
                 # The migrations' logging config sets the root to WARN; the runtime's INFO lines are its record.
-                live_log.setLevel(self.app.config.get("PROCTOR_LIVE_LOG_LEVEL", "INFO"))
+                live_log.setLevel(self.app.config["PROCTOR_LIVE_LOG_LEVEL"])
             if self.enabled:
-                self.pool = WorkerPool(self.worker_count, self.config, self.models_dir, on_crash=self._on_worker_crash)
+                self.pool = WorkerPool(self.worker_count, self.config, on_crash=self._on_worker_crash)
                 self.pool.start()
             self.clips = ClipWriter()
             self.clips.start()
@@ -215,7 +214,6 @@ class LiveRuntime:
             log.info("live runtime started: enabled=%s workers=%s mode=%s", self.enabled, self.worker_count, self._mode())
         return self
 
-    ensure_started = start
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop the loop and the processes (tests, shutdown). Idempotent."""
@@ -482,8 +480,11 @@ class LiveRuntime:
                 evidence_rel = self.evidence.save_snapshot(stream.session_id, stem, jpeg)
             except OSError as exc:
                 log.error("evidence snapshot not written student=%s session=%s: %s", stream.student_id, stream.session_id, exc)
+        # The session's suspicion score when this violation was stored: the result page's timeline draws it.
+        suspicion = stream.warnings.suspicion(stream.student_id, event.t).score
         details = {"state": event.state, "frame_t": round(event.t, 3), "warning_count": decision.count,
-                   "reason": decision.reason, "seq": seq, **{k: v for k, v in event.details.items()}}
+                   "reason": decision.reason, "seq": seq, **{k: v for k, v in event.details.items()},
+                   "suspicion": round(float(suspicion), 1)}
         violation = Violation(student_id=stream.student_id, session_id=stream.session_id, type=event.rule,
                               severity=event.severity, details=json.dumps(details, default=str)[:8000],
                               evidence_path=evidence_rel)
@@ -563,7 +564,7 @@ class LiveRuntime:
         from sqlalchemy import select
 
         from ..extensions import db
-        from ..models import Exam, ExamSession, Profile, Student
+        from ..models import Exam, ExamSession, Profile, User
 
         with self._app_ctx(), self._lock:
             session = db.session.get(ExamSession, session_id)
@@ -572,7 +573,7 @@ class LiveRuntime:
             if session.status != "IN_PROGRESS":
                 raise LiveError(f"exam session {session_id} is {session.status}, not in progress", 409)
             exam = db.session.get(Exam, session.exam_id)
-            student = db.session.get(Student, student_id)
+            student = db.session.get(User, student_id)
             profile = db.session.scalar(select(Profile).where(Profile.student_id == student_id))
             old = self._streams.get(student_id)
             if old is not None and old.session_id == session_id:

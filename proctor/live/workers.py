@@ -554,10 +554,6 @@ class WorkerPool:
             self._spawn(w)
 
     @_locked
-    def busy_students(self) -> set[int]:
-        return {w.busy_job.student_id for w in self._workers if w.busy_job is not None}
-
-    @_locked
     def status(self) -> dict:
         return {
             "size": self.size,

@@ -187,7 +187,7 @@ def test_bad_live_route_settings_stop_the_app_at_start(tmp_path, key, value):
 
 
 def test_image_dimensions_read_from_headers_match_the_decoded_photos():
-    from proctor.live_routes import image_dimensions
+    from proctor.images import image_dimensions
 
     for name in (FACE_PHOTO, "a_6_grace_hopper.jpg", "a_7_astronaut.png", "e_2_three_business.jpg"):
         raw = (TESTDATA / name).read_bytes()
@@ -389,7 +389,7 @@ def test_browser_event_guards(app, student, admin_client):
 
 def test_upload_decode_cost_figures():
     """Benchmark (prints, asserts only correctness): what validating, decoding and fitting a frame costs."""
-    from proctor.live_routes import decode_frame
+    from proctor.images import decode_frame
 
     base = photo("e_2_three_business.jpg")
     print()

@@ -108,7 +108,7 @@ def test_open_streams_are_capped(app, admin_client):
 
 
 def test_generator_respects_the_frame_rate_cap_and_lifetime(app, caplog):
-    from proctor.live_routes import LiveViewSource, mjpeg_parts
+    from proctor.live.mjpeg import LiveViewSource, mjpeg_parts
 
     student = Student(app, "capped@example.edu", name="Capped")
     rt = runtime_of(app)
@@ -123,7 +123,7 @@ def test_generator_respects_the_frame_rate_cap_and_lifetime(app, caplog):
             rt.submit_frame(student.id, student.session_id, photo(FACE_PHOTO), int(clock[0] * 1000))
 
     source = LiveViewSource(rt, student.id, fresh_s=1.5)
-    with caplog.at_level(logging.INFO, logger="proctor.live_routes"):
+    with caplog.at_level(logging.INFO, logger="proctor.live.mjpeg"):
         parts = list(mjpeg_parts(source, fps=5, max_s=4, keepalive_s=1.0, sleep=fake_sleep, clock=lambda: clock[0]))
     assert all(s == pytest.approx(0.2) for s in sleeps)
     assert len(parts) <= 5 * 4 + 1  # never more than the cap, though frames changed every read
@@ -132,7 +132,7 @@ def test_generator_respects_the_frame_rate_cap_and_lifetime(app, caplog):
 
 
 def test_generator_keepalive_and_close(app, caplog):
-    from proctor.live_routes import LiveViewSource, mjpeg_parts
+    from proctor.live.mjpeg import LiveViewSource, mjpeg_parts
 
     student = Student(app, "idle@example.edu", name="Idle")
     rt = runtime_of(app)
@@ -148,7 +148,7 @@ def test_generator_keepalive_and_close(app, caplog):
     second = next(gen)  # nothing new: the same picture again after the keepalive period
     assert clock[0] - start >= 1.0
     assert first == second
-    with caplog.at_level(logging.INFO, logger="proctor.live_routes"):
+    with caplog.at_level(logging.INFO, logger="proctor.live.mjpeg"):
         gen.close()  # what the server does when the viewer leaves
     assert any("ended after 2 parts" in r.getMessage() for r in caplog.records)
 

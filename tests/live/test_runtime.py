@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import cv2
@@ -101,6 +102,8 @@ def test_no_face_violation_with_evidence_jpeg_and_clip(app, runtime_factory):
     v = rows[0]
     details = json.loads(v.details)
     assert details["state"] == "started" and details["warning_count"] == 1
+    # The session's suspicion when it was stored, for the result page's timeline (0 < score <= 100).
+    assert isinstance(details["suspicion"], float) and 0 < details["suspicion"] <= 100
     assert t0 + 2.5 + 3.0 <= details["frame_t"] <= t0 + 6.5  # after TIME_NO_FACE_S of empty frames
     data_dir = Path(app.config["PROCTOR_DATA_DIR"])
     assert v.evidence_path.startswith(f"evidence/{session_id}/") and not Path(v.evidence_path).is_absolute()
@@ -457,16 +460,20 @@ def test_admin_terminates_a_session_the_runtime_has_not_seen(app, runtime_factor
 
 
 def test_live_settings_are_validated():
-    from proctor.live import live_settings
-    from proctor.settings import ConfigError
+    from proctor.settings import ConfigError, load_settings
 
-    assert live_settings({}) == {"PROCTOR_LIVE_ENABLED": True, "PROCTOR_LIVE_WORKERS": 2, "PROCTOR_LIVE_PREROLL_S": 8.0,
-                                 "PROCTOR_LIVE_STATUS_EVERY_S": 1.0, "PROCTOR_MODELS_DIR": ""}
-    assert live_settings({"PROCTOR_LIVE_WORKERS": "4", "PROCTOR_LIVE_ENABLED": "off"})["PROCTOR_LIVE_WORKERS"] == 4
+    defaults = load_settings({}, Path(tempfile.mkdtemp()))
+    assert {k: defaults[k] for k in ("PROCTOR_LIVE_ENABLED", "PROCTOR_LIVE_WORKERS", "PROCTOR_LIVE_PREROLL_S",
+                                     "PROCTOR_LIVE_STATUS_EVERY_S")} == {
+        "PROCTOR_LIVE_ENABLED": True, "PROCTOR_LIVE_WORKERS": 2, "PROCTOR_LIVE_PREROLL_S": 8.0,
+        "PROCTOR_LIVE_STATUS_EVERY_S": 1.0}
+    assert "PROCTOR_MODELS_DIR" not in defaults  # the vision setting MODELS_DIR (config_vision) is the only one
+    env = {"PROCTOR_LIVE_WORKERS": "4", "PROCTOR_LIVE_ENABLED": "off"}
+    assert load_settings(env, Path(tempfile.mkdtemp()))["PROCTOR_LIVE_WORKERS"] == 4
     for env, name in (({"PROCTOR_LIVE_WORKERS": "0"}, "PROCTOR_LIVE_WORKERS"),
                       ({"PROCTOR_LIVE_WORKERS": "two"}, "PROCTOR_LIVE_WORKERS"),
                       ({"PROCTOR_LIVE_ENABLED": "maybe"}, "PROCTOR_LIVE_ENABLED"),
                       ({"PROCTOR_LIVE_PREROLL_S": "600"}, "PROCTOR_LIVE_PREROLL_S"),
                       ({"PROCTOR_LIVE_STATUS_EVERY_S": "nan"}, "PROCTOR_LIVE_STATUS_EVERY_S")):
         with pytest.raises(ConfigError, match=name):
-            live_settings(env)
+            load_settings(env, Path(tempfile.mkdtemp()))

@@ -128,7 +128,7 @@ def test_timeline_recomputes_suspicion_when_none_was_stored(app, admin_client):
     # the same formula as the live warning system: two TAB_SWITCH occurrences
     from config_vision import load_vision_config
     from decision_engine import RuleEvent
-    from proctor.admin_results import replay_suspicion
+    from proctor.admin.results import replay_suspicion
     from proctor.extensions import db
     from proctor.models import ExamSession, Violation
     from warning_system import WarningSystem
@@ -250,7 +250,7 @@ def test_violations_csv_with_evidence_and_review(app, admin_client):
 
 
 def test_csv_escapes_every_formula_prefix():
-    from proctor.admin_common import csv_cell, csv_text
+    from proctor.admin.fields import csv_cell, csv_text
 
     for bad in ("=1+1", "+1", "-1", "@SUM(A1)", "\tx", "\rx"):
         assert csv_cell(bad) == "'" + bad

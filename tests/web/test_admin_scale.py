@@ -16,18 +16,18 @@ TYPES = ("NO_FACE", "MULTIPLE_FACES", "PROHIBITED_OBJECT", "TAB_SWITCH")
 
 def _seed(app):
     from proctor.extensions import db
-    from proctor.models import Exam, ExamResult, ExamSession, Student, Violation, utcnow
+    from proctor.models import Exam, ExamResult, ExamSession, User, Violation, utcnow
 
     with app.app_context():
         exam = Exam(title="Big exam", duration_minutes=60, is_published=True)
         db.session.add(exam)
         db.session.flush()
         start = utcnow() - timedelta(days=1)
-        db.session.execute(Student.__table__.insert(), [
+        db.session.execute(User.__table__.insert(), [
             {"Name": f"Student {i:04d}", "Email": f"s{i:04d}@example.edu", "PasswordHash": "x", "Role": "STUDENT",
              "IsActive": True, "CreatedAt": start} for i in range(N_STUDENTS)])
-        ids = [sid for (sid,) in db.session.execute(Student.__table__.select().with_only_columns(Student.__table__.c.ID)
-                                                   .where(Student.__table__.c.Role == "STUDENT").order_by(Student.__table__.c.ID))]
+        ids = [sid for (sid,) in db.session.execute(User.__table__.select().with_only_columns(User.__table__.c.ID)
+                                                   .where(User.__table__.c.Role == "STUDENT").order_by(User.__table__.c.ID))]
         db.session.execute(ExamSession.__table__.insert(), [
             {"StudentID": sid, "ExamID": exam.id, "Status": "COMPLETED", "StartedAt": start, "Deadline": start + timedelta(hours=1),
              "EndedAt": start + timedelta(minutes=50), "QuestionOrder": "[]", "DisabledRules": ""} for sid in ids])

@@ -15,10 +15,10 @@ from tests.web.test_admin_results import TESTDATA, audit_rows, seed_session
 
 def count_students(app):
     from proctor.extensions import db
-    from proctor.models import Student
+    from proctor.models import User
 
     with app.app_context():
-        return db.session.scalar(select(func.count()).select_from(Student).where(Student.role == "STUDENT"))
+        return db.session.scalar(select(func.count()).select_from(User).where(User.role == "STUDENT"))
 
 
 def get_student(app, email):
@@ -31,11 +31,11 @@ def get_student(app, email):
 
 def test_list_search_and_paginate(app, admin_client):
     from proctor.extensions import db
-    from proctor.models import Student
+    from proctor.models import User
 
     with app.app_context():  # 30 rows straight in the table (bcrypt per account would only slow the test)
-        db.session.add_all([Student(name=f"Pupil {i:02d}", email=f"pupil{i:02d}@example.edu", password_hash="x") for i in range(30)])
-        db.session.add(Student(name="Zed Searchable", email="zed@other.org", password_hash="x"))
+        db.session.add_all([User(name=f"Pupil {i:02d}", email=f"pupil{i:02d}@example.edu", password_hash="x") for i in range(30)])
+        db.session.add(User(name="Zed Searchable", email="zed@other.org", password_hash="x"))
         db.session.commit()
     page1 = admin_client.get("/admin/students").get_data(as_text=True)
     assert "(31)" in page1 and "Page 1 of 2" in page1 and "Pupil 00" in page1 and "Zed Searchable" not in page1

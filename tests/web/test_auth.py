@@ -62,10 +62,10 @@ def test_sql_and_html_are_stored_verbatim_and_rendered_escaped(app, client):
     resp = signup(client, name=name, email="bobby@example.edu")
     assert resp.status_code == 302
     from proctor.extensions import db
-    from proctor.models import Student
+    from proctor.models import User
 
     with app.app_context():
-        stored = db.session.scalar(select(Student).where(Student.email == "bobby@example.edu"))
+        stored = db.session.scalar(select(User).where(User.email == "bobby@example.edu"))
         assert stored.name == name  # verbatim, and the table is still there
     page = client.get("/student/").get_data(as_text=True)
     assert "<script>alert(1)</script>" not in page
@@ -95,10 +95,10 @@ def test_login_logout_roundtrip_and_role_homes(app, client):
 def test_deactivated_account_cannot_log_in(app, client):
     uid = make_user(app, "gone@example.edu")
     from proctor.extensions import db
-    from proctor.models import Student
+    from proctor.models import User
 
     with app.app_context():
-        db.session.get(Student, uid).is_active_account = False
+        db.session.get(User, uid).is_active_account = False
         db.session.commit()
     resp = login(client, "gone@example.edu")
     assert resp.status_code == 200 and "deactivated" in resp.get_data(as_text=True)
@@ -189,11 +189,11 @@ def test_reset_for_unknown_email_gives_the_same_answer(app, client, caplog):
 def test_tampered_and_expired_tokens_are_refused(app, client):
     uid = make_user(app, "s@example.edu")
     from proctor.extensions import db
-    from proctor.models import Student
+    from proctor.models import User
     from proctor.security import make_reset_token
 
     with app.test_request_context():
-        token = make_reset_token(db.session.get(Student, uid))
+        token = make_reset_token(db.session.get(User, uid))
     tampered = token[:-2] + ("AA" if not token.endswith("AA") else "BB")
     assert client.get(f"/reset-password/{tampered}").status_code == 400
     assert client.get("/reset-password/" + "x" * 600).status_code == 400

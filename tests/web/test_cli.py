@@ -16,9 +16,9 @@ def _count(app, model, *where):
 
 
 def test_no_account_exists_until_the_cli_makes_one(app):
-    from proctor.models import Student
+    from proctor.models import User
 
-    assert _count(app, Student) == 0
+    assert _count(app, User) == 0
 
 
 def test_create_user_makes_a_working_admin(app):
@@ -44,19 +44,19 @@ def test_create_user_refuses_bad_input_with_a_message(app):
 
 
 def test_seed_demo_prints_working_credentials_and_is_idempotent(app):
-    from proctor.models import Exam, Question, Student
+    from proctor.models import Exam, Question, User
 
     runner = app.test_cli_runner()
     result = runner.invoke(args=["seed-demo"])
     assert result.exit_code == 0, result.output
     creds = dict(re.findall(r"(\S+@example\.edu)\s+password: (\S+)", result.output))
     assert set(creds) == {"admin@example.edu", "student1@example.edu", "student2@example.edu"}
-    assert _count(app, Student, Student.role == "ADMIN") == 1
-    assert _count(app, Student, Student.role == "STUDENT") == 2
+    assert _count(app, User, User.role == "ADMIN") == 1
+    assert _count(app, User, User.role == "STUDENT") == 2
     assert _count(app, Exam, Exam.is_published.is_(True)) == 1
     assert _count(app, Question) >= 10
     for email, password in creds.items():
         assert login(app.test_client(), email, password).status_code == 302, email
     again = runner.invoke(args=["seed-demo"])
     assert again.exit_code == 0 and "exists" in again.output
-    assert _count(app, Student) == 3 and _count(app, Exam) == 1
+    assert _count(app, User) == 3 and _count(app, Exam) == 1

@@ -508,7 +508,8 @@ def test_background_sweep_submits_abandoned_sessions(database_url, tmp_path):
     from proctor.models import ExamSession, utcnow
     from tests.conftest import _empty_all_tables, _test_config
 
-    app = create_app({**_test_config(database_url, tmp_path / "instance"), "TESTING": False, "PROCTOR_EXPIRY_SWEEP_S": 0.2})
+    app = create_app({**_test_config(database_url, tmp_path / "instance"), "TESTING": False, "BCRYPT_LOG_ROUNDS": 12,
+                      "PROCTOR_EXPIRY_SWEEP_S": 0.2})
     with app.app_context():
         _empty_all_tables(db)
     try:

@@ -83,7 +83,7 @@ def test_deleting_a_student_cascades(app):
     from datetime import timedelta
 
     from proctor.extensions import db
-    from proctor.models import Exam, ExamResult, ExamSession, Profile, Student, Violation, utcnow
+    from proctor.models import Exam, ExamResult, ExamSession, Profile, User, Violation, utcnow
     from tests.conftest import make_user
 
     sid = make_user(app, "cascade@example.edu")
@@ -97,7 +97,7 @@ def test_deleting_a_student_cascades(app):
         db.session.add_all([ExamResult(student_id=sid, session_id=sess.id, exam_id=exam.id, status="FAIL"),
                             Violation(student_id=sid, session_id=sess.id, type="NO_FACE")])
         db.session.commit()
-        db.session.delete(db.session.get(Student, sid))
+        db.session.delete(db.session.get(User, sid))
         db.session.commit()
         for model in (ExamSession, ExamResult, Violation, Profile):
             assert db.session.query(model).count() == 0, model.__name__

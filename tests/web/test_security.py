@@ -112,11 +112,11 @@ def test_session_cookie_flags(app, client):
 
 def test_passwords_are_bcrypt_hashed_never_clear(app, client):
     from proctor.extensions import db
-    from proctor.models import Student
+    from proctor.models import User
 
     make_user(app, "pw@example.edu", password="a very secret phrase")
     with app.app_context():
-        stored = db.session.scalar(select(Student).where(Student.email == "pw@example.edu")).password_hash
+        stored = db.session.scalar(select(User).where(User.email == "pw@example.edu")).password_hash
     assert stored.startswith("$2b$") and "secret" not in stored
     login(client, "pw@example.edu", "a very secret phrase")
     body = client.get("/api/me").get_data(as_text=True)

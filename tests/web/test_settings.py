@@ -57,11 +57,67 @@ def test_module_settings_come_from_the_environment(tmp_path, monkeypatch):
     from proctor import create_app
 
     monkeypatch.setenv("PROCTOR_RULES_VERSION", "2027-01")
-    monkeypatch.setenv("PROCTOR_PROCTOR_FPS", "1.5")
+    monkeypatch.setenv("PROCTOR_CAMERA_FPS", "1.5")
     monkeypatch.setenv("PROCTOR_MJPEG_FPS", "2")
     app = create_app({"INSTANCE_PATH": tmp_path, "SECRET_KEY": "k" * 32})
     assert app.config["PROCTOR_RULES_VERSION"] == "2027-01"
-    assert app.config["PROCTOR_PROCTOR_FPS"] == 1.5 and app.config["PROCTOR_MJPEG_FPS"] == 2.0
+    assert app.config["PROCTOR_CAMERA_FPS"] == 1.5 and app.config["PROCTOR_MJPEG_FPS"] == 2.0
     monkeypatch.setenv("PROCTOR_AUDIO_CHUNK_LIMIT", "plenty")
     with pytest.raises(ConfigError, match="PROCTOR_AUDIO_CHUNK_LIMIT"):
         create_app({"INSTANCE_PATH": tmp_path, "SECRET_KEY": "k" * 32})
+
+
+def test_one_table_holds_every_setting_the_code_reads():
+    """Every app.config key the web layer reads is a row of the table (or a Flask/derived key)."""
+    import re
+
+    from proctor import settings
+
+    derived = {"SECRET_KEY", "SQLALCHEMY_DATABASE_URI", "TESTING"}
+    root = settings.REPO_ROOT / "proctor"
+    read = set()
+    for path in root.rglob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        read |= set(re.findall(r"config\[\"([A-Z_]+)\"\]", text))
+        read |= set(re.findall(r"config\.get\(\"([A-Z_]+)\"", text))
+        read |= set(re.findall(r"(?:setting|per_user_limit)\(\"([A-Z_]+)\"", text))
+    missing = sorted(read - set(settings.BY_KEY) - derived)
+    assert not missing, f"settings read but not in the table: {missing}"
+    assert len(read & set(settings.BY_KEY)) > 30
+
+
+def test_the_readme_lists_exactly_the_settings_of_the_table():
+    import re
+
+    from proctor import settings
+
+    text = (settings.REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    section = text.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    listed = set()
+    for line in section.splitlines():
+        if line.startswith("| `"):
+            listed |= set(re.findall(r"`([A-Z][A-Z0-9_]+)`", line.split("|")[1]))
+    listed.discard("PROCTOR_VISION_SETTINGS")  # the vision table's own file setting (config_vision)
+    assert listed == {s.name for s in settings.SETTINGS}, (
+        f"missing from README: {sorted({s.name for s in settings.SETTINGS} - listed)}; "
+        f"not settings: {sorted(listed - {s.name for s in settings.SETTINGS})}")
+
+
+def test_bad_values_passed_in_app_config_stop_the_app(tmp_path):
+    from proctor import create_app
+
+    base = {"INSTANCE_PATH": tmp_path, "SECRET_KEY": "k" * 32}
+    for key, value, words in (("PROCTOR_MJPEG_FPS", 0, "PROCTOR_MJPEG_FPS"), ("PROCTOR_LIVE_WORKERS", "2", "not text"), ("PROCTOR_LIVE_WORKERS", 2.5, "whole number"),
+                              ("PROCTOR_FRAME_RATE_LIMIT", "fast", "rate limit"),
+                              ("PROCTOR_VISION_OVERRIDES", {"YAW_THRESHOLD_DEG": 500}, "YAW_THRESHOLD_DEG"),
+                              ("MAX_CONTENT_LENGTH", 10, "PROCTOR_MAX_UPLOAD_BYTES")):
+        with pytest.raises(ConfigError, match=words):
+            create_app({**base, key: value})
+
+
+def test_flask_settings_prints_both_tables(app):
+    result = app.test_cli_runner().invoke(args=["settings"])
+    assert result.exit_code == 0, result.output
+    assert "PROCTOR_CAMERA_FPS" in result.output and "PROCTOR_MJPEG_MAX_STREAMS" in result.output
+    assert "PROCTOR_YAW_THRESHOLD_DEG" in result.output  # the vision table
+    assert "PROCTOR_PROCTOR_FPS" not in result.output

@@ -12,13 +12,13 @@ from flask import abort, flash, redirect, render_template, request, send_file, u
 from flask_login import current_user
 from sqlalchemy import func, or_, select
 
-from .accounts import AccountError, create_account, find_by_email, normalise_email
-from .admin import bp
-from .admin_common import FieldError, audit, bool_field, get_or_404, paginate, query_int, read_upload, text_field
-from .datafiles import stored_file
-from .extensions import db
-from .models import EMAIL_MAX, NAME_MAX, PASSWORD_MAX, PASSWORD_MIN, ExamSession, Profile, Role, Student
-from .security import ADMIN, access, hash_password
+from ..accounts import AccountError, create_account, find_by_email, normalise_email
+from . import bp
+from .fields import FieldError, audit, bool_field, get_or_404, paginate, query_int, read_upload, text_field
+from ..datafiles import stored_file
+from ..extensions import db
+from ..models import EMAIL_MAX, NAME_MAX, PASSWORD_MAX, PASSWORD_MIN, ExamSession, Profile, Role, User
+from ..security import ADMIN, access, hash_password
 
 log = logging.getLogger(__name__)
 
@@ -52,15 +52,15 @@ def _password_field(form, required: bool) -> str | None:
 def students():
     q = request.args.get("q", "").strip()[:SEARCH_MAX]
     status = request.args.get("status", "")
-    stmt = select(Student).where(Student.role == Role.STUDENT.value)
+    stmt = select(User).where(User.role == Role.STUDENT.value)
     if q:
         pattern = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        stmt = stmt.where(or_(Student.name.ilike(pattern, escape="\\"), Student.email.ilike(pattern, escape="\\")))
+        stmt = stmt.where(or_(User.name.ilike(pattern, escape="\\"), User.email.ilike(pattern, escape="\\")))
     if status == "active":
-        stmt = stmt.where(Student.is_active_account.is_(True))
+        stmt = stmt.where(User.is_active_account.is_(True))
     elif status == "inactive":
-        stmt = stmt.where(Student.is_active_account.is_(False))
-    page = paginate(stmt.order_by(Student.name, Student.id), query_int("page", 1))
+        stmt = stmt.where(User.is_active_account.is_(False))
+    page = paginate(stmt.order_by(User.name, User.id), query_int("page", 1))
     ids = [s.id for s in page.items]
     profiles = {p.student_id: p for p in db.session.scalars(select(Profile).where(Profile.student_id.in_(ids)))} if ids else {}
     sessions = dict(db.session.execute(
@@ -100,7 +100,7 @@ def student_new():
 @bp.route("/students/<int:student_id>/edit", methods=["GET", "POST"])
 @access(ADMIN)
 def student_edit(student_id: int):
-    student = get_or_404(Student, student_id)
+    student = get_or_404(User, student_id)
     errors: dict[str, str] = {}
     values = {"name": student.name, "email": student.email, "active": student.is_active_account}
     if request.method == "POST":
@@ -144,7 +144,7 @@ def student_edit(student_id: int):
 @bp.route("/students/<int:student_id>/active", methods=["POST"])
 @access(ADMIN)
 def student_set_active(student_id: int):
-    student = get_or_404(Student, student_id)
+    student = get_or_404(User, student_id)
     active = bool_field(request.form, "active")
     if student.id == current_user.id and not active:
         flash("You cannot deactivate your own account.", "danger")
@@ -160,7 +160,7 @@ def student_set_active(student_id: int):
 @bp.route("/students/<int:student_id>/delete", methods=["GET", "POST"])
 @access(ADMIN)
 def student_delete(student_id: int):
-    student = get_or_404(Student, student_id)
+    student = get_or_404(User, student_id)
     if student.id == current_user.id:
         flash("You cannot delete your own account.", "danger")
         return redirect(url_for("admin.students"))
@@ -190,7 +190,7 @@ def _profile_image_path(profile: Profile | None) -> Path | None:
 @bp.route("/students/<int:student_id>/face")
 @access(ADMIN)
 def student_face(student_id: int):
-    get_or_404(Student, student_id)
+    get_or_404(User, student_id)
     path = _profile_image_path(db.session.scalar(select(Profile).where(Profile.student_id == student_id)))
     if path is None:
         abort(404)

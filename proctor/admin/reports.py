@@ -7,12 +7,12 @@ from datetime import datetime, time, timedelta
 from flask import Response, render_template, request
 from sqlalchemy import select
 
-from .admin import bp
-from .admin_common import csv_text, paginate, query_int
-from .admin_results import OUTCOMES, read_filters, results_query, violation_counts
-from .extensions import db
-from .models import AuditLog, Exam, ExamSession, ReviewStatus, ResultStatus, Student, Violation
-from .security import ADMIN, access
+from . import bp
+from .fields import csv_text, paginate, query_int
+from .results import OUTCOMES, read_filters, results_query, violation_counts
+from ..extensions import db
+from ..models import AuditLog, Exam, ExamSession, ReviewStatus, ResultStatus, User, Violation
+from ..security import ADMIN, access
 
 EXPORT_MAX_ROWS = 50_000
 
@@ -48,7 +48,7 @@ def export_results():
     out = []
     for r in rows:
         c = counts[r.ExamSession.id]
-        out.append([r.ExamResult.id, r.ExamSession.id, r.Student.id, r.Student.name, r.Student.email, r.Exam.id, r.Exam.title,
+        out.append([r.ExamResult.id, r.ExamSession.id, r.User.id, r.User.name, r.User.email, r.Exam.id, r.Exam.title,
                     _iso(r.ExamSession.started_at), _iso(r.ExamSession.ended_at), r.ExamResult.score, r.ExamResult.total,
                     f"{r.ExamResult.percentage:.1f}", r.ExamResult.grade, r.ExamResult.status,
                     r.ExamSession.termination_reason or "", r.ExamResult.outcome or "", c["total"], c["PENDING"],
@@ -61,8 +61,8 @@ def export_results():
 def export_violations():
     f = read_filters()
     review = request.args.get("review", "").strip().upper()
-    stmt = (select(Violation, Student, Exam, ExamSession)
-            .join(Student, Student.id == Violation.student_id)
+    stmt = (select(Violation, User, Exam, ExamSession)
+            .join(User, User.id == Violation.student_id)
             .join(ExamSession, ExamSession.id == Violation.session_id)
             .join(Exam, Exam.id == ExamSession.exam_id))
     if f.exam_id:
@@ -83,7 +83,7 @@ def export_violations():
     out = []
     for r in rows:
         v = r.Violation
-        out.append([v.id, v.session_id, r.Student.id, r.Student.name, r.Student.email, r.Exam.title, _iso(v.timestamp),
+        out.append([v.id, v.session_id, r.User.id, r.User.name, r.User.email, r.Exam.title, _iso(v.timestamp),
                     v.type, v.severity, v.details, v.review_status, v.review_note or "", _iso(v.reviewed_at),
                     f"{root}/admin/evidence/{v.id}/snapshot" if v.evidence_path else "",
                     f"{root}/admin/evidence/{v.id}/clip" if v.clip_path else ""])
@@ -97,7 +97,7 @@ def audit_log():
     action = request.args.get("action", "").strip()[:64]
     target_type = request.args.get("target_type", "").strip()[:32]
     target_raw = request.args.get("target_id", "").strip()
-    stmt = select(AuditLog, Student.name, Student.email).outerjoin(Student, Student.id == AuditLog.actor_id)
+    stmt = select(AuditLog, User.name, User.email).outerjoin(User, User.id == AuditLog.actor_id)
     if action:
         stmt = stmt.where(AuditLog.action.like(_like_prefix(action), escape="\\"))
     if target_type:

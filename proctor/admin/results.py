@@ -14,13 +14,13 @@ from flask import abort, flash, redirect, render_template, request, send_file, u
 from flask_login import current_user
 from sqlalchemy import func, select
 
-from .admin import bp
-from .admin_common import FieldError, audit, get_or_404, paginate, query_int, text_field
-from .datafiles import stored_file
-from .extensions import db
-from .models import (Answer, Exam, ExamResult, ExamSession, Question, Recording, ResultStatus, ReviewStatus, Student,
+from . import bp
+from .fields import FieldError, audit, get_or_404, paginate, query_int, text_field
+from ..datafiles import stored_file
+from ..extensions import db
+from ..models import (Answer, Exam, ExamResult, ExamSession, Question, Recording, ResultStatus, ReviewStatus, User,
                      Violation, utcnow)
-from .security import ADMIN, access
+from ..security import ADMIN, access
 
 log = logging.getLogger(__name__)
 
@@ -83,9 +83,9 @@ def read_filters() -> ResultFilters:
 
 
 def results_query(f: ResultFilters):
-    """(ExamResult, Student, Exam, ExamSession) rows matching the filters, newest first."""
-    stmt = (select(ExamResult, Student, Exam, ExamSession)
-            .join(Student, Student.id == ExamResult.student_id)
+    """(ExamResult, User, Exam, ExamSession) rows matching the filters, newest first."""
+    stmt = (select(ExamResult, User, Exam, ExamSession)
+            .join(User, User.id == ExamResult.student_id)
             .join(Exam, Exam.id == ExamResult.exam_id)
             .join(ExamSession, ExamSession.id == ExamResult.session_id))
     if f.exam_id:
@@ -102,7 +102,7 @@ def results_query(f: ResultFilters):
         stmt = stmt.where(ExamSession.started_at < datetime.combine(f.date_to + timedelta(days=1), time.min))
     if f.q:
         pattern = "%" + f.q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        stmt = stmt.where(Student.name.ilike(pattern, escape="\\") | Student.email.ilike(pattern, escape="\\"))
+        stmt = stmt.where(User.name.ilike(pattern, escape="\\") | User.email.ilike(pattern, escape="\\"))
     return stmt.order_by(ExamResult.created_at.desc(), ExamResult.id.desc())
 
 
@@ -128,7 +128,7 @@ def results():
     counts = violation_counts([row.ExamSession.id for row in page.items])
     exams = db.session.execute(select(Exam.id, Exam.title).order_by(Exam.title)).all()
     in_progress = db.session.execute(
-        select(ExamSession, Student, Exam).join(Student, Student.id == ExamSession.student_id)
+        select(ExamSession, User, Exam).join(User, User.id == ExamSession.student_id)
         .join(Exam, Exam.id == ExamSession.exam_id).where(ExamSession.status == "IN_PROGRESS")
         .order_by(ExamSession.started_at.desc()).limit(50)).all()
     return render_template("admin/results.html", page=page, f=f, counts=counts, exams=exams, statuses=[s.value for s in ResultStatus],
@@ -216,12 +216,10 @@ def replay_suspicion(session: ExamSession, violations: list[Violation]) -> list[
     recorded how long the condition had held when it fired (details["duration_s"]), that time too.
     How long it went on afterwards is not stored, so this is a lower bound of the live score.
     """
-    try:
-        from config_vision import load_vision_config
-        from decision_engine import RuleEvent
-        from warning_system import WarningSystem
-    except ImportError:
-        return None
+    from config_vision import load_vision_config
+    from decision_engine import RuleEvent
+    from warning_system import WarningSystem
+
     ws = WarningSystem(load_vision_config())
     out = []
     for v in violations:
@@ -262,7 +260,7 @@ def session_review_data(session_id: int) -> dict:
     reviewers = {}
     ids = {v.reviewed_by for v in violations if v.reviewed_by}
     if ids:
-        reviewers = dict(db.session.execute(select(Student.id, Student.name).where(Student.id.in_(ids))).all())
+        reviewers = dict(db.session.execute(select(User.id, User.name).where(User.id.in_(ids))).all())
     return {"session": session, "student": session.student, "exam": session.exam, "result": result,
             "violations": violations, "details": {v.id: _details(v) for v in violations}, "answers": answers,
             "by_type": sorted(by_type.items(), key=lambda kv: (-kv[1], kv[0])), "timeline": build_timeline(session, violations),

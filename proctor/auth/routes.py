@@ -1,21 +1,21 @@
-"""Signup, login, logout, forgot and reset password."""
+"""Signup, login, logout, forgot and reset password (views on the auth blueprint)."""
 from __future__ import annotations
 
 import logging
 from urllib.parse import urlsplit
 
-from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask import current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_user, logout_user
 
-from .accounts import AccountError, create_account, find_by_email, normalise_email
-from .extensions import db, limiter
+from ..accounts import AccountError, create_account, find_by_email, normalise_email
+from ..extensions import db, limiter
+from . import bp
 from .forms import ConfirmForm, ForgotPasswordForm, LoginForm, ResetPasswordForm, SignupForm
-from .mail import send_mail
-from .models import utcnow
-from .security import LOGIN, PUBLIC, access, burn_password_check, check_password, hash_password, make_reset_token, read_reset_token
+from ..mail import send_mail
+from ..models import utcnow
+from ..security import LOGIN, PUBLIC, access, burn_password_check, check_password, hash_password, make_reset_token, read_reset_token
 
 log = logging.getLogger(__name__)
-bp = Blueprint("auth", __name__)
 
 
 def _account_key() -> str:
@@ -45,21 +45,21 @@ def login():
         return redirect(home_for(current_user))
     form = LoginForm()
     if form.validate_on_submit():
-        student = find_by_email(form.email.data)
-        if student is None:
+        user = find_by_email(form.email.data)
+        if user is None:
             burn_password_check(form.password.data)
             ok = False
         else:
-            ok = check_password(form.password.data, student.password_hash)
-        if ok and not student.is_active:
-            log.info("login refused: account %s is deactivated", student.id)
+            ok = check_password(form.password.data, user.password_hash)
+        if ok and not user.is_active:
+            log.info("login refused: account %s is deactivated", user.id)
             flash("This account is deactivated. Ask your institution's administrator.", "danger")
         elif ok:
-            login_user(student, remember=form.remember.data)
-            student.last_login_at = utcnow()
+            login_user(user, remember=form.remember.data)
+            user.last_login_at = utcnow()
             db.session.commit()
-            log.info("login: student %s (%s)", student.id, student.role)
-            return redirect(_safe_next(request.args.get("next")) or home_for(student))
+            log.info("login: account %s (%s)", user.id, user.role)
+            return redirect(_safe_next(request.args.get("next")) or home_for(user))
         else:
             log.info("login failed for %r from %s", normalise_email(form.email.data)[:64], request.remote_addr)
             flash("Wrong email or password.", "danger")
@@ -77,12 +77,12 @@ def signup():
     form = SignupForm()
     if form.validate_on_submit():
         try:
-            student = create_account(form.name.data, form.email.data, form.password.data)
+            user = create_account(form.name.data, form.email.data, form.password.data)
         except AccountError as exc:
             form.email.errors.append(str(exc).capitalize() + ".")
             return render_template("auth/signup.html", form=form), 400
-        log.info("signup: new student %s", student.id)
-        login_user(student)
+        log.info("signup: new student %s", user.id)
+        login_user(user)
         flash("Welcome! Your account is ready.", "success")
         return redirect(url_for("student.home"))
     if request.method == "POST":
@@ -108,14 +108,14 @@ def logout():
 def forgot_password():
     form = ForgotPasswordForm()
     if form.validate_on_submit():
-        student = find_by_email(form.email.data)
-        if student is not None and student.is_active:
-            link = url_for("auth.reset_password", token=make_reset_token(student), _external=True)
+        user = find_by_email(form.email.data)
+        if user is not None and user.is_active:
+            link = url_for("auth.reset_password", token=make_reset_token(user), _external=True)
             minutes = current_app.config["PASSWORD_RESET_MAX_AGE_S"] // 60
             send_mail(
-                student.email,
+                user.email,
                 "Reset your exam proctoring password",
-                f"Hello {student.name},\n\nTo choose a new password, open this link within {minutes} minutes:\n\n"
+                f"Hello {user.name},\n\nTo choose a new password, open this link within {minutes} minutes:\n\n"
                 f"{link}\n\nIf you did not ask for this, ignore this message.\n",
             )
         # The same answer whether or not the account exists: no account discovery.
@@ -130,15 +130,15 @@ def forgot_password():
 @access(PUBLIC)
 @limiter.limit(lambda: current_app.config["LOGIN_LIMIT_PER_ADDRESS"], methods=["POST"])
 def reset_password(token: str):
-    student = read_reset_token(token)
-    if student is None:
+    user = read_reset_token(token)
+    if user is None:
         flash("This reset link is invalid, expired or already used. Ask for a new one.", "danger")
         return render_template("auth/reset_invalid.html"), 400
     form = ResetPasswordForm()
     if form.validate_on_submit():
-        student.password_hash = hash_password(form.password.data)
+        user.password_hash = hash_password(form.password.data)
         db.session.commit()
-        log.info("password reset for student %s", student.id)
+        log.info("password reset for account %s", user.id)
         logout_user()
         flash("Your password is changed. Sign in with the new one.", "success")
         return redirect(url_for("auth.login"))

@@ -3,7 +3,7 @@ from flask_wtf import FlaskForm
 from wtforms import BooleanField, EmailField, PasswordField, StringField
 from wtforms.validators import DataRequired, Email, EqualTo, Length, ValidationError
 
-from .models import EMAIL_MAX, NAME_MAX, PASSWORD_MAX, PASSWORD_MIN
+from ..models import EMAIL_MAX, NAME_MAX, PASSWORD_MAX, PASSWORD_MIN
 
 
 def _no_control_chars(form, field):

@@ -1,9 +1,9 @@
 """The student's exam journey (pages under /student/): rules, system check, face registration,
 identity confirmation, the exam and the result.
 
-`begin` sends the student to the first step they still need; `start` refuses to open an exam
-until every step is done, so skipping a page in the address bar gets nowhere. The JSON calls
-these pages make live in exam_api.py.
+`begin` sends the student to the first step they still need (steps.next_step); `start` refuses
+to open an exam until every step is done, so skipping a page in the address bar gets nowhere.
+The JSON calls these pages make live in exam_api.py.
 """
 from __future__ import annotations
 
@@ -12,29 +12,21 @@ import logging
 import uuid
 from pathlib import Path
 
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask import abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
-from sqlalchemy import select
 
-from . import exam_service as svc
-from .exam_api import (
-    ApiError,
-    decode_image,
-    identity_confirmation,
-    limit,
-    run_blocking,
-    setting,
-    shrink,
-    system_check_passed,
-    vision,
-)
-from .extensions import db
-from .models import Exam, ExamSession, Profile, SessionStatus, utcnow
-from .security import STUDENT, access
+from .. import exam_service as svc
+from .. import live_hooks
+from ..extensions import db
+from ..images import ImageError, decode_image, shrink
+from ..limits import per_user_limit
+from ..models import Exam, ExamSession, Profile, SessionStatus, utcnow
+from ..security import STUDENT, access
+from . import bp, identity
+from .steps import identity_confirmation, next_step, rules_version, setting
+from .steps import profile as current_profile
 
 log = logging.getLogger(__name__)
-
-bp = Blueprint("exam", __name__)
 
 PHOTO_TYPES = {"image/jpeg", "image/png", "image/webp"}
 PHOTO_MAX_BYTES = 5 * 1024 * 1024
@@ -49,10 +41,6 @@ SYSTEM_PROBLEMS = {
     "upload": ("Upload speed", "The connection to the server is too slow or failed. Move closer to the Wi-Fi "
                                "router or use a cable, and stop large downloads."),
 }
-
-
-def rules_version() -> str:
-    return setting("PROCTOR_RULES_VERSION")
 
 
 def _exam_arg(required: bool = True) -> Exam | None:
@@ -71,35 +59,6 @@ def _open_exam(exam_id: int) -> Exam:
     if exam is None or not exam.is_published:
         abort(404)
     return exam
-
-
-def _profile() -> Profile | None:
-    return db.session.scalar(select(Profile).where(Profile.student_id == current_user.id))
-
-
-def _sessions_for(exam_id: int) -> list[ExamSession]:
-    return db.session.scalars(select(ExamSession).where(ExamSession.student_id == current_user.id,
-                                                        ExamSession.exam_id == exam_id).order_by(ExamSession.id)).all()
-
-
-def next_step(exam: Exam) -> str:
-    """URL of the first step this student still needs for the exam."""
-    active = svc.active_session(current_user.id)
-    if active is not None:
-        return url_for("exam.take", session_id=active.id)
-    done = [s for s in _sessions_for(exam.id) if s.status != SessionStatus.IN_PROGRESS.value]
-    if done and len(done) >= current_app.config.get("PROCTOR_EXAM_MAX_ATTEMPTS", 1):
-        return url_for("exam.result", session_id=done[-1].id)
-    if current_user.rules_accepted_version != rules_version():
-        return url_for("exam.rules", exam=exam.id)
-    if not system_check_passed():
-        return url_for("exam.system_check", exam=exam.id)
-    profile = _profile()
-    if profile is None or not profile.embedding:
-        return url_for("exam.face", exam=exam.id)
-    if identity_confirmation(exam.id) is None:
-        return url_for("exam.confirm", exam_id=exam.id)
-    return url_for("exam.ready", exam_id=exam.id)
 
 
 @bp.route("/exams/<int:exam_id>/")
@@ -133,7 +92,7 @@ def rules():
 def system_check():
     exam = _exam_arg(required=False)
     return render_template("student/system_check.html", exam=exam,
-                           min_upload_kbps=current_app.config.get("PROCTOR_MIN_UPLOAD_KBPS", 256))
+                           min_upload_kbps=setting("PROCTOR_MIN_UPLOAD_KBPS"))
 
 
 @bp.route("/system-check/problems")
@@ -160,10 +119,8 @@ def register_face(image_bgr) -> tuple[bool, str, dict]:
     from face_identity import embedding_to_bytes
 
     image_bgr = shrink(image_bgr, 1280)
-    pools = vision()
     try:
-        with pools["identity"].borrow() as identity:
-            enrolment = run_blocking(identity.enrol, image_bgr)
+        enrolment = identity.enrol(image_bgr)
     except TimeoutError:
         return False, "The server is busy; try again in a moment.", {}
     quality = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in (enrolment.quality or {}).items()
@@ -175,7 +132,7 @@ def register_face(image_bgr) -> tuple[bool, str, dict]:
     if not ok:
         return False, "the photo could not be stored", quality
     (_face_dir() / name).write_bytes(jpeg.tobytes())
-    profile = _profile()
+    profile = current_profile()
     old = None
     if profile is None:
         profile = Profile(student_id=current_user.id)
@@ -198,10 +155,10 @@ def register_face(image_bgr) -> tuple[bool, str, dict]:
 
 @bp.route("/face", methods=["GET", "POST"])
 @access(STUDENT)
-@limit("PROCTOR_FACE_UPLOAD_LIMIT", methods=["POST"])
+@per_user_limit("PROCTOR_FACE_UPLOAD_LIMIT", methods=["POST"])
 def face():
     exam = _exam_arg(required=False)
-    profile = _profile()
+    profile = current_profile()
     if request.method == "GET":
         return render_template("student/face.html", exam=exam, profile=profile, error=None)
 
@@ -221,13 +178,13 @@ def face():
         return refuse(f"The photo is larger than {PHOTO_MAX_BYTES // (1024 * 1024)} MB.", 413)
     try:
         image = decode_image(raw)
-    except ApiError as exc:
+    except ImageError as exc:
         return refuse(exc.message[0].upper() + exc.message[1:] + ".", exc.status)
     ok, message, _quality = register_face(image)
     if not ok:
         return refuse(f"This photo cannot be used: {message}.", 422)
     flash(message, "success")
-    return redirect(next_step(exam) if exam else url_for("exam.face"))
+    return redirect(next_step(exam) if exam else url_for("student.face"))
 
 
 # --- identity confirmation and start -------------------------------------------------------
@@ -236,9 +193,9 @@ def face():
 @access(STUDENT)
 def confirm(exam_id: int):
     exam = _open_exam(exam_id)
-    profile = _profile()
+    profile = current_profile()
     if profile is None or not profile.embedding:
-        return redirect(url_for("exam.face", exam=exam.id))
+        return redirect(url_for("student.face", exam=exam.id))
     return render_template("student/confirm.html", exam=exam)
 
 
@@ -247,7 +204,7 @@ def confirm(exam_id: int):
 def ready(exam_id: int):
     exam = _open_exam(exam_id)
     step = next_step(exam)
-    if step != url_for("exam.ready", exam_id=exam.id):
+    if step != url_for("student.ready", exam_id=exam.id):
         return redirect(step)
     return render_template("student/ready.html", exam=exam, confirmation=identity_confirmation(exam.id))
 
@@ -258,7 +215,7 @@ def start(exam_id: int):
     exam = _open_exam(exam_id)
     step = next_step(exam)
     resuming = "/sessions/" in step
-    if not resuming and step != url_for("exam.ready", exam_id=exam.id):
+    if not resuming and step != url_for("student.ready", exam_id=exam.id):
         flash("Finish the steps before the exam first.", "warning")
         return redirect(step)
     try:
@@ -272,19 +229,8 @@ def start(exam_id: int):
         sess.identity_distance = confirmation.get("distance")
         sess.identity_liveness = str(confirmation.get("liveness") or "")[:64]
         db.session.commit()
-    _notify_live_start(sess)
-    return redirect(url_for("exam.take", session_id=sess.id))
-
-
-def _notify_live_start(sess: ExamSession) -> None:
-    try:
-        from .live import get_runtime
-    except ImportError:
-        return
-    try:
-        get_runtime(current_app._get_current_object()).session_started(sess.student_id, sess.id)
-    except Exception:  # noqa: BLE001 - the exam goes on; the admin sees the camera missing
-        log.exception("live runtime: session_started failed for session %s", sess.id)
+    live_hooks.session_started(sess)
+    return redirect(url_for("student.take", session_id=sess.id))
 
 
 # --- the exam and its result -----------------------------------------------------------------
@@ -301,9 +247,9 @@ def _my_session(session_id: int) -> ExamSession:
 def take(session_id: int):
     sess = _my_session(session_id)
     if sess.status != SessionStatus.IN_PROGRESS.value:
-        return redirect(url_for("exam.result", session_id=sess.id))
+        return redirect(url_for("student.result", session_id=sess.id))
     return render_template("student/exam.html", sess=sess, exam=sess.exam,
-                           fps=float(current_app.config.get("PROCTOR_PROCTOR_FPS", 2.0)))
+                           fps=float(setting("PROCTOR_CAMERA_FPS")))
 
 
 @bp.route("/sessions/<int:session_id>/result")
@@ -311,7 +257,7 @@ def take(session_id: int):
 def result(session_id: int):
     sess = _my_session(session_id)
     if sess.status == SessionStatus.IN_PROGRESS.value:
-        return redirect(url_for("exam.take", session_id=sess.id))
+        return redirect(url_for("student.take", session_id=sess.id))
     res = svc.result_for_session(sess.id)
     return render_template("student/result.html", sess=sess, exam=sess.exam, result=res,
                            violations=svc.violation_summary(sess.id))

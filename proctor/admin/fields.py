@@ -11,7 +11,7 @@ from flask import abort, request
 from flask_login import current_user
 from sqlalchemy import func, select
 
-from .extensions import db
+from ..extensions import db
 
 PER_PAGE = 25
 CSV_FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
@@ -141,6 +141,6 @@ def csv_text(header: Iterable[str], rows: Iterable[Iterable[Any]]) -> str:
 
 def audit(action: str, target_type: str | None, target_id: int | None, **details: Any) -> None:
     """An audit row in the caller's transaction (committed with the change it describes)."""
-    from .audit import record
+    from ..audit import record
 
     record(current_user.id, action, target_type, target_id, commit=False, **details)

@@ -1,13 +1,13 @@
-"""Student pages."""
-from flask import Blueprint, render_template
+"""The student's home: open exams, exams in progress, past results."""
+from flask import render_template
 from flask_login import current_user
 from sqlalchemy import select
 
-from .extensions import db
-from .models import Exam, ExamResult, ExamSession
-from .security import STUDENT, access
+from ..extensions import db
+from ..models import Exam, ExamResult, ExamSession
+from ..security import STUDENT, access
+from . import bp
 
-bp = Blueprint("student", __name__)
 
 
 @bp.route("/")

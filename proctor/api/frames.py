@@ -1,0 +1,116 @@
+"""What the exam page sends while the exam runs: camera frames and browser events.
+
+/api/student-frame only validates, decodes and stores the latest frame (202); the live runtime's
+workers analyse it later. /api/student-event passes a checked browser event to the rules.
+"""
+from __future__ import annotations
+
+import logging
+import re
+
+from flask import current_app, jsonify
+from flask_login import current_user
+
+from config_vision import BROWSER_EVENT_RULES
+
+from .. import exam_service
+from ..images import decode_frame
+from ..jsonapi import ApiError, json_body, number_field
+from ..limits import per_user_limit
+from ..live import LiveError, get_runtime
+from ..models import ExamSession
+from ..security import STUDENT, access
+from . import bp
+
+log = logging.getLogger(__name__)
+
+LEVEL_MIN, LEVEL_MAX = -200.0, 1000.0  # voice level: dBFS (negative) or a 0..1 / 0..100 scale
+DURATION_MAX_MS = 24 * 3600 * 1000
+CLIENT_TS_MAX_MS = 2 ** 53  # a JavaScript Date.now() fits well below this
+EVENT_MAX_BYTES = 16 * 1024
+REASON_WORD_MAX = 40
+_REASON_UNSAFE = re.compile(r"[^A-Za-z0-9 _.:-]")
+
+
+def live_call(method, *args):
+    """Run a runtime action; its LiveError becomes the HTTP error it names."""
+    try:
+        return method(*args)
+    except LiveError as exc:
+        raise ApiError(str(exc), exc.status) from None
+
+
+def current_session() -> ExamSession:
+    """The logged-in student's exam session in progress; 409 when there is none or its time is over.
+
+    exam_service.active_session submits a session whose deadline has passed, so a late frame both
+    gets its 409 and closes the exam at the server's deadline.
+    """
+    exam_session = exam_service.active_session(current_user.id)
+    if exam_session is None:
+        raise ApiError("no exam in progress for this account (not started, finished or out of time)", 409)
+    return exam_session
+
+
+@bp.route("/student-frame", methods=["POST"])
+@access(STUDENT)
+@per_user_limit("PROCTOR_FRAME_RATE_LIMIT")
+def student_frame():
+    config = current_app.config
+    body = json_body(int(config["PROCTOR_FRAME_MAX_BYTES"]))
+    exam_session = current_session()
+    if body.get("ts") is None:
+        raise ApiError("'ts' (the client's time in ms) is required")
+    ts = number_field(body.get("ts"), "ts", 0, CLIENT_TS_MAX_MS)
+    try:
+        frame = decode_frame(
+            body.get("image"),
+            min_side=int(config["PROCTOR_FRAME_MIN_SIDE_PX"]), max_side=int(config["PROCTOR_FRAME_MAX_SIDE_PX"]),
+            max_w=int(config["PROCTOR_FRAME_MAX_WIDTH_PX"]), max_h=int(config["PROCTOR_FRAME_MAX_HEIGHT_PX"]),
+        )
+    except ApiError as exc:
+        log.info("frame refused for student %s: %s", current_user.id, exc.message)
+        raise
+    receipt = get_runtime().submit_frame(current_user.id, exam_session.id, frame, ts)
+    return jsonify(seq=receipt.seq, replaced_older=bool(receipt.replaced_older),
+                   width=int(frame.shape[1]), height=int(frame.shape[0])), 202
+
+
+def event_details(kind: str, body: dict) -> dict:
+    """Only known fields, checked: nothing else the client says is passed on."""
+    details: dict = {}
+    raw = body.get("details")
+    if raw is not None and not isinstance(raw, dict):
+        raise ApiError("'details' must be an object")
+    raw = dict(raw or {})
+    for key in ("level", "duration_ms"):  # accepted at the top level too
+        if key in body and key not in raw:
+            raw[key] = body[key]
+    if kind == "VOICE_DETECTED":
+        if raw.get("level") is None:
+            raise ApiError("VOICE_DETECTED needs a numeric 'level'")
+        details["level"] = number_field(raw["level"], "level", LEVEL_MIN, LEVEL_MAX)
+    if raw.get("duration_ms") is not None:
+        details["duration_ms"] = number_field(raw["duration_ms"], "duration_ms", 0, DURATION_MAX_MS)
+    if kind == "CAMERA_OFF" and raw.get("reason") is not None:
+        # The page's own word for why the camera stopped ("denied", "ended"...): kept short and plain.
+        if not isinstance(raw["reason"], str):
+            raise ApiError("'reason' must be a string")
+        reason = _REASON_UNSAFE.sub("", raw["reason"])[:REASON_WORD_MAX].strip()
+        if reason:
+            details["camera_reason"] = reason
+    return details
+
+
+@bp.route("/student-event", methods=["POST"])
+@access(STUDENT)
+@per_user_limit("PROCTOR_EVENT_RATE_LIMIT")
+def student_event():
+    body = json_body(EVENT_MAX_BYTES)
+    kind = body.get("type")
+    if not isinstance(kind, str) or kind not in BROWSER_EVENT_RULES:
+        raise ApiError(f"'type' must be one of {', '.join(BROWSER_EVENT_RULES)}")
+    details = event_details(kind, body)
+    exam_session = current_session()
+    warnings = live_call(get_runtime().browser_event, current_user.id, exam_session.id, kind, details)
+    return jsonify(accepted=True, type=kind, warnings=list(warnings or []))

@@ -1,0 +1,129 @@
+"""Images from outside (camera frames, identity captures, face photos): checked, then decoded.
+
+The header's width and height are read before any pixel is decoded, so a tiny file that claims
+a huge picture (a decompression bomb) is refused without allocating it. Every refusal is an
+ImageError (an ApiError, 400 unless said otherwise) whose message says what is wrong.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import struct
+
+import cv2
+import numpy as np
+
+from .jsonapi import ApiError
+
+_DATA_URL = re.compile(r"^data:image/(jpeg|jpg|png|webp);base64,", re.IGNORECASE)
+FORMATS = ("jpeg", "png", "webp")
+
+
+class ImageError(ApiError):
+    """The image is not acceptable; the message says why."""
+
+
+def image_dimensions(data: bytes) -> tuple[str, int, int]:
+    """(format, width, height) read from a JPEG or PNG header, before any pixel is decoded."""
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        if len(data) < 24 or data[12:16] != b"IHDR":
+            raise ImageError("the file is not a readable PNG (broken header)")
+        width, height = struct.unpack(">II", data[16:24])
+        return "png", width, height
+    if data.startswith(b"\xff\xd8"):
+        i, n = 2, len(data)
+        while i < n:
+            if data[i] != 0xFF:
+                raise ImageError("the file is not a readable JPEG (bad marker)")
+            while i < n and data[i] == 0xFF:  # fill bytes
+                i += 1
+            if i >= n:
+                break
+            marker = data[i]
+            i += 1
+            if marker in (0x01, *range(0xD0, 0xD9)):  # markers without a length
+                continue
+            if i + 2 > n:
+                break
+            (length,) = struct.unpack(">H", data[i:i + 2])
+            if length < 2:
+                raise ImageError("the file is not a readable JPEG (bad segment length)")
+            if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+                if i + 7 > n:
+                    break
+                height, width = struct.unpack(">HH", data[i + 3:i + 7])
+                return "jpeg", width, height
+            if marker == 0xDA:  # start of scan before any frame header
+                break
+            i += length
+        raise ImageError("the file is not a readable JPEG (no frame header)")
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp", 0, 0  # sizes are checked after decoding
+    raise ImageError("not a JPEG or PNG image")
+
+
+def _check_sides(width: int, height: int, min_side: int, max_side: int) -> None:
+    if min(width, height) < min_side:
+        raise ImageError(f"image too small: {width}x{height} (each side must be at least {min_side} px)")
+    if max(width, height) > max_side:
+        raise ImageError(f"image too large: {width}x{height} (each side must be at most {max_side} px)")
+
+
+def fit(img: np.ndarray, max_w: int, max_h: int) -> np.ndarray:
+    """Scaled down (aspect kept) to fit max_w x max_h; unchanged when it already fits."""
+    h, w = img.shape[:2]
+    scale = min(max_w / w, max_h / h, 1.0)
+    if scale >= 1.0:
+        return img
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return cv2.resize(img, size, interpolation=cv2.INTER_AREA)
+
+
+def shrink(img: np.ndarray, max_side: int) -> np.ndarray:
+    return fit(img, max_side, max_side)
+
+
+def decode_image(raw: bytes, *, min_side: int = 64, max_side: int = 4096, formats=FORMATS) -> np.ndarray:
+    """A BGR uint8 image from JPEG/PNG (or WebP, when allowed) bytes."""
+    if not raw:
+        raise ImageError("the image is empty")
+    kind, width, height = image_dimensions(raw)
+    if kind not in formats:
+        raise ImageError(f"{kind.upper()} images are not accepted here: send {' or '.join(f.upper() for f in formats)}")
+    if width:
+        _check_sides(width, height, min_side, max_side)
+    img = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_COLOR)
+    if img is None or img.ndim != 3 or img.shape[2] != 3:
+        raise ImageError("the image could not be decoded")
+    h, w = img.shape[:2]
+    if width and sorted((w, h)) != sorted((width, height)):  # the header lied (EXIF rotation may swap the sides)
+        raise ImageError("the image could not be decoded")
+    _check_sides(w, h, min_side, max_side)
+    return np.ascontiguousarray(img)
+
+
+def decode_data_url(value, *, max_chars: int | None = None, bare_base64: bool = False, **decode_kw) -> np.ndarray:
+    """The image in a data URL (data:image/jpeg;base64,...), or bare base64 when allowed."""
+    if not isinstance(value, str) or not value:
+        raise ImageError("'image' must be a non-empty string (a data URL such as data:image/jpeg;base64,...)")
+    if max_chars is not None and len(value) > max_chars:
+        raise ImageError("the image is too large", 413)
+    match = _DATA_URL.match(value)
+    if match:
+        text = value[match.end():]
+    elif bare_base64 and not value.startswith("data:"):
+        text = value
+    else:
+        raise ImageError("'image' must be a data URL: data:image/jpeg;base64,... or data:image/png;base64,...")
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise ImageError("'image' is not valid base64") from None
+    return decode_image(raw, **decode_kw)
+
+
+def decode_frame(value, *, min_side: int, max_side: int, max_w: int, max_h: int) -> np.ndarray:
+    """A camera frame (data URL or bare base64 of a JPEG/PNG) as BGR, fitted into max_w x max_h."""
+    frame = decode_data_url(value, bare_base64=True, formats=("jpeg", "png"), min_side=min_side, max_side=max_side)
+    return np.ascontiguousarray(fit(frame, max_w, max_h))

@@ -1,0 +1,129 @@
+"""JSON APIs: blueprints that own their errors, and checked request bodies.
+
+`json_blueprint(...)` makes a blueprint whose every error - a refused field, an abort(), a 404
+from a lookup, an unhandled exception - is {"error": ..., "code": ...} with the right status.
+Pages keep the friendly HTML errors of errors.py; which one a request gets is decided by the
+blueprint of the view it reached, not by its path.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+
+from flask import Blueprint, current_app, request
+from werkzeug.exceptions import HTTPException, InternalServerError
+
+log = logging.getLogger(__name__)
+
+
+class ApiError(Exception):
+    """A request the API refuses: `message` for the client, `status` the HTTP code."""
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.message, self.status = message, status
+
+
+def api_error_response(exc):
+    """The JSON answer for an ApiError (or any error with .message and .status)."""
+    if exc.status >= 500:
+        log.error("api %s: %s", request.path, exc.message)
+    else:
+        log.info("api %s refused (%s): %s", request.path, exc.status, exc.message)
+    from .errors import json_error
+
+    return json_error(exc.status, exc.message)
+
+
+def _http_error(exc: HTTPException):
+    from .errors import json_error, specific_description
+
+    code = exc.code or 500
+    if code >= 500:
+        log.error("HTTP %s on %s: %s", code, request.path, exc)
+    return json_error(code, specific_description(exc))
+
+
+def _unhandled(exc: Exception):
+    from .errors import json_error
+
+    log.exception("unhandled error on %s: %s", request.path, exc)
+    return json_error(InternalServerError.code)
+
+
+def json_blueprint(name: str, import_name: str, url_prefix: str) -> Blueprint:
+    """A blueprint whose errors are JSON (see the module docstring)."""
+    bp = Blueprint(name, import_name, url_prefix=url_prefix)
+    bp.json_errors = True
+    bp.register_error_handler(ApiError, api_error_response)
+    bp.register_error_handler(HTTPException, _http_error)
+    bp.register_error_handler(Exception, _unhandled)
+    return bp
+
+
+def is_json_view() -> bool:
+    """True when the request reached a view of a JSON blueprint; for a URL that matched no view,
+    when it lies under a JSON blueprint's prefix or the client asks for JSON first."""
+    if request.blueprint is not None:
+        bp = current_app.blueprints.get(request.blueprint)
+        return bool(getattr(bp, "json_errors", False))
+    if request.url_rule is not None:
+        return False  # a view registered on the app itself: a page
+    for bp in current_app.blueprints.values():
+        prefix = (getattr(bp, "url_prefix", None) or "").rstrip("/")
+        if getattr(bp, "json_errors", False) and prefix and (request.path == prefix or request.path.startswith(prefix + "/")):
+            return True
+    return request.accept_mimetypes.best == "application/json"
+
+
+# --- request bodies and fields -------------------------------------------------------------
+
+def json_body(max_bytes: int | None = None) -> dict:
+    """The request body as a JSON object: 413 when over max_bytes, 400 when it is not a JSON object."""
+    too_big = f"request body over the {max_bytes // 1024 if max_bytes else 0} KiB limit for this address"
+    if max_bytes is not None and request.content_length is not None and request.content_length > max_bytes:
+        raise ApiError(too_big, 413)
+    if not request.is_json:
+        raise ApiError("send a JSON object (Content-Type: application/json)")
+    if max_bytes is not None and request.content_length is None:
+        data = request.stream.read(max_bytes + 1)
+    else:
+        data = request.get_data(cache=True)
+    if max_bytes is not None and len(data) > max_bytes:
+        raise ApiError(too_big, 413)
+    try:
+        body = json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError("the body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise ApiError("send a JSON object (Content-Type: application/json)")
+    return body
+
+
+def int_field(data: dict, name: str, required: bool = True, lo: int = 0, hi: int = 2**31 - 1) -> int | None:
+    value = data.get(name)
+    if value is None:
+        if required:
+            raise ApiError(f"{name} is required")
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ApiError(f"{name} must be a whole number")
+    if not lo <= value <= hi:
+        raise ApiError(f"{name} must be between {lo} and {hi}")
+    return value
+
+
+def number_field(value, name: str, lo: float, hi: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ApiError(f"'{name}' must be a number")
+    if not lo <= value <= hi:
+        raise ApiError(f"'{name}' must be between {lo:g} and {hi:g}")
+    return float(value)
+
+
+def bool_field(body: dict, name: str) -> bool:
+    value = body.get(name)
+    if not isinstance(value, bool):
+        raise ApiError(f"'{name}' must be true or false")
+    return value

@@ -1,0 +1,100 @@
+"""The steps before an exam and what the student has done of them.
+
+Rules accepted (a version on the account), a passed system check and a confirmed identity (in
+the login session, each with a time limit), a registered face (the profile). `next_step` is the
+one place that decides where a student must go next; starting an exam asks it too.
+"""
+from __future__ import annotations
+
+import time
+
+from flask import current_app, session, url_for
+from flask_login import current_user
+from sqlalchemy import select
+
+from .. import exam_service as svc
+from ..extensions import db
+from ..models import Exam, ExamSession, Profile, SessionStatus
+
+SYSTEM_CHECK_PARTS = ("camera", "microphone", "browser", "upload")
+
+
+def setting(name: str):
+    return current_app.config[name]
+
+
+def rules_version() -> str:
+    return setting("PROCTOR_RULES_VERSION")
+
+
+def profile() -> Profile | None:
+    return db.session.scalar(select(Profile).where(Profile.student_id == current_user.id))
+
+
+# --- system check ----------------------------------------------------------------------------
+
+def record_system_check(parts: dict[str, bool], upload_kbps: float) -> bool:
+    ok = all(parts.values())
+    session["system_check"] = {"ok": ok, "at": time.time(), **parts, "upload_kbps": round(float(upload_kbps), 1)}
+    return ok
+
+
+def system_check_passed() -> bool:
+    state = session.get("system_check")
+    return bool(isinstance(state, dict) and state.get("ok")
+                and time.time() - float(state.get("at", 0)) < setting("PROCTOR_SYSTEM_CHECK_VALID_S"))
+
+
+# --- identity confirmation -------------------------------------------------------------------
+
+def _confirmed_key(exam_id: int) -> str:
+    return f"identity_confirmed_{exam_id}"
+
+
+def profile_stamp(p: Profile) -> str:
+    return f"{p.id}:{p.image_path}"
+
+
+def record_identity_confirmation(exam_id: int, p: Profile, distance: float | None, liveness: str) -> None:
+    session[_confirmed_key(exam_id)] = {"student_id": current_user.id, "at": time.time(), "profile": profile_stamp(p),
+                                        "distance": distance, "liveness": liveness[:64]}
+
+
+def identity_confirmation(exam_id: int) -> dict | None:
+    """The confirmation recorded in this login session for the exam, if still valid."""
+    rec = session.get(_confirmed_key(exam_id))
+    if not isinstance(rec, dict) or rec.get("student_id") != current_user.id:
+        return None
+    if time.time() - float(rec.get("at", 0)) > setting("PROCTOR_IDENTITY_VALID_S"):
+        return None
+    p = profile()
+    if p is None or rec.get("profile") != profile_stamp(p):
+        return None  # the face was registered again since: confirm again
+    return rec
+
+
+# --- where next ------------------------------------------------------------------------------
+
+def sessions_for(exam_id: int) -> list[ExamSession]:
+    return db.session.scalars(select(ExamSession).where(ExamSession.student_id == current_user.id,
+                                                        ExamSession.exam_id == exam_id).order_by(ExamSession.id)).all()
+
+
+def next_step(exam: Exam) -> str:
+    """URL of the first step this student still needs for the exam."""
+    active = svc.active_session(current_user.id)
+    if active is not None:
+        return url_for("student.take", session_id=active.id)
+    done = [s for s in sessions_for(exam.id) if s.status != SessionStatus.IN_PROGRESS.value]
+    if done and len(done) >= setting("PROCTOR_EXAM_MAX_ATTEMPTS"):
+        return url_for("student.result", session_id=done[-1].id)
+    if current_user.rules_accepted_version != rules_version():
+        return url_for("student.rules", exam=exam.id)
+    if not system_check_passed():
+        return url_for("student.system_check", exam=exam.id)
+    p = profile()
+    if p is None or not p.embedding:
+        return url_for("student.face", exam=exam.id)
+    if identity_confirmation(exam.id) is None:
+        return url_for("student.confirm", exam_id=exam.id)
+    return url_for("student.ready", exam_id=exam.id)
