@@ -149,8 +149,6 @@ class SocketBridge:
         return self._names[sid]
 
     def violation_payload(self, payload: dict) -> dict:
-        from .admin.live import evidence_url
-
         vid = payload.get("violation_id")
         t = payload.get("t")
         data = dict(payload)
@@ -161,10 +159,19 @@ class SocketBridge:
             type=payload.get("type"),
             details=payload.get("details") or {},
             time=payload.get("time") or _iso(t),
-            evidence_url=evidence_url(vid, "snapshot"),
-            clip_url=evidence_url(vid, "clip"),
+            evidence_url=self.evidence_url(vid, "snapshot"),
+            clip_url=self.evidence_url(vid, "clip"),
         )
         return data
+
+    def evidence_url(self, violation_id, kind: str) -> str | None:
+        """The admin URL of a violation's snapshot or clip (None before the violation is stored)."""
+        if violation_id is None:
+            return None
+        from flask import url_for
+
+        with self.app.test_request_context("/"):
+            return url_for("admin.evidence", violation_id=int(violation_id), kind=kind)
 
     def result_url(self, payload: dict) -> str:
         if payload.get("result_url"):

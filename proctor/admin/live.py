@@ -119,9 +119,3 @@ def evidence(violation_id: int, kind: str):
     resp.headers["Cache-Control"] = "private, no-store"
     return resp
 
-
-def evidence_url(violation_id: int | None, kind: str) -> str | None:
-    """The admin URL of a violation's snapshot or clip (no request context needed)."""
-    if violation_id is None:
-        return None
-    return f"/admin/evidence/{int(violation_id)}/{kind}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from datetime import datetime, time, timedelta
 
-from flask import Response, render_template, request
+from flask import Response, render_template, request, url_for
 from sqlalchemy import select
 
 from . import bp
@@ -77,7 +77,6 @@ def export_violations():
     if session_raw.isdigit() and len(session_raw) < 10:
         stmt = stmt.where(Violation.session_id == int(session_raw))
     rows = db.session.execute(stmt.order_by(Violation.timestamp, Violation.id).limit(EXPORT_MAX_ROWS)).all()
-    root = request.host_url.rstrip("/")
     header = ["violation_id", "session_id", "student_id", "student_name", "student_email", "exam_title", "timestamp_utc",
               "type", "severity", "details", "review_status", "review_note", "reviewed_at_utc", "snapshot_url", "clip_url"]
     out = []
@@ -85,8 +84,8 @@ def export_violations():
         v = r.Violation
         out.append([v.id, v.session_id, r.User.id, r.User.name, r.User.email, r.Exam.title, _iso(v.timestamp),
                     v.type, v.severity, v.details, v.review_status, v.review_note or "", _iso(v.reviewed_at),
-                    f"{root}/admin/evidence/{v.id}/snapshot" if v.evidence_path else "",
-                    f"{root}/admin/evidence/{v.id}/clip" if v.clip_path else ""])
+                    url_for("admin.evidence", violation_id=v.id, kind="snapshot", _external=True) if v.evidence_path else "",
+                    url_for("admin.evidence", violation_id=v.id, kind="clip", _external=True) if v.clip_path else ""])
     return _csv_response(csv_text(header, out), "violations.csv")
 
 
