@@ -90,6 +90,7 @@ def create_app(config: dict | None = None, env=None) -> Flask:
     app.register_blueprint(live_routes.admin_bp)
     sockets.init_app(app, socketio)
     register_error_handlers(app)
+    from .page_data import init_app as init_page_data; init_page_data(app)
 
     @app.route("/")
     @access(PUBLIC)
