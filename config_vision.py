@@ -13,28 +13,87 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from typing import Any, Mapping
 
 ENV_PREFIX = "PROCTOR_"
 SETTINGS_FILE_ENV = "PROCTOR_VISION_SETTINGS"
 
-# Rule names, shared by the decision engine, the warning system and the web layer.
-RULES = (
-    "NO_FACE",
-    "MULTIPLE_FACES",
-    "DISTRACTION",
-    "EYES_CLOSED",
-    "PROHIBITED_OBJECT",
-    "IDENTITY_MISMATCH",
-    "CAMERA_OFF",
-    "TAB_SWITCH",
-    "FULLSCREEN_EXIT",
-    "VOICE_DETECTED",
-)
+SEVERITIES = ("low", "medium", "high", "critical")
+SOURCES = ("frame", "browser")
 
-# Rules reported by the browser rather than derived from frames.
-BROWSER_EVENT_RULES = ("TAB_SWITCH", "FULLSCREEN_EXIT", "VOICE_DETECTED", "CAMERA_OFF")
+
+@dataclass(frozen=True)
+class Rule:
+    """Everything the project says about one proctoring rule, said once.
+
+    ``sources``: "frame" (the decision engine derives it from camera frames) and/or "browser" (the
+    exam page reports it). ``browser_settings`` maps the name the exam page uses for a threshold to
+    the vision setting that holds it, so the page and the server read the same number (and an
+    exam's threshold overrides reach the page too).
+    """
+
+    name: str
+    title: str                 # short label for admins
+    severity: str              # one of SEVERITIES
+    weight: float              # 0..1, how strongly the signal suggests cheating (suspicion score)
+    message: str               # what the student is told when a warning is issued
+    sources: tuple[str, ...]
+    browser_settings: tuple[tuple[str, str], ...] = ()  # (name on the page, vision setting)
+
+    def __post_init__(self) -> None:
+        if self.severity not in SEVERITIES:
+            raise ValueError(f"rule {self.name}: severity {self.severity!r} is not one of {SEVERITIES}")
+        if not 0 < self.weight <= 1:
+            raise ValueError(f"rule {self.name}: weight {self.weight!r} must be in (0, 1]")
+        if not self.sources or set(self.sources) - set(SOURCES):
+            raise ValueError(f"rule {self.name}: sources {self.sources!r} must be some of {SOURCES}")
+        if not self.message or not self.title:
+            raise ValueError(f"rule {self.name}: a title and a message are required")
+
+
+# The one registry of rules; the decision engine, the warning system and the pages read it.
+RULE_REGISTRY: tuple[Rule, ...] = (
+    Rule("NO_FACE", "No face", "high", 0.6,
+         "Your face is not visible. Stay in front of the camera.", ("frame",)),
+    Rule("MULTIPLE_FACES", "Several people", "high", 1.0,
+         "More than one person is visible. You must take the exam alone.", ("frame",)),
+    Rule("DISTRACTION", "Looking away", "medium", 0.4,
+         "Please keep looking at the screen.", ("frame",)),
+    Rule("EYES_CLOSED", "Eyes closed", "low", 0.2,
+         "Your eyes appear closed. Please stay attentive.", ("frame",)),
+    Rule("PROHIBITED_OBJECT", "Prohibited object", "high", 1.0,
+         "A prohibited object (phone, book or laptop) is visible. Put it away.", ("frame",)),
+    Rule("IDENTITY_MISMATCH", "Identity mismatch", "critical", 1.0,
+         "The person in front of the camera does not match the enrolled student.", ("frame",)),
+    Rule("CAMERA_OFF", "Camera off", "high", 0.8,
+         "Your camera is off, covered or frozen. Turn it back on.", ("frame", "browser"),
+         (("black_frame_mean", "BLACK_FRAME_MEAN"), ("hold_s", "TIME_CAMERA_OFF_S"))),
+    Rule("TAB_SWITCH", "Tab switch", "medium", 0.6,
+         "Leaving the exam tab is not allowed.", ("browser",)),
+    Rule("FULLSCREEN_EXIT", "Left full screen", "medium", 0.4,
+         "Please return to full screen.", ("browser",)),
+    Rule("VOICE_DETECTED", "Voice", "medium", 0.3,
+         "Talking was detected. Please stay quiet during the exam.", ("browser",),
+         (("margin_db", "VOICE_MARGIN_DB"), ("min_s", "VOICE_MIN_S"), ("window_s", "VOICE_WINDOW_S"))),
+)
+_RULES_BY_NAME = {r.name: r for r in RULE_REGISTRY}
+
+# Rule names, derived from the registry (the engine, the warning system and the web layer use them).
+RULES: tuple[str, ...] = tuple(r.name for r in RULE_REGISTRY)
+# Rules derived from camera frames by the decision engine.
+FRAME_RULE_NAMES: tuple[str, ...] = tuple(r.name for r in RULE_REGISTRY if "frame" in r.sources)
+# Rules reported by the browser (CAMERA_OFF is both: the page sees a dead track, the server black frames).
+BROWSER_EVENT_RULES: tuple[str, ...] = tuple(r.name for r in RULE_REGISTRY if "browser" in r.sources)
+
+
+def rule(name: str) -> Rule:
+    """The registry entry for a rule name; an unknown name fails loudly."""
+    try:
+        return _RULES_BY_NAME[name]
+    except KeyError:
+        raise KeyError(f"unknown rule {name!r}; expected one of {', '.join(RULES)}") from None
+
 
 DETECTOR_BACKENDS = ("auto", "yolo_onnx", "ultralytics", "centernet", "opencv_darknet", "none")
 
@@ -97,6 +156,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("MAX_FACES", int, 4, "Most faces FaceMesh analyses in one frame.", 1, 16),
     Setting("DARK_FRAME_MEAN", float, 80.0, "Frames whose mean luma is below this are normalised (CLAHE) before analysis.", 0, 255),
     Setting("BLACK_FRAME_MEAN", float, 12.0, "Frames whose mean luma is below this count as black (camera covered or off).", 0, 255),
+    # --- the exam page's own checks (it reports CAMERA_OFF from BLACK_FRAME_MEAN and TIME_CAMERA_OFF_S too)
+    Setting("VOICE_MARGIN_DB", float, 15.0, "Speech-band sound this many dB above the noise floor measured at the start of the exam counts as talking.", 3, 60),
+    Setting("VOICE_MIN_S", float, 1.0, "Talking must add up to this long within VOICE_WINDOW_S before the exam page reports VOICE_DETECTED.", 0.3, 30),
+    Setting("VOICE_WINDOW_S", float, 1.5, "The sliding window (seconds) in which talking is added up for VOICE_MIN_S (pauses between words fit in it).", 0.3, 60),
     Setting("FROZEN_FRAME_DIFF", float, 0.2, "Mean absolute luma change (full resolution) below this between consecutive frames counts as frozen; a live webcam stays well above it even for a still student.", 0, 50),
     # --- object detection
     Setting("DETECTOR_BACKEND", str, "auto", "Object detector backend; 'auto' takes the first whose model file is present.", choices=DETECTOR_BACKENDS),
@@ -137,6 +200,11 @@ SETTINGS: tuple[Setting, ...] = (
 ) + tuple(_rule_flag(r) for r in RULES)
 
 _BY_NAME = {s.name: s for s in SETTINGS}
+
+for _rule in RULE_REGISTRY:  # a registry typo fails at import, not in a browser
+    for _key, _setting in _rule.browser_settings:
+        if _setting not in _BY_NAME:
+            raise ValueError(f"rule {_rule.name}: browser setting {_key} names unknown vision setting {_setting!r}")
 
 _EXTRA_CLASS_IDS = {COCO_MOUSE, COCO_REFRIGERATOR, COCO_SCISSORS, COCO_TEDDY_BEAR}
 
@@ -222,6 +290,10 @@ class VisionConfig:
 
 
 def _validated(values: dict[str, Any]) -> dict[str, Any]:
+    if values["VOICE_MIN_S"] > values["VOICE_WINDOW_S"]:
+        raise VisionConfigError(
+            f"VOICE_MIN_S={values['VOICE_MIN_S']!r} must not exceed VOICE_WINDOW_S={values['VOICE_WINDOW_S']!r}"
+        )
     extra = values["EXTRA_BANNED_CLASSES"]
     for part in (p.strip() for p in extra.split(",") if p.strip()):
         if not part.isdigit() or int(part) not in _EXTRA_CLASS_IDS:
@@ -262,6 +334,22 @@ def load_vision_config(
             raise VisionConfigError(f"unknown vision setting {name!r}")
         values[name] = _parse(_BY_NAME[name], raw, "override")
     return VisionConfig(values=_validated(values))
+
+
+def browser_rules(config: VisionConfig) -> dict[str, Any]:
+    """The JSON-able facts the pages need about every rule, with thresholds read from ``config``
+    (so an exam's threshold overrides reach the page): {"rules": {name: {...}}, "order": [...]}."""
+    rules = {}
+    for r in RULE_REGISTRY:
+        rules[r.name] = {
+            "name": r.name,
+            "title": r.title,
+            "severity": r.severity,
+            "message": r.message,
+            "sources": list(r.sources),
+            "thresholds": {key: config.values[setting] for key, setting in r.browser_settings},
+        }
+    return {"rules": rules, "order": list(RULES)}
 
 
 def describe() -> str:

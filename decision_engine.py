@@ -30,7 +30,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Hashable
 
-from config_vision import BROWSER_EVENT_RULES, RULES, VisionConfig
+from config_vision import BROWSER_EVENT_RULES, FRAME_RULE_NAMES, RULES, VisionConfig
+from config_vision import rule as registered_rule
 from face_pipeline import FaceObservation
 from person_pipeline import Detections
 
@@ -38,21 +39,6 @@ STARTED = "started"
 ENDED = "ended"
 INSTANT = "instant"
 TIME_EPS_S = 1e-6  # frame times are floats: 3.3 - 0.3 must count as the full 3.0 s
-
-# How serious each rule is, for display and for the warning system's suspicion weights.
-SEVERITY: dict[str, str] = {
-    "NO_FACE": "high",
-    "MULTIPLE_FACES": "high",
-    "DISTRACTION": "medium",
-    "EYES_CLOSED": "low",
-    "PROHIBITED_OBJECT": "high",
-    "IDENTITY_MISMATCH": "critical",
-    "CAMERA_OFF": "high",
-    "TAB_SWITCH": "medium",
-    "FULLSCREEN_EXIT": "medium",
-    "VOICE_DETECTED": "medium",
-}
-
 
 @dataclass(frozen=True)
 class FrameObservation:
@@ -263,6 +249,9 @@ FRAME_RULES: tuple[Rule, ...] = (
     NoFaceRule(), MultipleFacesRule(), DistractionRule(), EyesClosedRule(),
     ProhibitedObjectRule(), IdentityMismatchRule(), CameraOffRule(),
 )
+if {r.name for r in FRAME_RULES} != set(FRAME_RULE_NAMES):  # the registry says which rules come from frames
+    raise RuntimeError(f"decision_engine.FRAME_RULES {[r.name for r in FRAME_RULES]} disagree with "
+                       f"config_vision's frame rules {list(FRAME_RULE_NAMES)}")
 
 
 # --------------------------------------------------------------------------- engine
@@ -337,7 +326,7 @@ class DecisionEngine:
             return []  # already reported from the frames
         details = dict(event.details) if isinstance(event.details, dict) else {}
         details.setdefault("source", "browser")
-        return [RuleEvent(event.type, INSTANT, float(event.t), SEVERITY[event.type], details)]
+        return [RuleEvent(event.type, INSTANT, float(event.t), registered_rule(event.type).severity, details)]
 
     def tick(self, student: Hashable, t: float) -> list[RuleEvent]:
         """Time passes without a frame: CAMERA_OFF starts once no frame came for TIME_CAMERA_OFF_S."""
@@ -353,7 +342,7 @@ class DecisionEngine:
         rs.since, rs.active, rs.started_t, rs.absent_since = st.last_t, True, t, None
         rs.last_known_t, rs.cause = t, "no_frames"
         rs.details = {"cause": "no_frames", "last_frame_t": round(st.last_t, 3), "duration_s": round(gap, 3)}
-        return [RuleEvent("CAMERA_OFF", STARTED, t, SEVERITY["CAMERA_OFF"], dict(rs.details))]
+        return [RuleEvent("CAMERA_OFF", STARTED, t, registered_rule("CAMERA_OFF").severity, dict(rs.details))]
 
     def set_disabled_rules(self, student: Hashable, rules: set[str]) -> None:
         """Rules this student is excused from (an accommodation). Active ones are dropped silently."""
@@ -400,7 +389,7 @@ class DecisionEngine:
             if not rs.active and t - rs.since + TIME_EPS_S >= cond.on_for_s:
                 rs.active, rs.started_t = True, t
                 details = {**cond.details, "since": round(rs.since, 3), "duration_s": round(t - rs.since, 3)}
-                return RuleEvent(rule.name, STARTED, t, SEVERITY[rule.name], details)
+                return RuleEvent(rule.name, STARTED, t, registered_rule(rule.name).severity, details)
             return None
         # known false
         if rs.since is None:
@@ -415,4 +404,4 @@ class DecisionEngine:
             return None
         details = {**last, "since": round(since, 3), "cleared_at": round(absent_since, 3),
                    "duration_s": round(absent_since - since, 3)}
-        return RuleEvent(rule.name, ENDED, t, SEVERITY[rule.name], details)
+        return RuleEvent(rule.name, ENDED, t, registered_rule(rule.name).severity, details)

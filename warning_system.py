@@ -22,39 +22,13 @@ from dataclasses import dataclass, field
 from typing import Hashable
 
 from config_vision import RULES, VisionConfig
+from config_vision import rule as registered_rule
 from decision_engine import ENDED, INSTANT, STARTED, RuleEvent
 
-# Weight of each signal in the suspicion score (0..1): how strongly it suggests cheating.
-SUSPICION_WEIGHTS: dict[str, float] = {
-    "NO_FACE": 0.6,
-    "MULTIPLE_FACES": 1.0,
-    "DISTRACTION": 0.4,
-    "EYES_CLOSED": 0.2,
-    "PROHIBITED_OBJECT": 1.0,
-    "IDENTITY_MISMATCH": 1.0,
-    "CAMERA_OFF": 0.8,
-    "TAB_SWITCH": 0.6,
-    "FULLSCREEN_EXIT": 0.4,
-    "VOICE_DETECTED": 0.3,
-}
+# Each signal's weight (0..1) and the student's message come from config_vision.RULE_REGISTRY.
 SUSPICION_POINTS_PER_EVENT = 4.0    # raw points per occurrence (before the weight)
 SUSPICION_POINTS_PER_SECOND = 0.5   # raw points per second a condition lasted (before the weight)
 SUSPICION_SCALE = 50.0              # raw points at which the score reaches 63 (1 - 1/e); saturates at 100
-
-# What the student is told, per rule.
-WARNING_MESSAGES: dict[str, str] = {
-    "NO_FACE": "Your face is not visible. Stay in front of the camera.",
-    "MULTIPLE_FACES": "More than one person is visible. You must take the exam alone.",
-    "DISTRACTION": "Please keep looking at the screen.",
-    "EYES_CLOSED": "Your eyes appear closed. Please stay attentive.",
-    "PROHIBITED_OBJECT": "A prohibited object (phone, book or laptop) is visible. Put it away.",
-    "IDENTITY_MISMATCH": "The person in front of the camera does not match the enrolled student.",
-    "CAMERA_OFF": "Your camera is off, covered or frozen. Turn it back on.",
-    "TAB_SWITCH": "Leaving the exam tab is not allowed.",
-    "FULLSCREEN_EXIT": "Please return to full screen.",
-    "VOICE_DETECTED": "Talking was detected. Please stay quiet during the exam.",
-}
-
 
 @dataclass(frozen=True)
 class WarningDecision:
@@ -122,7 +96,7 @@ class WarningSystem:
             reason += f"; auto-terminate: {st.count} warnings reached the threshold {threshold}"
         elif not auto_terminate and st.count >= threshold:
             reason += " (threshold reached; auto-terminate is off, an admin decides)"
-        return WarningDecision(True, False, st.count, terminate, reason, WARNING_MESSAGES[event.rule])
+        return WarningDecision(True, False, st.count, terminate, reason, registered_rule(event.rule).message)
 
     def clear(self, student: Hashable, t: float) -> None:
         """Reset the warning count and cooldowns; the suspicion evidence is kept."""
@@ -146,7 +120,7 @@ class WarningSystem:
             seconds = sig.seconds
             if sig.open_since is not None and math.isfinite(t) and t > sig.open_since:
                 seconds += t - sig.open_since
-            weight = SUSPICION_WEIGHTS[rule]
+            weight = registered_rule(rule).weight
             raw = weight * (sig.count * SUSPICION_POINTS_PER_EVENT + seconds * SUSPICION_POINTS_PER_SECOND)
             rows.append((rule, seconds, sig.count, weight, raw))
         total_raw = sum(r[4] for r in rows)

@@ -84,6 +84,7 @@ def create_app(config: dict | None = None, env=None) -> Flask:
     sockets.init_app(app, socketio)
     expiry.init_app(app)
     register_error_handlers(app)
+    from .page_data import init_app as init_page_data; init_page_data(app)
 
     @app.route("/")
     @access(PUBLIC)

@@ -22,6 +22,12 @@ EVENT_NAMES = (
     "student_warning",     # {student_id, session_id, type, message, count}: for the student's own page
 )
 
+# The events pushed to admins (Socket.IO /admin); the admin pages get this list rendered (page_data).
+ADMIN_EVENTS = ("student_violation", "student_status", "student_joined", "student_left", "exam_terminated",
+                "warnings_cleared")
+if not set(ADMIN_EVENTS) <= set(EVENT_NAMES):
+    raise RuntimeError(f"ADMIN_EVENTS names events the runtime never publishes: {set(ADMIN_EVENTS) - set(EVENT_NAMES)}")
+
 Callback = Callable[[str, dict], Any]
 
 

@@ -191,7 +191,7 @@ def test_tab_switch_report_is_stored_and_warned(live_server, new_page, media, sh
     page = new_page(video=media.face(FACE), audio=media.silence())
     session_id = start_proctored_exam(page, live_server, "tabber2@example.edu", "Proctoring: tab switch")
     status = page.evaluate("""async () => {
-        const r = await window.ExamCommon.postJSON('/api/student-event', {type: 'TAB_SWITCH', details: {}});
+        const r = await window.Proctor.postJSON('/api/student-event', {type: 'TAB_SWITCH', details: {}});
         return r.status;
     }""")
     assert status == 200

@@ -5,25 +5,19 @@ import math
 
 import pytest
 
-from config_vision import RULES, load_vision_config
-from decision_engine import ENDED, INSTANT, SEVERITY, STARTED, BrowserEvent, DecisionEngine, FrameObservation, RuleEvent
+from config_vision import load_vision_config
+from config_vision import rule as registered_rule
+from decision_engine import ENDED, INSTANT, STARTED, BrowserEvent, DecisionEngine, FrameObservation, RuleEvent
 from face_pipeline import FaceObservation
-from warning_system import SUSPICION_WEIGHTS, WARNING_MESSAGES, WarningSystem
+from warning_system import WarningSystem
 
 
 def cfg(**overrides):
     return load_vision_config(env={}, **overrides)
 
 
-def ev(rule, t, state=INSTANT, **details):
-    return RuleEvent(rule, state, t, SEVERITY[rule], details)
-
-
-def test_every_rule_has_a_weight_a_severity_and_a_message():
-    for rule in RULES:
-        assert 0 < SUSPICION_WEIGHTS[rule] <= 1
-        assert SEVERITY[rule] in ("low", "medium", "high", "critical")
-        assert WARNING_MESSAGES[rule]
+def ev(rule_name, t, state=INSTANT, **details):
+    return RuleEvent(rule_name, state, t, registered_rule(rule_name).severity, details)
 
 
 def test_counts_across_rules_and_messages():
@@ -31,7 +25,7 @@ def test_counts_across_rules_and_messages():
     d1 = ws.on_event("s", ev("TAB_SWITCH", 1.0))
     d2 = ws.on_event("s", ev("NO_FACE", 2.0, STARTED, since=-1.0))
     assert (d1.issued, d1.count, d2.issued, d2.count) == (True, 1, True, 2)
-    assert d1.message == WARNING_MESSAGES["TAB_SWITCH"]
+    assert d1.message == registered_rule("TAB_SWITCH").message
     assert "warning 2 of 3" in d2.reason
     assert ws.count("s") == 2 and ws.count("nobody") == 0
 
@@ -107,7 +101,7 @@ def test_suspicion_explains_signals_durations_weights():
     assert by["PROHIBITED_OBJECT"]["seconds"] == 10.0 and by["PROHIBITED_OBJECT"]["count"] == 1
     assert by["NO_FACE"]["seconds"] == 10.0  # open since 30, counted up to 40
     assert by["TAB_SWITCH"]["seconds"] == 0 and by["TAB_SWITCH"]["count"] == 1
-    assert by["PROHIBITED_OBJECT"]["weight"] == SUSPICION_WEIGHTS["PROHIBITED_OBJECT"]
+    assert by["PROHIBITED_OBJECT"]["weight"] == registered_rule("PROHIBITED_OBJECT").weight
     assert sum(c["contribution"] for c in s.components) == pytest.approx(s.score, abs=0.3)
     assert by["PROHIBITED_OBJECT"]["contribution"] > by["NO_FACE"]["contribution"] > by["TAB_SWITCH"]["contribution"]
     for name in by:

@@ -1,24 +1,25 @@
-// One student's live page: status from the socket/poll, and the proctor's actions (D2's JSON endpoints).
+/* One student's live page: status from the socket/poll, and the proctor's actions (audited JSON endpoints). */
 (function () {
   "use strict";
-  var root = document.getElementById("student-monitor");
-  if (!root || !window.AdminLive) { return; }
-  var Live = window.AdminLive;
-  var studentId = String(root.getAttribute("data-student-id"));
-  var sessionId = root.getAttribute("data-session-id");
-  var resultEl = document.getElementById("action-result");
+  const root = document.getElementById("student-monitor");
+  if (!root) return;
+  const P = window.Proctor, Live = window.AdminLive;
+  const studentId = String(root.getAttribute("data-student-id"));
+  const sessionId = root.getAttribute("data-session-id");
+  const resultEl = document.getElementById("action-result");
+  const mine = (p) => Live.studentIdOf(p) === studentId;
 
   function say(text, ok) {
-    if (!resultEl) { return; }
+    if (!resultEl) return;
     resultEl.textContent = text;
     resultEl.className = "small mt-2 " + (ok ? "text-success" : "text-danger");
   }
 
   function showStatus(status) {
-    var d = Live.describe(status);
-    var set = function (field, text) {
-      var el = root.querySelector('[data-field="' + field + '"]');
-      if (el) { el.textContent = text; }
+    const d = Live.describe(status);
+    const set = (field, text) => {
+      const el = root.querySelector('[data-field="' + field + '"]');
+      if (el) el.textContent = text;
     };
     set("frame_age", d.ageText);
     set("face", d.faceText);
@@ -31,25 +32,25 @@
   function ended(reason) {
     root.setAttribute("data-exam-status", "ENDED");
     say("The exam has ended" + (reason ? ": " + reason : "") + ".", true);
-    ["clear-warnings", "terminate", "auto-terminate"].forEach(function (id) {
-      var el = document.getElementById(id);
-      if (el) { el.disabled = true; }
+    ["clear-warnings", "terminate", "auto-terminate"].forEach((id) => {
+      const el = document.getElementById(id);
+      if (el) el.disabled = true;
     });
   }
 
   function addViolation(p) {
-    var list = document.getElementById("live-violations");
-    if (!list) { return; }
-    var li = document.createElement("li");
-    if (p.violation_id !== undefined && p.violation_id !== null) { li.setAttribute("data-violation-id", String(p.violation_id)); }
-    var code = document.createElement("code");
-    code.textContent = p.type || p.rule || "VIOLATION";
+    const list = document.getElementById("live-violations");
+    if (!list) return;
+    const li = document.createElement("li");
+    if (p.violation_id !== undefined && p.violation_id !== null) li.setAttribute("data-violation-id", String(p.violation_id));
+    const code = document.createElement("code");
+    code.textContent = p.type || "VIOLATION";
     li.appendChild(code);
-    var when = p.time ? new Date(p.time) : new Date();
+    const when = p.time ? new Date(p.time) : new Date();
     li.appendChild(document.createTextNode(" " + (isNaN(when) ? "" : when.toISOString().substr(11, 8) + " UTC")));
     if (p.evidence_url) {
       li.appendChild(document.createTextNode(" · "));
-      var a = document.createElement("a");
+      const a = document.createElement("a");
       a.href = p.evidence_url;
       a.target = "_blank";
       a.rel = "noopener";
@@ -57,69 +58,77 @@
       li.appendChild(a);
     }
     list.insertBefore(li, list.firstChild);
-    var max = Number(list.getAttribute("data-max")) || 20;
-    while (list.children.length > max) { list.removeChild(list.lastChild); }
-    var none = document.getElementById("no-violations");
-    if (none) { none.classList.add("d-none"); }
+    const max = Number(list.getAttribute("data-max")) || 20;
+    while (list.children.length > max) list.removeChild(list.lastChild);
+    const none = document.getElementById("no-violations");
+    if (none) none.classList.add("d-none");
   }
 
-  var handlers = {
-    snapshot: function (students) {
-      var me = students.filter(function (s) { return String(s.id) === studentId; })[0];
-      if (me) { showStatus(me.status); }
+  const handlers = {
+    snapshot(students) {
+      const me = students.filter((s) => String(s.id) === studentId)[0];
+      if (me) showStatus(me.status);
     },
-    student_status: function (p) { if (Live.studentIdOf(p) === studentId) { showStatus(p.status || p); } },
-    student_violation: function (p) {
-      if (Live.studentIdOf(p) !== studentId) { return; }
-      Live.toast("Violation: " + (p.type || p.rule || ""), p.message || "", "warning");
+    student_status(p) { if (mine(p)) showStatus(p.status || {}); },
+    student_violation(p) {
+      if (!mine(p)) return;
+      Live.toast("Violation: " + P.ruleLabel(p.type), p.message || "", "warning");
       addViolation(p);
     },
-    warnings_cleared: function (p) { if (Live.studentIdOf(p) === studentId) { say("Warnings cleared.", true); } },
-    exam_terminated: function (p) {
-      if (Live.studentIdOf(p) === studentId || String(p.session_id) === String(sessionId)) { ended(p.reason); }
-    },
-    student_left: function (p) { if (Live.studentIdOf(p) === studentId) { ended(""); } }
+    warnings_cleared(p) { if (mine(p)) say("Warnings cleared.", true); },
+    exam_terminated(p) { if (mine(p) || String(p.session_id) === String(sessionId)) ended(p.reason); },
+    student_left(p) { if (mine(p)) ended(""); },
   };
   Live.connect(handlers, root.getAttribute("data-poll-url"), Number(root.getAttribute("data-poll-interval")) || 4);
 
-  if (!sessionId) { return; }
-  var clear = document.getElementById("clear-warnings");
+  if (!sessionId) return;
+  const sessionApi = "/api/admin/sessions/" + encodeURIComponent(sessionId);
+
+  // An action's reply: {ok, status, data}; a network failure becomes a reply too.
+  async function act(url, body) {
+    try {
+      return await P.postJSON(url, body);
+    } catch (e) {
+      return {ok: false, status: 0, data: {error: "the server is unreachable"}};
+    }
+  }
+  const why = (r) => r.data.error || ("HTTP " + r.status);
+
+  const clear = document.getElementById("clear-warnings");
   if (clear) {
-    clear.addEventListener("click", function () {
+    clear.addEventListener("click", async () => {
       clear.disabled = true;
-      Live.postJSON("/api/admin/students/" + encodeURIComponent(studentId) + "/clear-warnings", {})
-        .then(function () { say("Warnings cleared.", true); showStatus({ warnings: 0 }); })
-        .catch(function (e) { say("Could not clear warnings: " + e.message, false); })
-        .then(function () { clear.disabled = false; });
+      const r = await act("/api/admin/students/" + encodeURIComponent(studentId) + "/clear-warnings", {});
+      if (r.ok) { say("Warnings cleared.", true); showStatus({warnings: 0}); } else say("Could not clear warnings: " + why(r), false);
+      clear.disabled = false;
     });
   }
-  var terminate = document.getElementById("terminate");
+  const terminate = document.getElementById("terminate");
   if (terminate) {
-    terminate.addEventListener("click", function () {
-      var reason = (document.getElementById("terminate-reason").value || "").trim() || "Terminated by the proctor";
-      if (!window.confirm("Terminate this exam now? The student's exam ends and is graded as terminated.")) { return; }
+    terminate.addEventListener("click", async () => {
+      const reason = (document.getElementById("terminate-reason").value || "").trim() || "Terminated by the proctor";
+      if (!window.confirm("Terminate this exam now? The student's exam ends and is graded as terminated.")) return;
       terminate.disabled = true;
-      Live.postJSON("/api/admin/sessions/" + encodeURIComponent(sessionId) + "/terminate", { reason: reason })
-        .then(function () { ended(reason); })
-        .catch(function (e) { say("Could not terminate: " + e.message, false); terminate.disabled = false; });
+      const r = await act(sessionApi + "/terminate", {reason: reason});
+      if (r.ok) ended(reason); else { say("Could not terminate: " + why(r), false); terminate.disabled = false; }
     });
   }
-  var auto = document.getElementById("auto-terminate");
+  const auto = document.getElementById("auto-terminate");
   if (auto) {
-    auto.addEventListener("change", function () {
-      var enabled = auto.checked;
-      Live.postJSON("/api/admin/sessions/" + encodeURIComponent(sessionId) + "/auto-terminate", { enabled: enabled })
-        .then(function () { say("Auto-terminate " + (enabled ? "on" : "off") + ".", true); })
-        .catch(function (e) { auto.checked = !enabled; say("Could not change auto-terminate: " + e.message, false); });
+    auto.addEventListener("change", async () => {
+      const enabled = auto.checked;
+      const r = await act(sessionApi + "/auto-terminate", {enabled: enabled});
+      if (r.ok) say("Auto-terminate " + (enabled ? "on" : "off") + ".", true);
+      else { auto.checked = !enabled; say("Could not change auto-terminate: " + why(r), false); }
     });
   }
-  Array.prototype.forEach.call(document.querySelectorAll(".rule-toggle"), function (box) {
-    box.addEventListener("change", function () {
-      var rule = box.getAttribute("data-rule");
-      var enabled = box.checked;
-      Live.postJSON("/api/admin/sessions/" + encodeURIComponent(sessionId) + "/rules", { rule: rule, enabled: enabled })
-        .then(function () { say(rule + " " + (enabled ? "on" : "off") + " for this student.", true); })
-        .catch(function (e) { box.checked = !enabled; say("Could not change " + rule + ": " + e.message, false); });
+  document.querySelectorAll(".rule-toggle").forEach((box) => {
+    box.addEventListener("change", async () => {
+      const rule = box.getAttribute("data-rule");
+      const enabled = box.checked;
+      const r = await act(sessionApi + "/rules", {rule: rule, enabled: enabled});
+      if (r.ok) say(rule + " " + (enabled ? "on" : "off") + " for this student.", true);
+      else { box.checked = !enabled; say("Could not change " + rule + ": " + why(r), false); }
     });
   });
 })();

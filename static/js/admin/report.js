@@ -1,5 +1,6 @@
+/* The printable session report: its Print button. */
 (function () {
   "use strict";
-  var button = document.getElementById("print-button");
-  if (button) { button.addEventListener("click", function () { window.print(); }); }
+  const button = document.getElementById("print-button");
+  if (button) button.addEventListener("click", () => window.print());
 })();

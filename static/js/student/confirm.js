@@ -4,7 +4,7 @@
   "use strict";
   const root = document.getElementById("confirm");
   if (!root) return;
-  const C = window.ExamCommon;
+  const P = window.Proctor;
   const video = document.getElementById("confirm-video");
   const canvas = document.getElementById("confirm-canvas");
   const match = document.getElementById("confirm-match");
@@ -27,22 +27,22 @@
         status.textContent = "Not confirmed within " + MAX_S + " s. Improve the light, face the camera and try again.";
         break;
       }
-      const shot = C.grab(video, canvas, 0.85, 640);
-      if (!shot) { await sleep(INTERVAL_MS); continue; }
+      const shot = P.grab(video, canvas, 0.85, 640);
+      if (!shot) { await P.sleep(INTERVAL_MS); continue; }
       const started = performance.now();
-      const r = await C.postJSON(root.dataset.frameUrl, {image: shot.dataUrl, ts: ts, restart: first});
+      const r = await P.postJSON(root.dataset.frameUrl, {image: shot.dataUrl, ts: ts, restart: first});
       first = false;
       if (!r.ok) {
         status.textContent = r.data.error || "The server refused the picture.";
         if (r.status !== 503) break;
       } else {
         const d = r.data;
-        if (d.faces > 1) C.setResult(match, "pending", d.faces + " faces in view: be alone in front of the camera");
-        else C.setResult(match, d.match ? "ok" : (d.face_found ? "fail" : "pending"),
+        if (d.faces > 1) P.setResult(match, "pending", d.faces + " faces in view: be alone in front of the camera");
+        else P.setResult(match, d.match ? "ok" : (d.face_found ? "fail" : "pending"),
           d.face_found ? (d.match ? "yes (" + d.matched_frames + "/" + d.needed_frames + ")" : "no") : "no face in view");
-        if (d.liveness.required) C.setResult(live, d.liveness.passed ? "ok" : "pending", d.liveness.passed ? "yes" : d.liveness.reason);
+        if (d.liveness.required) P.setResult(live, d.liveness.passed ? "ok" : "pending", d.liveness.passed ? "yes" : d.liveness.reason);
         if (d.refused) {
-          C.setResult(match, "fail", "does not match");
+          P.setResult(match, "fail", "does not match");
           status.textContent = "Refused: " + d.refused + ". If this is wrong, register your face again.";
           break;
         }
@@ -52,20 +52,18 @@
           return;
         }
       }
-      await sleep(Math.max(0, INTERVAL_MS - (performance.now() - started)));
+      await P.sleep(Math.max(0, INTERVAL_MS - (performance.now() - started)));
     }
     running = false;
     button.disabled = false;
     button.textContent = "Try again";
   }
 
-  function sleep(ms) { return new Promise(function (r) { setTimeout(r, ms); }); }
-
-  C.openCamera(video, false).then(function () {
+  P.openCamera(video, false).then(() => {
     status.textContent = "Camera ready.";
     button.addEventListener("click", attempt);
     attempt();
-  }).catch(function (e) {
+  }).catch((e) => {
     status.textContent = "The camera is not available (" + (e.message || e.name) + ").";
     button.disabled = true;
   });

@@ -4,7 +4,7 @@
   "use strict";
   const root = document.getElementById("exam");
   if (!root) return;
-  const C = window.ExamCommon;
+  const P = window.Proctor;
   const qBox = document.querySelector("#question .card-body");
   const nav = document.getElementById("question-nav");
   const timerEl = document.getElementById("timer");
@@ -23,7 +23,7 @@
     text.textContent = message;
     const close = document.createElement("button");
     close.type = "button"; close.className = "btn-close"; close.setAttribute("aria-label", "Dismiss");
-    close.addEventListener("click", function () { div.remove(); });
+    close.addEventListener("click", () => { div.remove(); });
     div.appendChild(text); div.appendChild(close);
     alerts.prepend(div);
     while (alerts.children.length > 5) alerts.lastChild.remove();
@@ -38,7 +38,7 @@
 
   function renderNav() {
     nav.replaceChildren();
-    questions.forEach(function (q, i) {
+    questions.forEach((q, i) => {
       const b = document.createElement("button");
       b.type = "button";
       b.className = "btn btn-sm question-nav-item";
@@ -47,7 +47,7 @@
       if (i === index) { b.classList.add("current"); b.setAttribute("aria-current", "true"); }
       b.textContent = String(q.number);
       b.setAttribute("aria-label", "Question " + q.number + (q.selected !== null ? ", answered" : ", not answered") + (q.flagged ? ", flagged" : ""));
-      b.addEventListener("click", function () { show(i); });
+      b.addEventListener("click", () => { show(i); });
       nav.appendChild(b);
     });
   }
@@ -64,14 +64,14 @@
     legend.id = "question-text";
     legend.textContent = "Question " + q.number + " of " + questions.length + ": " + q.text;
     fs.appendChild(legend);
-    q.options.forEach(function (opt, k) {
+    q.options.forEach((opt, k) => {
       const wrap = document.createElement("div");
       wrap.className = "form-check option";
       const input = document.createElement("input");
       input.className = "form-check-input";
       input.type = "radio"; input.name = "q-" + q.id; input.id = "q-" + q.id + "-" + k; input.value = String(k);
       input.checked = q.selected === k;
-      input.addEventListener("change", function () { answer(q, k); });
+      input.addEventListener("change", () => { answer(q, k); });
       const label = document.createElement("label");
       label.className = "form-check-label"; label.htmlFor = input.id; label.textContent = opt;
       wrap.appendChild(input); wrap.appendChild(label);
@@ -87,7 +87,7 @@
 
   async function save(q, body) {
     saveState.textContent = "Saving…";
-    const r = await C.postJSON(root.dataset.answerUrl, Object.assign({question_id: q.id}, body));
+    const r = await P.postJSON(root.dataset.answerUrl, Object.assign({question_id: q.id}, body));
     if (r.ok) {
       q.selected = r.data.selected; q.flagged = r.data.flagged;
       saveState.textContent = "Saved";
@@ -103,15 +103,15 @@
 
   function answer(q, k) { q.selected = k; save(q, {selected: k}); }
 
-  flagBtn.addEventListener("click", function () {
+  flagBtn.addEventListener("click", () => {
     const q = questions[index];
     if (!q) return;
     q.flagged = !q.flagged;
     show(index);
     save(q, {flagged: q.flagged});
   });
-  document.getElementById("prev").addEventListener("click", function () { show(index - 1); });
-  document.getElementById("next").addEventListener("click", function () { show(index + 1); });
+  document.getElementById("prev").addEventListener("click", () => { show(index - 1); });
+  document.getElementById("next").addEventListener("click", () => { show(index + 1); });
 
   function syncDeadline(remaining) {
     if (typeof remaining === "number") deadlineAt = performance.now() + remaining * 1000;
@@ -129,28 +129,28 @@
     if (finished) return;
     finished = true;
     if (auto) banner("Time is up: your answers are being submitted.", "info");
-    const r = await C.postJSON(root.dataset.submitUrl, {});
+    const r = await P.postJSON(root.dataset.submitUrl, {});
     if (r.ok || r.status === 409) { goResult(r.data.result_url); return; }
     finished = false;
     banner("Could not submit (" + (r.data.error || r.status) + "). Trying again…", "danger");
-    setTimeout(function () { submit(auto); }, 3000);
+    setTimeout(() => { submit(auto); }, 3000);
   }
 
   const modalEl = document.getElementById("submit-modal");
-  document.getElementById("submit").addEventListener("click", function () {
-    const unanswered = questions.filter(function (q) { return q.selected === null; }).length;
-    const flagged = questions.filter(function (q) { return q.flagged; }).length;
+  document.getElementById("submit").addEventListener("click", () => {
+    const unanswered = questions.filter((q) => { return q.selected === null; }).length;
+    const flagged = questions.filter((q) => { return q.flagged; }).length;
     document.getElementById("submit-summary").textContent = "You answered " + (questions.length - unanswered) + " of " +
       questions.length + " questions" + (flagged ? "; " + flagged + " flagged for review." : ".");
     window.bootstrap.Modal.getOrCreateInstance(modalEl).show();
   });
-  document.getElementById("submit-confirm").addEventListener("click", function () {
+  document.getElementById("submit-confirm").addEventListener("click", () => {
     window.bootstrap.Modal.getOrCreateInstance(modalEl).hide();
     submit(false);
   });
 
   async function load() {
-    const r = await C.getJSON(root.dataset.sessionUrl);
+    const r = await P.getJSON(root.dataset.sessionUrl);
     if (!r.ok) { qBox.textContent = "Could not load the exam: " + (r.data.error || r.status); return; }
     if (r.data.status !== "IN_PROGRESS") { goResult(r.data.result_url); return; }
     questions = r.data.questions;
@@ -163,13 +163,13 @@
   }
 
   // Every 30 s: pick up the server's clock and a termination the socket may have missed.
-  setInterval(async function () {
+  setInterval(async () => {
     if (finished) return;
-    const r = await C.getJSON(root.dataset.sessionUrl);
+    const r = await P.getJSON(root.dataset.sessionUrl);
     if (r.ok && r.data.status !== "IN_PROGRESS") goResult(r.data.result_url);
     else if (r.ok) syncDeadline(r.data.remaining_s);
   }, 30000);
 
-  window.ExamPage = {banner: banner, terminated: function (url) { goResult(url); }, isFinished: function () { return finished; }};
+  window.ExamPage = {banner: banner, terminated: (url) => { goResult(url); }, isFinished: () => { return finished; }};
   load();
 })();

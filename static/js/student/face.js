@@ -3,26 +3,26 @@
   "use strict";
   const form = document.getElementById("face-form");
   if (!form) return;
-  const C = window.ExamCommon;
+  const P = window.Proctor;
   const video = document.getElementById("face-video");
   const canvas = document.getElementById("face-canvas");
   const capture = document.getElementById("face-capture");
   const status = document.getElementById("face-camera-status");
   const input = document.getElementById("photo");
 
-  C.openCamera(video, false).then(function () {
+  P.openCamera(video, false).then(() => {
     status.textContent = "Camera ready (" + video.videoWidth + "×" + video.videoHeight + ").";
     capture.disabled = false;
-  }).catch(function (e) {
+  }).catch((e) => {
     status.textContent = "The camera is not available (" + (e.message || e.name) + "). Upload a photo instead.";
   });
 
-  capture.addEventListener("click", function () {
-    const shot = C.grab(video, canvas, 0.92);
+  capture.addEventListener("click", () => {
+    const shot = P.grab(video, canvas, 0.92);
     if (!shot) { status.textContent = "No picture from the camera yet."; return; }
     capture.disabled = true;
     status.textContent = "Checking the photo…";
-    canvas.toBlob(function (blob) {
+    canvas.toBlob((blob) => {
       const file = new File([blob], "webcam.jpg", {type: "image/jpeg"});
       const dt = new DataTransfer();
       dt.items.add(file);

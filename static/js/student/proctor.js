@@ -5,16 +5,22 @@
   "use strict";
   const root = document.getElementById("exam");
   if (!root) return;
-  const C = window.ExamCommon;
+  const P = window.Proctor;
   const video = document.getElementById("proctor-video");
   const canvas = document.getElementById("proctor-canvas");
   const statusEl = document.getElementById("proctor-status");
   const sessionId = root.dataset.sessionId;
   const baseInterval = 1000 / Math.max(0.2, Math.min(10, parseFloat(root.dataset.fps || "2")));
 
-  const VOICE = {calibrateMs: 3000, marginDb: 15, lowHz: 300, highHz: 3400, windowSamples: 15, needSamples: 10,
-                 sampleMs: 100, cooldownMs: 8000, floorMinDb: -90};
-  const BLACK = {mean: 8, holdMs: 3000};
+  // The policy (how dark is a covered camera and for how long; how loud and how long is talking) comes
+  // from the server's vision settings, rendered into the page; the signal processing stays here.
+  const camera = P.rule("CAMERA_OFF").thresholds, voice = P.rule("VOICE_DETECTED").thresholds;
+  const BLACK = {mean: camera.black_frame_mean, holdMs: camera.hold_s * 1000};
+  const VOICE_SAMPLE_MS = 100;
+  const VOICE = {calibrateMs: 3000, marginDb: voice.margin_db, lowHz: 300, highHz: 3400,
+                 windowSamples: Math.max(1, Math.round(voice.window_s * 1000 / VOICE_SAMPLE_MS)),
+                 needSamples: Math.max(1, Math.round(voice.min_s * 1000 / VOICE_SAMPLE_MS)),
+                 sampleMs: VOICE_SAMPLE_MS, cooldownMs: 8000, floorMinDb: -90};
   const AUDIO_CHUNK_MS = 10000;
 
   let stream = null, stopped = false;
@@ -37,9 +43,9 @@
 
   async function sendEvent(type, details) {
     if (stopped) return;
-    const r = await C.postJSON(root.dataset.eventUrl, {type: type, details: details || {}});
+    const r = await P.postJSON(root.dataset.eventUrl, {type: type, details: details || {}});
     if (r.ok && Array.isArray(r.data.warnings)) {
-      r.data.warnings.forEach(function (w) { if (w && w.message) warn(w.message, w.type || type); });
+      r.data.warnings.forEach((w) => { if (w && w.message) warn(w.message, w.type || type); });
     }
     return r;
   }
@@ -53,18 +59,18 @@
   async function sendFrame() {
     if (stopped) return;
     if (inFlight) { scheduleFrame(); return; }  // back-pressure: never two uploads at once
-    const shot = C.grab(video, canvas, quality, 640);
+    const shot = P.grab(video, canvas, quality, 640);
     if (!shot) { checkCamera(null); scheduleFrame(); return; }
     checkCamera(shot.ctx);
     inFlight = true;
     const t0 = performance.now();
     try {
-      const r = await C.postJSON(root.dataset.frameUrl, {image: shot.dataUrl, ts: Date.now()});
+      const r = await P.postJSON(root.dataset.frameUrl, {image: shot.dataUrl, ts: Date.now()});
       const took = performance.now() - t0;
       adapt(took);
       if (r.status === 409 && page()) {
         // No exam in progress any more: the session ended (time, submit or termination).
-        const s = await C.getJSON(root.dataset.sessionUrl);
+        const s = await P.getJSON(root.dataset.sessionUrl);
         if (s.ok && s.data.status !== "IN_PROGRESS") page().terminated(s.data.result_url);
       } else if (!r.ok && r.status !== 429) {
         say("Camera upload refused: " + (r.data.error || r.status));
@@ -110,7 +116,7 @@
     if (off && !cameraOffSent) {
       cameraOffSent = true;
       say("Camera is off (" + off + ").");
-      warn("Your camera is off or covered. Turn it back on.", "CAMERA_OFF");
+      warn(P.rule("CAMERA_OFF").message, "CAMERA_OFF");
       sendEvent("CAMERA_OFF", {reason: off});
     } else if (!off) cameraOffSent = false;
   }
@@ -138,16 +144,16 @@
       return p > 0 ? 10 * Math.log10(p) : -200;
     }
 
-    voiceTimer = setInterval(function () {
+    voiceTimer = setInterval(() => {
       // Browsers start audio suspended until the page is used; a suspended graph reads silence,
       // which must not become the noise floor.
-      if (audioCtx.state !== "running") { audioCtx.resume().catch(function () {}); return; }
+      if (audioCtx.state !== "running") { audioCtx.resume().catch(() => {}); return; }
       const db = bandDb();
       if (floor === null) {
         if (t0 === null) t0 = performance.now();
         calib.push(db);
         if (performance.now() - t0 >= VOICE.calibrateMs && calib.length >= 10) {
-          calib.sort(function (a, b) { return a - b; });
+          calib.sort((a, b) => a - b);
           floor = Math.max(VOICE.floorMinDb, calib[Math.floor(calib.length / 2)]);
           root.dataset.noiseFloorDb = floor.toFixed(1);
         }
@@ -171,11 +177,11 @@
   function startRecording(track) {
     if (!window.MediaRecorder) return;
     const types = ["audio/webm;codecs=opus", "audio/webm", "audio/ogg;codecs=opus", "audio/ogg"];
-    const mime = types.find(function (t) { return MediaRecorder.isTypeSupported(t); });
+    const mime = types.find((t) => MediaRecorder.isTypeSupported(t));
     if (!mime) return;
     recorder = new MediaRecorder(new MediaStream([track]), {mimeType: mime, audioBitsPerSecond: 32000});
     let chunkStarted = Date.now();
-    recorder.addEventListener("dataavailable", function (ev) {
+    recorder.addEventListener("dataavailable", (ev) => {
       if (!ev.data || !ev.data.size) return;
       const form = new FormData();
       form.append("session_id", sessionId);
@@ -183,14 +189,14 @@
       form.append("started_ms", String(chunkStarted));
       form.append("chunk", new Blob([ev.data], {type: mime.split(";")[0]}), "chunk");
       chunkStarted = Date.now();
-      fetch(root.dataset.audioUrl, {method: "POST", credentials: "same-origin", headers: {"X-CSRFToken": C.csrf}, body: form})
-        .catch(function () { /* a lost chunk is a gap in the recording, not a reason to stop the exam */ });
+      fetch(root.dataset.audioUrl, {method: "POST", credentials: "same-origin", headers: {"X-CSRFToken": P.csrf}, body: form})
+        .catch(() => { /* a lost chunk is a gap in the recording, not a reason to stop the exam */ });
     });
     recorder.start(AUDIO_CHUNK_MS);
   }
 
   // --- tab switch and full screen ---------------------------------------------------------
-  document.addEventListener("visibilitychange", function () {
+  document.addEventListener("visibilitychange", () => {
     if (document.visibilityState === "hidden" && !stopped && !(page() && page().isFinished())) {
       sendEvent("TAB_SWITCH", {});
     }
@@ -198,15 +204,15 @@
 
   function goFullscreen() {
     if (document.fullscreenElement || !document.documentElement.requestFullscreen) return;
-    document.documentElement.requestFullscreen().catch(function () {});
+    document.documentElement.requestFullscreen().catch(() => {});
   }
   document.getElementById("fullscreen").addEventListener("click", goFullscreen);
   document.addEventListener("click", function once() {
     goFullscreen();
-    if (audioCtx && audioCtx.state !== "running") audioCtx.resume().catch(function () {});
+    if (audioCtx && audioCtx.state !== "running") audioCtx.resume().catch(() => {});
     document.removeEventListener("click", once);
   });
-  document.addEventListener("fullscreenchange", function () {
+  document.addEventListener("fullscreenchange", () => {
     if (document.fullscreenElement) { wasFullscreen = true; return; }
     if (wasFullscreen && !stopped && !(page() && page().isFinished())) {
       wasFullscreen = false;
@@ -218,10 +224,12 @@
   function connectSocket() {
     if (!window.io) return;
     const socket = window.io("/student", {transports: ["websocket", "polling"]});
-    socket.on("warning", function (w) {
-      warn((w && w.message) || "Proctoring warning", w && w.type);
+    socket.on("warning", (w) => {
+      if (!w) return;
+      const known = w.type && P.rules().rules[w.type];
+      warn(w.message || (known ? known.message : "Proctoring warning"), w.type);
     });
-    socket.on("terminated", function () {
+    socket.on("terminated", () => {
       if (page()) page().terminated(root.dataset.resultUrl);
     });
     window.ExamProctor.socket = socket;
@@ -229,21 +237,17 @@
 
   async function start() {
     try {
-      stream = await navigator.mediaDevices.getUserMedia({
-        video: {width: {ideal: 640}, height: {ideal: 480}},
-        audio: {echoCancellation: false, noiseSuppression: false, autoGainControl: false},
-      });
+      // Raw sound for the voice check: the browser's voice processing would hide talking.
+      stream = await P.openCamera(video, {echoCancellation: false, noiseSuppression: false, autoGainControl: false});
     } catch (e) {
       say("Camera or microphone not available: " + (e.message || e.name));
       sendEvent("CAMERA_OFF", {reason: "denied"});
       return;
     }
-    video.srcObject = stream;
-    video.play().catch(function () {});
     const vt = stream.getVideoTracks()[0];
     if (vt) {
-      vt.addEventListener("ended", function () { checkCamera(null); });
-      vt.addEventListener("mute", function () { checkCamera(null); });
+      vt.addEventListener("ended", () => checkCamera(null));
+      vt.addEventListener("mute", () => checkCamera(null));
     }
     const at = stream.getAudioTracks()[0];
     if (at) { startVoice(at); startRecording(at); }
@@ -255,12 +259,12 @@
     if (frameTimer) clearTimeout(frameTimer);
     if (voiceTimer) clearInterval(voiceTimer);
     if (recorder && recorder.state !== "inactive") { try { recorder.stop(); } catch (e) { /* already stopped */ } }
-    if (audioCtx) audioCtx.close().catch(function () {});
-    if (stream) stream.getTracks().forEach(function (t) { t.stop(); });
+    if (audioCtx) audioCtx.close().catch(() => {});
+    if (stream) stream.getTracks().forEach((t) => t.stop());
     if (window.ExamProctor.socket) window.ExamProctor.socket.close();
   }
 
-  window.ExamProctor = {stop: stop, state: function () {
+  window.ExamProctor = {stop: stop, state: () => {
     return {interval: interval, quality: quality, inFlight: inFlight, chunks: chunkSeq, noiseFloorDb: root.dataset.noiseFloorDb};
   }};
   connectSocket();

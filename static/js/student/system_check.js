@@ -3,7 +3,7 @@
   "use strict";
   const root = document.getElementById("system-check");
   if (!root) return;
-  const C = window.ExamCommon;
+  const P = window.Proctor;
   const video = document.getElementById("preview");
   const meter = document.getElementById("mic-level");
   const summary = document.getElementById("check-summary");
@@ -23,30 +23,30 @@
     if (!window.MediaRecorder) missing.push("MediaRecorder");
     if (!document.documentElement.requestFullscreen) missing.push("full screen");
     if (!window.fetch || !window.WebSocket) missing.push("fetch/WebSocket");
-    if (missing.length) { C.setResult(row("browser"), "fail", "missing: " + missing.join(", ")); return false; }
-    C.setResult(row("browser"), "ok", "ready");
+    if (missing.length) { P.setResult(row("browser"), "fail", "missing: " + missing.join(", ")); return false; }
+    P.setResult(row("browser"), "ok", "ready");
     return true;
   }
 
   async function checkCamera() {
     try {
-      stream = await C.openCamera(video, true);
+      stream = await P.openCamera(video, true);
       const track = stream.getVideoTracks()[0];
       const s = track ? track.getSettings() : {};
       const w = video.videoWidth || s.width, h = video.videoHeight || s.height;
       if (!track || track.readyState !== "live" || !w) throw new Error("no picture");
-      C.setResult(row("camera"), "ok", w + "×" + h);
+      P.setResult(row("camera"), "ok", w + "×" + h);
       return true;
     } catch (e) {
-      C.setResult(row("camera"), "fail", "not available: " + (e.message || e.name));
+      P.setResult(row("camera"), "fail", "not available: " + (e.message || e.name));
       return false;
     }
   }
 
   function checkMicrophone() {
-    return new Promise(function (resolve) {
+    return new Promise((resolve) => {
       const track = stream && stream.getAudioTracks()[0];
-      if (!track) { C.setResult(row("microphone"), "fail", "no microphone"); resolve(false); return; }
+      if (!track) { P.setResult(row("microphone"), "fail", "no microphone"); resolve(false); return; }
       const Ctx = window.AudioContext || window.webkitAudioContext;
       audioCtx = new Ctx();
       const src = audioCtx.createMediaStreamSource(new MediaStream([track]));
@@ -55,7 +55,7 @@
       src.connect(analyser);
       const buf = new Float32Array(analyser.fftSize);
       let peak = 0, samples = 0;
-      meterTimer = setInterval(function () {
+      meterTimer = setInterval(() => {
         analyser.getFloatTimeDomainData(buf);
         let sum = 0;
         for (let i = 0; i < buf.length; i++) sum += buf[i] * buf[i];
@@ -66,13 +66,13 @@
         peak = Math.max(peak, rms);
         samples++;
       }, 100);
-      setTimeout(function () {
+      setTimeout(() => {
         // A live microphone always carries some signal; a dead or muted one reads exact zero.
         if (track.readyState === "live" && !track.muted && samples > 0 && peak > 0) {
-          C.setResult(row("microphone"), "ok", "working");
+          P.setResult(row("microphone"), "ok", "working");
           resolve(true);
         } else {
-          C.setResult(row("microphone"), "fail", track.muted ? "muted" : "no signal");
+          P.setResult(row("microphone"), "fail", track.muted ? "muted" : "no signal");
           resolve(false);
         }
       }, 1500);
@@ -84,16 +84,16 @@
     const t0 = performance.now();
     try {
       const resp = await fetch(root.dataset.uploadUrl, {method: "POST", credentials: "same-origin",
-        headers: {"X-CSRFToken": C.csrf, "Content-Type": "application/octet-stream"}, body: blob});
+        headers: {"X-CSRFToken": P.csrf, "Content-Type": "application/octet-stream"}, body: blob});
       const data = await resp.json();
       const ms = performance.now() - t0;
       if (!resp.ok || data.bytes !== UPLOAD_BYTES) throw new Error(data.error || "server received " + data.bytes + " bytes");
       const kbps = (UPLOAD_BYTES * 8 / 1000) / (ms / 1000);
       const ok = kbps >= minKbps;
-      C.setResult(row("upload"), ok ? "ok" : "fail", Math.round(kbps) + " kbit/s" + (ok ? "" : " (too slow)"));
+      P.setResult(row("upload"), ok ? "ok" : "fail", Math.round(kbps) + " kbit/s" + (ok ? "" : " (too slow)"));
       return {ok: ok, kbps: kbps};
     } catch (e) {
-      C.setResult(row("upload"), "fail", "failed: " + e.message);
+      P.setResult(row("upload"), "fail", "failed: " + e.message);
       return {ok: false, kbps: 0};
     }
   }
@@ -104,9 +104,9 @@
     const browser = checkBrowser();
     const camera = await checkCamera();
     const microphone = camera ? await checkMicrophone() : false;
-    if (!camera) C.setResult(row("microphone"), "fail", "needs the camera and microphone permission");
+    if (!camera) P.setResult(row("microphone"), "fail", "needs the camera and microphone permission");
     const upload = await checkUpload();
-    const report = await C.postJSON(root.dataset.reportUrl, {browser: browser, camera: camera, microphone: microphone,
+    const report = await P.postJSON(root.dataset.reportUrl, {browser: browser, camera: camera, microphone: microphone,
       upload: upload.ok, upload_kbps: upload.kbps});
     if (report.ok && report.data.ok) {
       summary.textContent = "All checks passed.";
@@ -123,11 +123,11 @@
   function stop() {
     if (meterTimer) clearInterval(meterTimer);
     if (audioCtx) audioCtx.close();
-    if (stream) stream.getTracks().forEach(function (t) { t.stop(); });
+    if (stream) stream.getTracks().forEach((t) => { t.stop(); });
     stream = null; audioCtx = null; meterTimer = null;
   }
 
-  cont.addEventListener("click", function () { stop(); window.location.assign(root.dataset.nextUrl); });
-  again.addEventListener("click", function () { stop(); run(); });
+  cont.addEventListener("click", () => { stop(); window.location.assign(root.dataset.nextUrl); });
+  again.addEventListener("click", () => { stop(); run(); });
   run();
 })();

@@ -1,0 +1,138 @@
+/* The admin live pages (dashboard and one student): Socket.IO /admin with a polling fallback, toasts,
+   and the formatting of a student's status. The event names come from the page (Proctor.rules()). */
+(function () {
+  "use strict";
+  const P = window.Proctor;
+
+  function toast(title, message, level) {
+    const box = document.getElementById("toasts");
+    if (!box) return;
+    const el = document.createElement("div");
+    el.className = "toast show admin-toast toast-" + (level || "info");
+    el.setAttribute("role", "alert");
+    const head = document.createElement("div");
+    head.className = "toast-header";
+    const strong = document.createElement("strong");
+    strong.className = "me-auto";
+    strong.textContent = title;
+    const close = document.createElement("button");
+    close.type = "button";
+    close.className = "btn-close";
+    close.setAttribute("aria-label", "Close");
+    close.addEventListener("click", () => el.remove());
+    head.appendChild(strong);
+    head.appendChild(close);
+    const body = document.createElement("div");
+    body.className = "toast-body";
+    body.textContent = message;
+    el.appendChild(head);
+    el.appendChild(body);
+    box.appendChild(el);
+    while (box.children.length > 6) box.removeChild(box.firstChild);
+    setTimeout(() => el.remove(), 15000);
+  }
+
+  // The API answers {students: [...]} in the server's order; each entry has an id and a status dict.
+  function studentsFrom(data) {
+    const list = Array.isArray(data) ? data : (data && data.students) || [];
+    return list.map((s) => {
+      const status = s.status || {};
+      return {
+        id: s.student_id !== undefined ? s.student_id : s.id,
+        name: s.name || ("Student " + s.student_id),
+        sessionId: s.session_id !== undefined ? s.session_id : status.session_id,
+        exam: s.exam_title || "",
+        status: status,
+      };
+    });
+  }
+
+  function studentIdOf(payload) {
+    if (!payload || payload.student_id === undefined || payload.student_id === null) return null;
+    return String(payload.student_id);
+  }
+
+  function num(value, digits) {
+    return typeof value === "number" && isFinite(value) ? value.toFixed(digits) : null;
+  }
+
+  function describe(status) {
+    status = status || {};
+    const faces = typeof status.faces === "number" ? status.faces : null;
+    const face = status.face;
+    const faceText = faces !== null ? (faces === 0 ? "no face" : faces === 1 ? "1 face" : faces + " faces")
+      : (typeof face === "string" ? face : face && face.state ? face.state : face ? "face" : "—");
+    const objects = Array.isArray(status.objects) ? status.objects : [];
+    const objectText = objects.length
+      ? objects.map((o) => (typeof o === "string" ? o : (o.name || o.label || "object"))).join(", ") : "none";
+    const suspicion = status.suspicion && typeof status.suspicion.score === "number" ? status.suspicion.score : null;
+    const rules = status.active_rules || {};
+    const ruleText = (Array.isArray(rules) ? rules : Object.keys(rules)).join(", ");
+    const age = num(status.frame_age_s, 1);
+    return {
+      faceText: faceText,
+      faceBad: faces !== null ? faces !== 1 : false,
+      objectText: objectText,
+      objectBad: objects.length > 0,
+      warnings: typeof status.warnings === "number" ? status.warnings : 0,
+      suspicion: suspicion,
+      suspicionText: suspicion === null ? "—" : suspicion.toFixed(0),
+      ruleText: ruleText || "none",
+      ageText: age === null ? "no frames" : age + " s",
+      stale: age === null || status.frame_age_s > 5,
+    };
+  }
+
+  // Socket.IO /admin with polling kept running whenever the socket is down.
+  function connect(handlers, pollUrl, intervalS) {
+    const stateEl = document.getElementById("connection-state");
+    let timer = null;
+    let socketUp = false;
+
+    function setState(text, cls) {
+      if (!stateEl) return;
+      stateEl.textContent = text;
+      stateEl.className = "badge " + cls;
+      stateEl.setAttribute("data-state", socketUp ? "live" : "polling");
+    }
+    const lost = () => setState("live updates lost: refreshing every " + intervalS + " s", "text-bg-warning");
+
+    async function poll() {
+      try {
+        const r = await P.getJSON(pollUrl);
+        if (!r.ok) throw new Error("HTTP " + r.status);
+        handlers.snapshot(studentsFrom(r.data));
+        if (!socketUp) lost();
+      } catch (e) {
+        setState("server unreachable: retrying", "text-bg-danger");
+      }
+    }
+    function startPolling() { if (timer === null) timer = setInterval(poll, intervalS * 1000); }
+    function stopPolling() { if (timer !== null) { clearInterval(timer); timer = null; } }
+
+    poll();
+    startPolling();
+    if (typeof window.io !== "function") {
+      setState("live updates unavailable: refreshing every " + intervalS + " s", "text-bg-warning");
+      return;
+    }
+    const socket = window.io("/admin", {transports: ["websocket", "polling"]});
+    socket.on("connect", () => {
+      socketUp = true;
+      setState("live", "text-bg-success");
+      poll();
+      // A slow poll still runs so a missed event cannot leave the page wrong for long.
+      stopPolling();
+      timer = setInterval(poll, intervalS * 3000);
+    });
+    socket.on("disconnect", () => { socketUp = false; lost(); stopPolling(); startPolling(); });
+    socket.on("connect_error", () => { socketUp = false; lost(); });
+    socket.on("active_students", (payload) => handlers.snapshot(studentsFrom(payload)));
+    P.rules().admin_events.forEach((name) => {
+      socket.on(name, (payload) => { if (handlers[name]) handlers[name](payload || {}); });
+    });
+    window.adminSocket = socket;
+  }
+
+  window.AdminLive = {toast, connect, describe, studentIdOf, studentsFrom};
+})();
