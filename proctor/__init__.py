@@ -74,7 +74,7 @@ def create_app(config: dict | None = None, env=None) -> Flask:
         user = db.session.get(User, int(user_id))
         return user if user is not None and user.is_active else None
 
-    from . import admin, api, auth, expiry, live, sockets, student
+    from . import admin, api, auth, expiry, live, page_data, sockets, student
     from .errors import register_error_handlers
     from .security import PUBLIC, access
 
@@ -83,8 +83,8 @@ def create_app(config: dict | None = None, env=None) -> Flask:
     live.init_app(app, socketio)  # the live runtime (starts lazily on first use)
     sockets.init_app(app, socketio)
     expiry.init_app(app)
+    page_data.init_app(app)
     register_error_handlers(app)
-    from .page_data import init_app as init_page_data; init_page_data(app)
 
     @app.route("/")
     @access(PUBLIC)

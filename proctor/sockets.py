@@ -25,13 +25,13 @@ from flask import current_app, request
 from flask_login import current_user
 from flask_socketio import ConnectionRefusedError, Namespace, emit, join_room
 
+from .live.events import ADMIN_EVENTS
+
 log = logging.getLogger(__name__)
 
 ADMIN_NS = "/admin"
 STUDENT_NS = "/student"
 ADMIN_ROOM = "admins"
-ADMIN_EVENTS = ("student_violation", "student_status", "student_joined", "student_left", "exam_terminated",
-                "warnings_cleared")
 QUEUE_MAX = 5000          # events kept while the emitter catches up; the oldest go first
 POLL_S = 0.05             # how often the emitter looks at the queue
 IDLE_STOP_S = 30.0        # the emitter stops this long after the last client left

@@ -77,6 +77,7 @@ def test_create_exam_with_rules_and_thresholds(app, admin_client):
     ({"th_YAW_THRESHOLD_DEG": "abc"}, "expected a number"),
     ({"th_YAW_THRESHOLD_DEG": "nan"}, "finite"),
     ({"th_INSTANT_PENALTY_THRESHOLD": "2.5"}, "expected an integer"),
+    ({"th_VOICE_MIN_S": "5", "th_VOICE_WINDOW_S": "2"}, "must not exceed"),  # the exam page's voice rule
 ])
 def test_exam_bad_input_is_a_form_error(app, admin_client, fields, message):
     token = csrf_token(admin_client, "/admin/exams/new")
