@@ -222,7 +222,8 @@ class FramePipeline:
             try:
                 from face_identity import embedding_from_bytes
 
-                ver = self._identity.verify(embedding_from_bytes(job.identity_embedding), frame)
+                ver = self._identity.verify(embedding_from_bytes(job.identity_embedding), frame,
+                                            config=self._config_for(job.vision_overrides))
                 res.identity_ran = True
                 res.identity_face_found = bool(ver.face_found)
                 res.identity_distance = None if ver.distance is None else float(ver.distance)
