@@ -201,7 +201,8 @@ class Stream:
             embedding = self.embedding
             self.last_identity_dispatch_t = frame.server_ts
         self.dispatched += 1
-        hud_status = {"student": self.name, "session_id": self.session_id,
+        # The keys vision_ui.draw_hud reads (its docstring): "label" names the student on the HUD.
+        hud_status = {"label": self.name, "session_id": self.session_id,
                       "warnings": self.warnings.count(self.student_id), "seq": frame.seq}
         return FrameJob(self.student_id, frame.session_id, frame.seq, frame.server_ts, frame.received_mono,
                         frame.image, frame.jpeg, run_detector, embedding, hud_status, list(self.alerts),

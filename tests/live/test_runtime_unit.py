@@ -199,3 +199,18 @@ def test_a_stream_whose_session_ended_elsewhere_is_closed(store, tmp_path):
     assert rt.status(STUDENT)["active"] is False
     assert ("student_left", {"student_id": STUDENT, "session_id": SESSION, "status": "COMPLETED"}) in events
 
+
+def test_the_hud_names_the_student(store, tmp_path):
+    """vision_ui.draw_hud draws status["label"]: the worker's HUD and the raw live view both name the student."""
+    from proctor.live.mjpeg import _hud_status
+    from vision_ui import draw_hud
+
+    rt, _ = make_runtime(store, tmp_path, respond=result_for)
+    feed(rt, 100.0)
+    job = rt.pool.jobs[0]
+    assert job.hud_status["label"] == "Ada Lovelace"
+    frame = np.full((480, 640, 3), 90, np.uint8)
+    unlabelled = {k: v for k, v in job.hud_status.items() if k != "label"}
+    assert (draw_hud(frame, None, None, job.hud_status, []) != draw_hud(frame, None, None, unlabelled, [])).any()
+    assert _hud_status(rt.status(STUDENT))["label"] == "Ada Lovelace"  # the raw frame's HUD (live view)
+
