@@ -3,8 +3,9 @@
 A Stream is opened from the store's SessionInfo (proctor/live/store.py). It holds the session's
 settings (auto-terminate, disabled rules, the exam's vision overrides, the enrolment), the
 DecisionEngine and WarningSystem of its exam (shared by the exam's streams: their state is kept
-per student), the latest observations, counters and the newest processed
-frame. `frame_job` turns a frame into the worker's job; `absorb` takes the worker's result in
+per student), its own ObjectEvidence (person_pipeline: a prohibited object counts only when seen
+in OBJECT_EVIDENCE_MIN_HITS of the last OBJECT_EVIDENCE_WINDOW_RUNS detector runs), the latest
+observations, counters and the newest processed frame. `frame_job` turns a frame into the worker's job; `absorb` takes the worker's result in
 and returns the observation the decision engine sees. No I/O and no locking here: the runtime
 (proctor/live/runtime.py) holds the lock.
 """
@@ -49,6 +50,7 @@ class ExamRulesCache:
 
     def for_exam(self, thresholds_json: str, exam_id: int) -> ExamRules:
         from decision_engine import DecisionEngine
+        from person_pipeline import ObjectEvidence
         from warning_system import WarningSystem
 
         try:
@@ -56,6 +58,7 @@ class ExamRulesCache:
             if not isinstance(overrides, dict):
                 raise ValueError("not a JSON object")
             config = self.config.with_overrides(**overrides) if overrides else self.config
+            ObjectEvidence.from_config(config)  # OBJECT_EVIDENCE_MIN_HITS <= _WINDOW_RUNS, as at start
         except ValueError as exc:
             log.error("exam %s has bad vision thresholds (%s); using the defaults", exam_id, exc)
             overrides, config = {}, self.config
@@ -135,6 +138,7 @@ class Stream:
     exam_disabled: frozenset
     session_disabled: frozenset
     embedding: bytes | None
+    objects: Any = None          # person_pipeline.ObjectEvidence: a prohibited object needs k of the last n runs
     joined_mono: float = field(default_factory=time.monotonic)
     dispatched: int = 0
     processed: int = 0
@@ -142,7 +146,7 @@ class Stream:
     identity_attempts: int = 0
     identity_checks: int = 0     # attempts that found a face to compare
     last_identity_dispatch_t: float | None = None
-    last_detections: Any = None
+    last_detections: Any = None  # the latest detector result after ObjectEvidence: what the rules see
     last_detections_t: float | None = None
     identity_match: bool | None = None
     identity_distance: float | None = None
@@ -160,12 +164,14 @@ class Stream:
 
     @classmethod
     def open(cls, info: SessionInfo, rules: ExamRules) -> "Stream":
+        from person_pipeline import ObjectEvidence
+
         return cls(
             student_id=info.student_id, session_id=info.session_id, name=info.student_name or f"#{info.student_id}",
             exam_id=info.exam_id, exam_title=info.exam_title, rules=rules,
             exam_auto_terminate=bool(info.exam_auto_terminate), session_auto_terminate=info.session_auto_terminate,
             exam_disabled=parse_rules(info.exam_disabled_rules), session_disabled=parse_rules(info.session_disabled_rules),
-            embedding=info.embedding or None,
+            embedding=info.embedding or None, objects=ObjectEvidence.from_config(rules.config),
         )
 
     @property
@@ -216,7 +222,10 @@ class Stream:
         self.last_errors = list(r.errors)
         if r.detector_ran:
             self.detector_runs += 1
-            self.last_detections, self.last_detections_t = r.detections, r.frame_ts
+            dets = r.detections
+            if dets is not None and self.objects is not None:
+                dets = self.objects.update(dets)  # a prohibited object counts once seen in k of the last n runs
+            self.last_detections, self.last_detections_t = dets, r.frame_ts
         if r.identity_ran:
             self.identity_attempts += 1
             self.identity_checks += 1 if r.identity_face_found else 0

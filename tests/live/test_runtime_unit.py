@@ -214,3 +214,45 @@ def test_the_hud_names_the_student(store, tmp_path):
     assert (draw_hud(frame, None, None, job.hud_status, []) != draw_hud(frame, None, None, unlabelled, [])).any()
     assert _hud_status(rt.status(STUDENT))["label"] == "Ada Lovelace"  # the raw frame's HUD (live view)
 
+
+def _phone_runs(runs_with_phone: set[int], frames: int, t0=200.0, every_s=0.5):
+    """Frames every `every_s` s with the detector on every 4th (DETECTOR_EVERY_N_FRAMES=4, as a
+    CPU-saving setting would have it); detector run i sees a phone when i is in runs_with_phone."""
+    runs = iter(range(10 ** 6))
+
+    def respond(job):
+        if not job.run_detector:
+            return result_for(job)
+        items = (PERSON, PHONE) if next(runs) in runs_with_phone else (PERSON,)
+        return result_for(job, Detections(items, "unit", (640, 480)))
+
+    return respond, [t0 + i * every_s for i in range(frames)]
+
+
+def _prohibited(store):
+    return [v for v in store.violations.values() if v.type == "PROHIBITED_OBJECT"]
+
+
+def test_a_single_phone_sighting_is_not_a_prohibited_object(store, tmp_path):
+    """One detector run with a phone, then runs without: ObjectEvidence (2 of the last 5 runs) never
+    confirms it, even though that run's result is used for the next 1.5 s of frames."""
+    respond, times = _phone_runs({0}, frames=12)
+    rt, events = make_runtime(store, tmp_path, respond, DETECTOR_EVERY_N_FRAMES=4)
+    for t in times:
+        feed(rt, t)
+    assert rt.stats.counters["processed"] == 12 and rt.status(STUDENT)["frames"]["detector_runs"] == 3
+    assert _prohibited(store) == [] and "PROHIBITED_OBJECT" not in rt.status(STUDENT)["active_rules"]
+
+
+def test_repeated_phone_sightings_are_a_prohibited_object(store, tmp_path):
+    """A phone in every detector run: confirmed at the second run (t0 + 2 s), reported
+    TIME_BANNED_OBJECT_S (1.5 s) of frame time later."""
+    respond, times = _phone_runs({0, 1, 2, 3}, frames=12)
+    rt, events = make_runtime(store, tmp_path, respond, DETECTOR_EVERY_N_FRAMES=4)
+    for t in times:
+        feed(rt, t)
+    found = _prohibited(store)
+    assert len(found) == 1, store.violations
+    assert found[0].details["frame_t"] == pytest.approx(200.0 + 2.0 + 1.5)
+    assert [o["label"] for o in found[0].details["objects"]] == ["cell phone"]
+    assert [o["label"] for o in rt.status(STUDENT)["objects"]] == ["person", "cell phone"]
