@@ -50,8 +50,8 @@ class LiveView:
 
 class LiveRuntime(ProctorActions):
     """The loop, the students' streams, their views and status; the proctor's actions come from
-    ProctorActions (actions.py). `autostart=False`: submit_frame and browser_event do not start the loop; the caller calls
-    start(), or drives step() itself (tests with a fake pool)."""
+    ProctorActions (actions.py). With `autostart=False`, submit_frame and browser_event do not start
+    the loop: the caller calls start(), or drives step() itself (tests with a fake pool)."""
 
     def __init__(self, settings: LiveSettings, store: LiveStore, socketio=None, *,
                  clock: Callable[[], float] = time.time, autostart: bool = True):

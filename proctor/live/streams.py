@@ -5,9 +5,9 @@ settings (auto-terminate, disabled rules, the exam's vision overrides, the enrol
 DecisionEngine and WarningSystem of its exam (shared by the exam's streams: their state is kept
 per student), its own ObjectEvidence (person_pipeline: a prohibited object counts only when seen
 in OBJECT_EVIDENCE_MIN_HITS of the last OBJECT_EVIDENCE_WINDOW_RUNS detector runs), the latest
-observations, counters and the newest processed frame. `frame_job` turns a frame into the worker's job; `absorb` takes the worker's result in
-and returns the observation the decision engine sees. No I/O and no locking here: the runtime
-(proctor/live/runtime.py) holds the lock.
+observations, counters and the newest processed frame. `frame_job` turns a frame into the
+worker's job; `absorb` takes the worker's result in and returns the observation the decision
+engine sees. No I/O and no locking here: the runtime (proctor/live/runtime.py) holds the lock.
 """
 from __future__ import annotations
 
