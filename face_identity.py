@@ -157,14 +157,19 @@ class FaceIdentity:
                 return Enrolment(False, None, quality, "face could not be encoded")
             return Enrolment(True, embedding, quality, None)
 
-    def verify(self, enrolled: np.ndarray, frame_bgr: np.ndarray) -> Verification:
+    def verify(self, enrolled: np.ndarray, frame_bgr: np.ndarray, config: Any = None) -> Verification:
+        """Compare the largest face in the frame with the enrolment.
+
+        ``config`` (optional) is an exam's own settings (``VisionConfig.with_overrides``): its
+        IDENTITY_DISTANCE_THRESHOLD decides the match for this call; the models stay the same.
+        """
         reference = _check_embedding(enrolled)
         live = self.embed(frame_bgr)
         if live is None:
             return Verification(face_found=False, distance=None, match=None)
         distance = float(np.linalg.norm(live - reference))
-        return Verification(face_found=True, distance=distance,
-                            match=distance <= float(self.config.IDENTITY_DISTANCE_THRESHOLD))
+        threshold = float((config or self.config).IDENTITY_DISTANCE_THRESHOLD)
+        return Verification(face_found=True, distance=distance, match=distance <= threshold)
 
     def distance(self, a: np.ndarray, b: np.ndarray) -> float:
         return float(np.linalg.norm(_check_embedding(a) - _check_embedding(b)))

@@ -130,7 +130,7 @@ def main(argv=None) -> int:
     pids = [w["pid"] for w in rt.pipeline_status()["workers"]["workers"]]
     cpu_before = [cpu_s(p) for p in pids]
     threads = [threading.Thread(target=student, args=(k, sid, sess), daemon=True) for k, (sid, sess) in enumerate(pairs)]
-    rt._latencies.clear()
+    rt.stats.latencies.clear()
     t0 = time.monotonic()
     for th in threads:
         th.start()
@@ -142,7 +142,7 @@ def main(argv=None) -> int:
     cpu_after = [cpu_s(p) for p in pids]
     time.sleep(1.0)  # let the frames in flight finish
     st = rt.pipeline_status()
-    lat = sorted(rt._latencies)
+    lat = sorted(rt.stats.latencies)
     totals = st["frames"]
     processed = st["counters"]["processed"] - base
     figures = {

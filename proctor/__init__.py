@@ -80,7 +80,9 @@ def create_app(config: dict | None = None, env=None) -> Flask:
 
     for blueprint in (auth.bp, student.bp, student.api_bp, admin.bp, api.bp):
         app.register_blueprint(blueprint)
-    live.init_app(app, socketio)  # the live runtime (starts lazily on first use)
+    from .live_store import SqlLiveStore
+
+    live.init_app(app, socketio, store=SqlLiveStore(app))  # the live runtime (starts lazily on first use)
     sockets.init_app(app, socketio)
     expiry.init_app(app)
     page_data.init_app(app)

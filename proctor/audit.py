@@ -1,6 +1,7 @@
 """The audit trail: one AuditLog row per admin action (who, what, which record, from where, when).
 
-Used by the admin pages, the live admin actions (proctor.api.live_actions) and the live runtime.
+Used by the admin pages and by the live runtime's store (proctor/live_store.py), which records the
+proctor's live actions (proctor.api.live_actions) and automatic terminations.
 """
 from __future__ import annotations
 

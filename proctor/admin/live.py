@@ -15,8 +15,8 @@ import config_vision
 
 from ..datafiles import stored_file
 from ..extensions import db, socketio
-from ..live import get_runtime
 from ..live.mjpeg import BOUNDARY, LiveViewSource, mjpeg_parts, stream_counter
+from ..live_hooks import current_runtime
 from ..models import ExamSession, Role, User, Violation
 from ..security import ADMIN, access
 from . import bp
@@ -63,7 +63,7 @@ def monitor_snapshot(student_id: int):
     """
     # The same picture the MJPEG stream would send next: the processed frame while fresh, else the
     # newest raw frame marked RAW; "waiting" means no frame has arrived for this student.
-    source = LiveViewSource(get_runtime(), student_id, fresh_s=float(current_app.config["PROCTOR_MJPEG_FRESH_S"]))
+    source = LiveViewSource(current_runtime(), student_id, fresh_s=float(current_app.config["PROCTOR_MJPEG_FRESH_S"]))
     key, jpeg = source.next()
     if key[0] == "waiting":
         abort(404)
@@ -83,7 +83,7 @@ def live_stream(student_id: int):
     counter = stream_counter(current_app)
     if counter.as_dict()["open"] >= int(config["PROCTOR_MJPEG_MAX_STREAMS"]):
         abort(429, description="too many live views are open; close one and try again")
-    source = LiveViewSource(get_runtime(), student_id, fresh_s=float(config["PROCTOR_MJPEG_FRESH_S"]))
+    source = LiveViewSource(current_runtime(), student_id, fresh_s=float(config["PROCTOR_MJPEG_FRESH_S"]))
     parts = mjpeg_parts(
         source,
         fps=float(config["PROCTOR_MJPEG_FPS"]),

@@ -17,7 +17,8 @@ from .. import exam_service
 from ..images import decode_frame
 from ..jsonapi import ApiError, json_body, number_field
 from ..limits import per_user_limit
-from ..live import LiveError, get_runtime
+from ..live import LiveError
+from ..live_hooks import current_runtime
 from ..models import ExamSession
 from ..security import STUDENT, access
 from . import bp
@@ -71,7 +72,7 @@ def student_frame():
     except ApiError as exc:
         log.info("frame refused for student %s: %s", current_user.id, exc.message)
         raise
-    receipt = get_runtime().submit_frame(current_user.id, exam_session.id, frame, ts)
+    receipt = current_runtime().submit_frame(current_user.id, exam_session.id, frame, ts)
     return jsonify(seq=receipt.seq, replaced_older=bool(receipt.replaced_older),
                    width=int(frame.shape[1]), height=int(frame.shape[0])), 202
 
@@ -112,5 +113,5 @@ def student_event():
         raise ApiError(f"'type' must be one of {', '.join(BROWSER_EVENT_RULES)}")
     details = event_details(kind, body)
     exam_session = current_session()
-    warnings = live_call(get_runtime().browser_event, current_user.id, exam_session.id, kind, details)
+    warnings = live_call(current_runtime().browser_event, current_user.id, exam_session.id, kind, details)
     return jsonify(accepted=True, type=kind, warnings=list(warnings or []))

@@ -1,7 +1,7 @@
 """The proctor's actions on a live exam (admins): clear warnings, terminate, auto-terminate, rules.
 
-Each action is audited exactly once, by the runtime method itself (inside this request, so the
-row carries this admin and the client address): live.clear_warnings, live.terminate,
+Each action is audited exactly once, by the runtime method itself through its store (inside this
+request, so the row carries this admin and the client address): live.clear_warnings, live.terminate,
 live.set_auto_terminate, live.set_rule.
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ from config_vision import RULES
 
 from ..extensions import db
 from ..jsonapi import ApiError, bool_field, json_body
-from ..live import get_runtime
+from ..live_hooks import current_runtime
 from ..models import ExamSession, Role, SessionStatus, User
 from ..security import ADMIN, access
 from . import bp
@@ -38,7 +38,7 @@ def clear_warnings(student_id: int):
     student = db.session.get(User, student_id)
     if student is None or student.role != Role.STUDENT.value:
         raise ApiError(f"no student {student_id}", 404)
-    live_call(get_runtime().clear_warnings, student_id, current_user.id)
+    live_call(current_runtime().clear_warnings, student_id, current_user.id)
     return jsonify(ok=True, student_id=student_id)
 
 
@@ -53,7 +53,7 @@ def terminate_session(session_id: int):
     if len(reason) > REASON_MAX:
         raise ApiError(f"'reason' must be at most {REASON_MAX} characters")
     _session_in_progress(session_id)
-    live_call(get_runtime().terminate, session_id, reason, current_user.id)
+    live_call(current_runtime().terminate, session_id, reason, current_user.id)
     db.session.expire_all()
     refreshed = db.session.get(ExamSession, session_id)
     return jsonify(ok=True, session_id=session_id, status=refreshed.status if refreshed else None)
@@ -65,7 +65,7 @@ def set_auto_terminate(session_id: int):
     body = json_body(BODY_MAX_BYTES)
     enabled = bool_field(body, "enabled")
     _session_in_progress(session_id)
-    effective = live_call(get_runtime().set_auto_terminate, session_id, enabled, current_user.id)
+    effective = live_call(current_runtime().set_auto_terminate, session_id, enabled, current_user.id)
     return jsonify(ok=True, session_id=session_id, auto_terminate=bool(effective))
 
 
@@ -78,5 +78,5 @@ def set_rule(session_id: int):
         raise ApiError(f"'rule' must be one of {', '.join(RULES)}")
     enabled = bool_field(body, "enabled")
     _session_in_progress(session_id)
-    disabled = live_call(get_runtime().set_rule, session_id, rule, enabled, current_user.id)
+    disabled = live_call(current_runtime().set_rule, session_id, rule, enabled, current_user.id)
     return jsonify(ok=True, session_id=session_id, rule=rule, enabled=enabled, disabled_rules=list(disabled or []))

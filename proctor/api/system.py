@@ -4,8 +4,8 @@ from flask_login import current_user
 from sqlalchemy import text
 
 from ..extensions import db
-from ..live import get_runtime
 from ..live.mjpeg import stream_counter
+from ..live_hooks import current_runtime
 from ..security import ADMIN, LOGIN, PUBLIC, access
 from . import bp
 
@@ -31,17 +31,17 @@ def me():
 @bp.route("/object-detection-status")
 @access(ADMIN)
 def object_detection_status():
-    return jsonify(get_runtime().detector_status())
+    return jsonify(current_runtime().detector_status())
 
 
 @bp.route("/detection-pipeline-status")
 @access(ADMIN)
 def detection_pipeline_status():
-    return jsonify({**get_runtime().pipeline_status(), "mjpeg_streams": stream_counter(current_app).as_dict()})
+    return jsonify({**current_runtime().pipeline_status(), "mjpeg_streams": stream_counter(current_app).as_dict()})
 
 
 @bp.route("/admin-active-students")
 @access(ADMIN)
 def admin_active_students():
-    students = get_runtime().active_students()
+    students = current_runtime().active_students()
     return jsonify(students=list(students), count=len(students))

@@ -41,6 +41,8 @@ def _status_alerts(status: dict) -> list[str]:
 def _hud_status(status: dict) -> dict:
     """The runtime's status dict in the keys vision_ui.draw_hud reads, marked raw."""
     hud: dict = {"raw": True}
+    if isinstance(status.get("name"), str) and status["name"]:
+        hud["label"] = status["name"]
     if isinstance(status.get("warnings"), int):
         hud["warnings"] = status["warnings"]
     suspicion = status.get("suspicion")

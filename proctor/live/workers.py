@@ -5,33 +5,32 @@
     pool.submit(FrameJob(...)) -> bool      # False: that student's worker is busy or not ready yet
     pool.results() -> list[FrameResult]     # never blocks; also notices crashed workers and restarts them
 
-Each worker is a real OS process (multiprocessing "spawn" context) with its own model
-instances: one FaceAnalyzer in tracking mode per student stream, one object detector, one
-FaceIdentity. A student's frames always go to the same worker (sticky assignment) so that
-the tracking state follows the stream. A worker holds at most one job at a time: together
-with the latest-frame slots that means no backlog anywhere.
+Each worker is a real OS process (multiprocessing "spawn" context) running one FramePipeline
+(proctor/live/pipeline.py: the per-process models, the per-student trackers). A student's frames
+always go to the same worker (sticky assignment) so that the tracking state follows the stream.
+A worker holds at most one job at a time: together with the latest-frame slots that means no
+backlog anywhere.
 
 Pipes are one-way os.pipe() pairs (not socketpairs): eventlet's monkey-patched socket module
 would hand multiprocessing non-blocking sockets. The parent only ever polls with timeout 0,
 so the event loop never waits on a worker.
 
-Nothing here imports Flask or the database; a later step can run `process_frame` on a task engine.
+Nothing here imports Flask or the database.
 """
 from __future__ import annotations
 
-import json
 import logging
 import multiprocessing
-import os
 import threading
 import time
-import traceback
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
-import numpy as np
+from .pipeline import FrameJob, FramePipeline, FrameResult, worker_main
+
+__all__ = ["WorkerPool", "ChildProcess", "FrameJob", "FrameResult", "FramePipeline", "worker_main"]
 
 log = logging.getLogger(__name__)
 
@@ -40,258 +39,7 @@ READY_TIMEOUT_S = 180.0       # model loading longer than this means the worker 
 RESTART_WINDOW_S = 60.0
 RESTARTS_BEFORE_BACKOFF = 5   # more crashes than this within RESTART_WINDOW_S -> wait before restarting
 RESTART_BACKOFF_S = 10.0
-MAX_STREAMS_PER_WORKER = 64   # face trackers kept per worker (least recently used dropped beyond)
-PROCESSED_JPEG_QUALITY = 80
 
-
-@dataclass
-class FrameJob:
-    """One frame to analyse. `image` (BGR) or `jpeg` is set."""
-
-    student_id: int
-    session_id: int
-    seq: int
-    frame_ts: float
-    received_mono: float
-    image: np.ndarray | None = field(default=None, repr=False)
-    jpeg: bytes | None = field(default=None, repr=False)
-    run_detector: bool = True
-    identity_embedding: bytes | None = field(default=None, repr=False)  # set when an identity check is due
-    hud_status: dict = field(default_factory=dict)  # drawn on the processed frame (last known state)
-    hud_alerts: list = field(default_factory=list)
-    jpeg_quality: int = PROCESSED_JPEG_QUALITY
-    vision_overrides: dict = field(default_factory=dict)  # the exam's thresholds (validated by the runtime)
-
-
-@dataclass
-class FrameResult:
-    student_id: int
-    session_id: int
-    seq: int
-    frame_ts: float
-    received_mono: float
-    worker_id: int
-    face: Any = None                 # FaceObservation | None (None: the face stage failed)
-    detections: Any = None           # Detections | None (None: not run this frame, or no detector)
-    detector_ran: bool = False
-    identity_ran: bool = False
-    identity_face_found: bool | None = None
-    identity_distance: float | None = None
-    identity_match: bool | None = None
-    frame_mean: float | None = None  # mean luma 0-255
-    frame_diff: float | None = None  # mean abs luma difference to this stream's previous frame
-    frame_size: tuple[int, int] | None = None
-    processed_jpeg: bytes | None = field(default=None, repr=False)
-    timings_ms: dict = field(default_factory=dict)
-    errors: list = field(default_factory=list)
-    done_mono: float = 0.0
-
-
-# ------------------------------------------------------------------------------ child side
-
-class FramePipeline:
-    """The per-process model set and per-stream state. Runs in a worker (or anywhere: no I/O)."""
-
-    def __init__(self, config, models_dir: str | None = None, worker_id: int = 0):
-        self.config = config
-        self._exam_configs: dict = {}
-        self.worker_id = worker_id
-        self.models_dir = Path(models_dir) if models_dir else None
-        self.info: dict[str, Any] = {"worker_id": worker_id, "pid": os.getpid(), "errors": []}
-        self._analyzers: dict[int, Any] = {}
-        self._last_used: dict[int, float] = {}
-        self._prev_small: dict[int, np.ndarray] = {}
-        self._face_cls = self._detector = self._identity = self._draw_hud = None
-        self._load()
-
-    def _note(self, what: str, exc: BaseException) -> None:
-        msg = f"{what}: {type(exc).__name__}: {exc}"
-        self.info["errors"].append(msg)
-        log.error("worker %s: %s", self.worker_id, msg)
-
-    def _load(self) -> None:
-        import cv2
-
-        cv2.setNumThreads(1)  # one core per worker; the pool size decides the parallelism
-        try:
-            from face_pipeline import FaceAnalyzer
-
-            self._face_cls = FaceAnalyzer
-            self.info["face"] = "FaceAnalyzer"
-        except Exception as exc:  # noqa: BLE001 - reported in info and on every result
-            self._note("face stage unavailable", exc)
-        try:
-            from person_pipeline import create_detector
-
-            self._detector = create_detector(self.config, self.models_dir)
-            self.info["detector"] = self._detector.info() if self._detector is not None else {"loaded": False, "reason": "no model file"}
-        except Exception as exc:  # noqa: BLE001
-            self.info["detector"] = {"loaded": False, "reason": f"{type(exc).__name__}: {exc}"}
-            self._note("object detector unavailable", exc)
-        try:
-            from face_identity import FaceIdentity
-
-            self._identity = FaceIdentity(self.config)
-            self.info["identity"] = "FaceIdentity"
-        except Exception as exc:  # noqa: BLE001
-            self._note("identity stage unavailable", exc)
-        try:
-            from vision_ui import draw_hud
-
-            self._draw_hud = draw_hud
-        except Exception as exc:  # noqa: BLE001
-            self._note("HUD drawing unavailable (processed frames are plain)", exc)
-
-    def _analyzer(self, student_id: int):
-        analyzer = self._analyzers.get(student_id)
-        if analyzer is None:
-            if len(self._analyzers) >= MAX_STREAMS_PER_WORKER:
-                oldest = min(self._last_used, key=self._last_used.get)
-                self.forget(oldest)
-            analyzer = self._face_cls(self.config, static_image_mode=False)
-            self._analyzers[student_id] = analyzer
-        self._last_used[student_id] = time.monotonic()
-        return analyzer
-
-    def forget(self, student_id: int) -> None:
-        analyzer = self._analyzers.pop(student_id, None)
-        self._last_used.pop(student_id, None)
-        self._prev_small.pop(student_id, None)
-        if analyzer is not None:
-            try:
-                analyzer.close()
-            except Exception:  # noqa: BLE001
-                log.exception("closing face analyzer for student %s", student_id)
-
-    def _config_for(self, overrides: dict):
-        """The vision config with an exam's threshold overrides (cached: exams share few distinct sets)."""
-        if not overrides:
-            return self.config
-        key = json.dumps(overrides, sort_keys=True)
-        config = self._exam_configs.get(key)
-        if config is None:
-            config = self.config.with_overrides(**overrides)
-            self._exam_configs[key] = config
-        return config
-
-    def warm_up(self) -> None:
-        """Run each model once on a blank frame so the first real frame is not slow (lazy init, JIT)."""
-        blank = np.zeros((480, 640, 3), np.uint8)
-        t = time.perf_counter()
-        try:
-            if self._face_cls is not None:
-                analyzer = self._face_cls(self.config, static_image_mode=False)
-                analyzer.analyze(blank)
-                analyzer.close()
-            if self._detector is not None:
-                self._detector.detect(blank)
-        except Exception as exc:  # noqa: BLE001 - a real frame will report the same problem
-            self._note("warm-up failed", exc)
-        self.info["warm_up_ms"] = round((time.perf_counter() - t) * 1000, 1)
-
-    def close(self) -> None:
-        for sid in list(self._analyzers):
-            self.forget(sid)
-
-    def process(self, job: FrameJob) -> FrameResult:
-        import cv2
-
-        res = FrameResult(job.student_id, job.session_id, job.seq, job.frame_ts, job.received_mono, self.worker_id)
-        t0 = time.perf_counter()
-        frame = job.image
-        if frame is None and job.jpeg is not None:
-            frame = cv2.imdecode(np.frombuffer(job.jpeg, np.uint8), cv2.IMREAD_COLOR)
-            res.timings_ms["decode"] = (time.perf_counter() - t0) * 1000
-        if frame is None:
-            res.errors.append("could not decode frame")
-            res.done_mono = time.monotonic()
-            return res
-        res.frame_size = (int(frame.shape[1]), int(frame.shape[0]))
-
-        # Frame statistics for CAMERA_OFF (black or frozen picture).
-        from face_pipeline import camera_activity
-
-        res.frame_mean, res.frame_diff, self._prev_small[job.student_id] = camera_activity(
-            frame, self._prev_small.get(job.student_id))
-
-        if self._face_cls is not None:
-            t = time.perf_counter()
-            try:
-                res.face = self._analyzer(job.student_id).analyze(frame)
-            except Exception as exc:  # noqa: BLE001 - one bad frame must not kill the stream
-                res.errors.append(f"face stage: {type(exc).__name__}: {exc}")
-                log.exception("worker %s: face stage failed (student %s seq %s)", self.worker_id, job.student_id, job.seq)
-            res.timings_ms["face"] = (time.perf_counter() - t) * 1000
-        else:
-            res.errors.append("face stage unavailable")
-
-        if job.run_detector and self._detector is not None:
-            t = time.perf_counter()
-            try:
-                res.detections = self._detector.detect(frame, config=self._config_for(job.vision_overrides))
-                res.detector_ran = True
-            except Exception as exc:  # noqa: BLE001
-                res.errors.append(f"detector: {type(exc).__name__}: {exc}")
-                log.exception("worker %s: detector failed (student %s seq %s)", self.worker_id, job.student_id, job.seq)
-            res.timings_ms["detector"] = (time.perf_counter() - t) * 1000
-
-        if job.identity_embedding is not None and self._identity is not None:
-            t = time.perf_counter()
-            try:
-                from face_identity import embedding_from_bytes
-
-                ver = self._identity.verify(embedding_from_bytes(job.identity_embedding), frame)
-                res.identity_ran = True
-                res.identity_face_found = bool(ver.face_found)
-                res.identity_distance = None if ver.distance is None else float(ver.distance)
-                res.identity_match = None if ver.match is None else bool(ver.match)
-            except Exception as exc:  # noqa: BLE001
-                res.errors.append(f"identity: {type(exc).__name__}: {exc}")
-                log.exception("worker %s: identity check failed (student %s)", self.worker_id, job.student_id)
-            res.timings_ms["identity"] = (time.perf_counter() - t) * 1000
-
-        t = time.perf_counter()
-        shown = frame
-        if self._draw_hud is not None:
-            try:
-                shown = self._draw_hud(frame, res.face, res.detections, dict(job.hud_status), list(job.hud_alerts))
-            except Exception as exc:  # noqa: BLE001
-                res.errors.append(f"hud: {type(exc).__name__}: {exc}")
-                shown = frame
-        ok, buf = cv2.imencode(".jpg", shown, [cv2.IMWRITE_JPEG_QUALITY, int(job.jpeg_quality)])
-        res.processed_jpeg = buf.tobytes() if ok else None
-        res.timings_ms["hud_jpeg"] = (time.perf_counter() - t) * 1000
-        res.timings_ms["total"] = (time.perf_counter() - t0) * 1000
-        res.done_mono = time.monotonic()
-        return res
-
-
-def worker_main(worker_id: int, config, models_dir: str | None, job_conn, result_conn) -> None:
-    """Entry point of a worker process: load models, then answer jobs until the pipe closes."""
-    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s %(levelname)s worker-{worker_id} %(name)s: %(message)s")
-    try:
-        pipeline = FramePipeline(config, models_dir, worker_id)
-    except BaseException as exc:  # noqa: BLE001
-        result_conn.send(("fatal", f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"))
-        return
-    pipeline.warm_up()
-    result_conn.send(("ready", pipeline.info))
-    while True:
-        try:
-            msg = job_conn.recv()
-        except (EOFError, OSError):
-            break
-        kind = msg[0]
-        if kind == "job":
-            result_conn.send(("result", pipeline.process(msg[1])))
-        elif kind == "forget":
-            pipeline.forget(msg[1])
-        elif kind == "stop":
-            break
-    pipeline.close()
-
-
-# ------------------------------------------------------------------------------ parent side
 
 class ChildProcess:
     """A spawn-context process with a one-way pipe each way; the parent never blocks on it."""

@@ -167,3 +167,32 @@ def test_an_exams_thresholds_reach_the_detector(config):
     assert default.errors == [] and strict.errors == []
     assert any(d.label == "cell phone" for d in default.detections.items), default.detections
     assert not any(d.label == "cell phone" for d in strict.detections.items), strict.detections
+
+
+def test_an_exams_identity_threshold_reaches_the_identity_check(config):
+    """The same probe (another photo of the enrolled person) matches under an exam's loose
+    IDENTITY_DISTANCE_THRESHOLD and not under a strict one: the job's exam config decides, as for the detector."""
+    from face_identity import FaceIdentity, embedding_to_bytes
+
+    enrolment = FaceIdentity(config).enrol(load_photo("identity/obama.jpg"))
+    assert enrolment.ok, enrolment.error
+    probe = fit(load_photo("identity/obama2.jpg"))
+    pipeline = FramePipeline(config)
+    try:
+        def check(seq, overrides):
+            return pipeline.process(FrameJob(8, 80, seq, 1000.0 + seq, time.monotonic(), image=probe, run_detector=False,
+                                             identity_embedding=embedding_to_bytes(enrolment.embedding),
+                                             vision_overrides=overrides))
+
+        default = check(1, {})
+        loose = check(2, {"IDENTITY_DISTANCE_THRESHOLD": 0.8})
+        strict = check(3, {"IDENTITY_DISTANCE_THRESHOLD": 0.2})
+    finally:
+        pipeline.close()
+    for res in (default, loose, strict):
+        assert res.errors == [] and res.identity_ran and res.identity_face_found
+    d = default.identity_distance
+    assert 0.2 < d <= min(0.8, config.IDENTITY_DISTANCE_THRESHOLD)  # the probe lies between the two exam thresholds
+    assert loose.identity_distance == pytest.approx(d) and strict.identity_distance == pytest.approx(d)
+    assert default.identity_match is True and loose.identity_match is True
+    assert strict.identity_match is False

@@ -1,0 +1,284 @@
+"""One student's live stream: what the runtime holds for an active exam session, and how it changes.
+
+A Stream is opened from the store's SessionInfo (proctor/live/store.py). It holds the session's
+settings (auto-terminate, disabled rules, the exam's vision overrides, the enrolment), the
+DecisionEngine and WarningSystem of its exam (shared by the exam's streams: their state is kept
+per student), its own ObjectEvidence (person_pipeline: a prohibited object counts only when seen
+in OBJECT_EVIDENCE_MIN_HITS of the last OBJECT_EVIDENCE_WINDOW_RUNS detector runs), the latest
+observations, counters and the newest processed frame. `frame_job` turns a frame into the
+worker's job; `absorb` takes the worker's result in and returns the observation the decision
+engine sees. No I/O and no locking here: the runtime (proctor/live/runtime.py) holds the lock.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from .pipeline import FrameJob, FrameResult
+from .store import SessionInfo
+
+log = logging.getLogger(__name__)
+
+DETAILS_MAX_ITEMS = 20
+DETAILS_MAX_TEXT = 200
+
+
+@dataclass
+class ExamRules:
+    """An exam's decision engine, warning system and vision overrides (one per distinct override set)."""
+
+    engine: Any                  # decision_engine.DecisionEngine (per-student state inside)
+    warnings: Any                # warning_system.WarningSystem (per-student state inside)
+    overrides: dict              # the exam's validated vision overrides (also sent to the workers)
+
+    @property
+    def config(self):
+        return self.engine.config
+
+
+class ExamRulesCache:
+    """One ExamRules per distinct set of exam threshold overrides, on top of the app's vision config."""
+
+    def __init__(self, config):
+        self.config = config
+        self._by_key: dict[str, ExamRules] = {}
+
+    def for_exam(self, thresholds_json: str, exam_id: int) -> ExamRules:
+        from decision_engine import DecisionEngine
+        from person_pipeline import ObjectEvidence
+        from warning_system import WarningSystem
+
+        try:
+            overrides = json.loads(thresholds_json) if thresholds_json else {}
+            if not isinstance(overrides, dict):
+                raise ValueError("not a JSON object")
+            config = self.config.with_overrides(**overrides) if overrides else self.config
+            ObjectEvidence.from_config(config)  # OBJECT_EVIDENCE_MIN_HITS <= _WINDOW_RUNS, as at start
+        except ValueError as exc:
+            log.error("exam %s has bad vision thresholds (%s); using the defaults", exam_id, exc)
+            overrides, config = {}, self.config
+        key = json.dumps(overrides, sort_keys=True)
+        rules = self._by_key.get(key)
+        if rules is None:
+            rules = ExamRules(DecisionEngine(config), WarningSystem(config), overrides)
+            self._by_key[key] = rules
+        return rules
+
+
+def parse_rules(names) -> frozenset:
+    """Rule names from storage, upper-cased; unknown names are logged and ignored."""
+    from config_vision import RULES
+
+    out = set()
+    for part in names or ():
+        name = str(part).strip().upper()
+        if not name:
+            continue
+        if name in RULES:
+            out.add(name)
+        else:
+            log.warning("ignoring unknown rule %r in a disabled-rules list", name)
+    return frozenset(out)
+
+
+def clean_details(details: Any) -> dict:
+    """Browser-sent details, reduced to a few short JSON scalars (never trusted, never large)."""
+    if not isinstance(details, dict):
+        return {}
+    out = {}
+    for key, value in list(details.items())[:DETAILS_MAX_ITEMS]:
+        key = str(key)[:40]
+        if isinstance(value, bool) or value is None:
+            out[key] = value
+        elif isinstance(value, (int, float)):
+            out[key] = value if math.isfinite(float(value)) else None
+        else:
+            out[key] = str(value)[:DETAILS_MAX_TEXT]
+    return out
+
+
+def face_summary(face) -> dict | None:
+    if face is None:
+        return None
+
+    def r(v, n=1):
+        return None if v is None else round(float(v), n)
+
+    return {
+        "detected": bool(face.face_detected), "count": int(face.face_count), "yaw_deg": r(face.yaw_deg),
+        "pitch_deg": r(face.pitch_deg), "ear": r(face.ear, 3), "iris_offset": r(face.iris_offset, 3),
+        "brightness": r(face.brightness), "normalised": bool(face.normalised), "detector": face.detector,
+    }
+
+
+def objects_summary(dets) -> list[dict]:
+    if dets is None:
+        return []
+    return [{"label": d.label, "class_id": d.class_id, "score": round(float(d.score), 3),
+             "box": [round(float(v), 1) for v in d.box]} for d in dets.items]
+
+
+@dataclass
+class Stream:
+    """Everything the runtime holds for one student's active session."""
+
+    student_id: int
+    session_id: int
+    name: str
+    exam_id: int
+    exam_title: str
+    rules: ExamRules
+    exam_auto_terminate: bool
+    session_auto_terminate: bool | None
+    exam_disabled: frozenset
+    session_disabled: frozenset
+    embedding: bytes | None
+    objects: Any = None          # person_pipeline.ObjectEvidence: a prohibited object needs k of the last n runs
+    joined_mono: float = field(default_factory=time.monotonic)
+    dispatched: int = 0
+    processed: int = 0
+    detector_runs: int = 0
+    identity_attempts: int = 0
+    identity_checks: int = 0     # attempts that found a face to compare
+    last_identity_dispatch_t: float | None = None
+    last_detections: Any = None  # the latest detector result after ObjectEvidence: what the rules see
+    last_detections_t: float | None = None
+    identity_match: bool | None = None
+    identity_distance: float | None = None
+    identity_t: float | None = None
+    last_face: Any = None
+    last_result_t: float | None = None
+    last_result_mono: float | None = None
+    last_errors: list = field(default_factory=list)
+    processed_jpeg: bytes | None = None
+    processed_mono: float | None = None
+    alerts: deque = field(default_factory=lambda: deque(maxlen=3))
+    last_status_mono: float = 0.0
+    terminated: bool = False
+    face_state: str | None = None
+
+    @classmethod
+    def open(cls, info: SessionInfo, rules: ExamRules) -> "Stream":
+        from person_pipeline import ObjectEvidence
+
+        return cls(
+            student_id=info.student_id, session_id=info.session_id, name=info.student_name or f"#{info.student_id}",
+            exam_id=info.exam_id, exam_title=info.exam_title, rules=rules,
+            exam_auto_terminate=bool(info.exam_auto_terminate), session_auto_terminate=info.session_auto_terminate,
+            exam_disabled=parse_rules(info.exam_disabled_rules), session_disabled=parse_rules(info.session_disabled_rules),
+            embedding=info.embedding or None, objects=ObjectEvidence.from_config(rules.config),
+        )
+
+    @property
+    def engine(self):
+        return self.rules.engine
+
+    @property
+    def warnings(self):
+        return self.rules.warnings
+
+    @property
+    def auto_terminate(self) -> bool:
+        return self.exam_auto_terminate if self.session_auto_terminate is None else bool(self.session_auto_terminate)
+
+    @property
+    def disabled_rules(self) -> frozenset:
+        return self.exam_disabled | self.session_disabled
+
+    def forget(self) -> None:
+        """Drop this student's state in the shared engine and warning system."""
+        self.engine.forget(self.student_id)
+        self.warnings.forget(self.student_id)
+
+    # ------------------------------------------------------------------ frames out, results in
+    def frame_job(self, frame, config) -> FrameJob:
+        """The worker's job for this frame: the detector every DETECTOR_EVERY_N_FRAMES, identity when due."""
+        run_detector = self.dispatched % int(config.DETECTOR_EVERY_N_FRAMES) == 0
+        embedding = None
+        if self.embedding is not None and (
+            self.last_identity_dispatch_t is None
+            or frame.server_ts - self.last_identity_dispatch_t >= float(config.IDENTITY_CHECK_EVERY_S)
+        ):
+            embedding = self.embedding
+            self.last_identity_dispatch_t = frame.server_ts
+        self.dispatched += 1
+        # The keys vision_ui.draw_hud reads (its docstring): "label" names the student on the HUD.
+        hud_status = {"label": self.name, "session_id": self.session_id,
+                      "warnings": self.warnings.count(self.student_id), "seq": frame.seq}
+        return FrameJob(self.student_id, frame.session_id, frame.seq, frame.server_ts, frame.received_mono,
+                        frame.image, frame.jpeg, run_detector, embedding, hud_status, list(self.alerts),
+                        vision_overrides=self.rules.overrides)
+
+    def absorb(self, r: FrameResult, now_mono: float):
+        """Take a worker's result in; returns the decision engine's FrameObservation for it."""
+        from decision_engine import FrameObservation
+
+        self.processed += 1
+        self.last_errors = list(r.errors)
+        if r.detector_ran:
+            self.detector_runs += 1
+            dets = r.detections
+            if dets is not None and self.objects is not None:
+                dets = self.objects.update(dets)  # a prohibited object counts once seen in k of the last n runs
+            self.last_detections, self.last_detections_t = dets, r.frame_ts
+        if r.identity_ran:
+            self.identity_attempts += 1
+            self.identity_checks += 1 if r.identity_face_found else 0
+            if not r.identity_face_found:
+                self.last_identity_dispatch_t = None  # no face to check: try again on the next frame
+            self.identity_match = r.identity_match if r.identity_face_found else None
+            self.identity_distance = r.identity_distance
+            self.identity_t = r.frame_ts
+        self.last_face = r.face
+        self.last_result_t = r.frame_ts
+        self.last_result_mono = now_mono
+        if r.processed_jpeg:
+            self.processed_jpeg = r.processed_jpeg
+            self.processed_mono = now_mono
+        face_state = None if r.face is None else ("no_face" if not r.face.face_detected else f"faces={r.face.face_count}")
+        if face_state != self.face_state:
+            log.info("face status student=%s session=%s seq=%s: %s -> %s", r.student_id, r.session_id, r.seq,
+                     self.face_state, face_state)
+            self.face_state = face_state
+        return FrameObservation(
+            t=r.frame_ts, face=r.face, detections=self.last_detections, detections_t=self.last_detections_t,
+            identity_match=self.identity_match, identity_t=self.identity_t,
+            frame_mean=r.frame_mean, frame_diff=r.frame_diff,
+        )
+
+    # ------------------------------------------------------------------ what admins see
+    def status(self, now: float, now_mono: float, frame, frame_stats: dict) -> dict:
+        """The stream's status at student frame time `now`; `frame` is the newest frame in its slot."""
+        sid = self.student_id
+        susp = self.warnings.suspicion(sid, now)
+        face, dets = self.last_face, self.last_detections
+        return {
+            "student_id": sid,
+            "session_id": self.session_id,
+            "active": True,
+            "name": self.name,
+            "exam_id": self.exam_id,
+            "frame_age_s": None if frame is None else round(now_mono - frame.received_mono, 2),
+            "result_age_s": None if self.last_result_mono is None else round(now_mono - self.last_result_mono, 2),
+            "face": face_summary(face),
+            "faces": None if face is None else int(face.face_count),
+            "persons": None if dets is None else dets.person_count,
+            "objects": objects_summary(dets),
+            "identity": {"match": self.identity_match, "distance": self.identity_distance,
+                         "enrolled": self.embedding is not None},
+            "warnings": self.warnings.count(sid),
+            "suspicion": {"score": susp.score, "components": susp.components, "explanation": susp.explanation},
+            "active_rules": {k: round(v, 3) for k, v in self.engine.active_conditions(sid).items()},
+            "auto_terminate": self.auto_terminate,
+            "disabled_rules": sorted(self.disabled_rules),
+            "frames": frame_stats | {
+                "processed": self.processed, "detector_runs": self.detector_runs,
+                "identity_checks": self.identity_checks, "identity_attempts": self.identity_attempts},
+            "errors": list(self.last_errors),
+            "terminated": self.terminated,
+        }

@@ -1,0 +1,122 @@
+"""The live runtime's storage in this app: SqlLiveStore, the LiveStore of proctor/live/store.py on
+SQLAlchemy through Flask-SQLAlchemy.
+
+create_app hands one to proctor.live.init_app. Each call runs in the app's context: the caller's
+own when it is already inside one of this app (a request: audit rows then carry the client
+address), else a fresh one for the call (the runtime's loop), so the database session ends with it.
+"""
+from __future__ import annotations
+
+import json
+from contextlib import nullcontext
+from typing import Iterable
+
+from flask import current_app, has_app_context
+from sqlalchemy import select
+
+from . import audit as audit_trail
+from . import exam_service
+from .extensions import db
+from .live.store import AuditEntry, LiveError, SessionInfo, ViolationRecord
+from .models import Exam, ExamSession, Profile, User, Violation
+
+DETAILS_MAX_CHARS = 8000  # violations.details is Text; the runtime's details are small, this is a guard
+
+
+def _rules(text: str | None) -> frozenset[str]:
+    """The comma-separated rule names a disabled_rules column holds."""
+    return frozenset(part.strip().upper() for part in (text or "").split(",") if part.strip())
+
+
+class SqlLiveStore:
+    def __init__(self, app):
+        self.app = app
+
+    def _context(self):
+        if has_app_context() and current_app._get_current_object() is self.app:
+            return nullcontext()
+        return self.app.app_context()
+
+    def load_session(self, session_id: int) -> SessionInfo | None:
+        with self._context():
+            session = db.session.get(ExamSession, session_id)
+            if session is None:
+                return None
+            exam = db.session.get(Exam, session.exam_id)
+            student = db.session.get(User, session.student_id)
+            profile = db.session.scalar(select(Profile).where(Profile.student_id == session.student_id))
+            return SessionInfo(
+                session_id=session.id, student_id=session.student_id, status=session.status,
+                student_name=student.name if student is not None else f"#{session.student_id}",
+                exam_id=exam.id, exam_title=exam.title, exam_auto_terminate=bool(exam.auto_terminate),
+                session_auto_terminate=session.auto_terminate,
+                exam_disabled_rules=_rules(exam.disabled_rules), session_disabled_rules=_rules(session.disabled_rules),
+                exam_thresholds=exam.thresholds or "{}",
+                embedding=bytes(profile.embedding) if profile is not None and profile.embedding else None,
+            )
+
+    def session_states(self, session_ids: Iterable[int]) -> dict[int, str]:
+        ids = list(session_ids)
+        if not ids:
+            return {}
+        with self._context():
+            return dict(db.session.execute(select(ExamSession.id, ExamSession.status).where(ExamSession.id.in_(ids))).all())
+
+    def save_violation(self, violation: ViolationRecord) -> int:
+        with self._context():
+            row = Violation(student_id=violation.student_id, session_id=violation.session_id, type=violation.type,
+                            severity=violation.severity,
+                            details=json.dumps(violation.details, default=str)[:DETAILS_MAX_CHARS],
+                            evidence_path=violation.evidence_path)
+            db.session.add(row)
+            try:
+                db.session.commit()
+            except Exception:
+                db.session.rollback()
+                raise
+            return row.id
+
+    def attach_clip(self, violation_id: int, rel_path: str) -> None:
+        with self._context():
+            row = db.session.get(Violation, violation_id)
+            if row is None:
+                return
+            row.clip_path = rel_path
+            db.session.commit()
+
+    def finish_session(self, session_id: int, reason: str) -> None:
+        with self._context():
+            try:
+                exam_service.finish_session(session_id, "TERMINATED", reason)
+            except exam_service.ExamError as exc:
+                raise LiveError(str(exc), getattr(exc, "status", 404)) from None
+
+    def set_auto_terminate(self, session_id: int, enabled: bool | None, audit: AuditEntry) -> None:
+        with self._context():
+            session = self._session(session_id)
+            session.auto_terminate = enabled
+            self._record(audit, commit=False)
+            db.session.commit()
+
+    def set_disabled_rules(self, session_id: int, rules: frozenset[str], audit: AuditEntry) -> None:
+        with self._context():
+            session = self._session(session_id)
+            session.disabled_rules = ",".join(sorted(rules))
+            self._record(audit, commit=False)
+            db.session.commit()
+
+    def audit(self, entry: AuditEntry) -> None:
+        with self._context():
+            self._record(entry, commit=True)
+
+    @staticmethod
+    def _session(session_id: int) -> ExamSession:
+        session = db.session.get(ExamSession, session_id)
+        if session is None:
+            raise LiveError("no such exam session", 404)
+        return session
+
+    @staticmethod
+    def _record(entry: AuditEntry, commit: bool) -> None:
+        audit_trail.record(entry.actor_id, entry.action, entry.target_type, entry.target_id, commit=commit,
+                           **dict(entry.details))

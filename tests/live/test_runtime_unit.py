@@ -1,0 +1,258 @@
+"""The live runtime on its own: an in-memory LiveStore (a second implementation of the interface,
+which proves it is enough), no database, no Flask, no worker processes. The real decision engine
+and warning system decide; frames carry their time, nothing sleeps."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from person_pipeline import Detection, Detections
+from proctor.live import (AuditEntry, FrameResult, LiveError, LiveRuntime, LiveSettings, LiveStore, SessionInfo,
+                          ViolationRecord)
+
+STUDENT, SESSION, EXAM, ADMIN = 7, 70, 3, 1
+PERSON = Detection(0, "person", 0.9, (120, 40, 520, 480))
+PHONE = Detection(67, "cell phone", 0.8, (300, 300, 360, 400))
+
+
+class MemoryStore:
+    """LiveStore in memory; records every call."""
+
+    def __init__(self):
+        self.sessions: dict[int, dict] = {}
+        self.violations: dict[int, ViolationRecord] = {}
+        self.clips: dict[int, str] = {}
+        self.finished: list[tuple[int, str]] = []
+        self.audits: list[AuditEntry] = []
+
+    def add_session(self, session_id=SESSION, student_id=STUDENT, name="Ada Lovelace", **exam):
+        self.sessions[session_id] = {"student_id": student_id, "status": "IN_PROGRESS", "name": name,
+                                     "auto_terminate": None, "disabled": frozenset(), **exam}
+
+    def load_session(self, session_id):
+        s = self.sessions.get(session_id)
+        if s is None:
+            return None
+        return SessionInfo(session_id, s["student_id"], s["status"], s["name"], EXAM, "Unit exam",
+                           exam_auto_terminate=s.get("exam_auto_terminate", False),
+                           session_auto_terminate=s["auto_terminate"],
+                           exam_disabled_rules=frozenset(s.get("exam_disabled", ())), session_disabled_rules=s["disabled"],
+                           exam_thresholds=s.get("thresholds", "{}"), embedding=None)
+
+    def session_states(self, session_ids):
+        return {i: self.sessions[i]["status"] for i in session_ids if i in self.sessions}
+
+    def save_violation(self, violation):
+        vid = len(self.violations) + 1
+        self.violations[vid] = violation
+        return vid
+
+    def attach_clip(self, violation_id, rel_path):
+        self.clips[violation_id] = rel_path
+
+    def finish_session(self, session_id, reason):
+        if session_id not in self.sessions:
+            raise LiveError("no such exam session", 404)
+        self.sessions[session_id]["status"] = "TERMINATED"
+        self.finished.append((session_id, reason))
+
+    def set_auto_terminate(self, session_id, enabled, audit):
+        self.sessions[session_id]["auto_terminate"] = enabled
+        self.audits.append(audit)
+
+    def set_disabled_rules(self, session_id, rules, audit):
+        self.sessions[session_id]["disabled"] = frozenset(rules)
+        self.audits.append(audit)
+
+    def audit(self, entry):
+        self.audits.append(entry)
+
+
+class ScriptedPool:
+    """Stands in for the worker pool: answers each job at once with respond(job)."""
+
+    def __init__(self, respond):
+        self.respond = respond
+        self.jobs = []
+        self._done = []
+        self.crashes = []
+
+    def can_take(self, student_id):
+        return True
+
+    def submit(self, job):
+        self.jobs.append(job)
+        self._done.append(self.respond(job))
+        return True
+
+    def results(self):
+        out, self._done = self._done, []
+        return out
+
+    def forget(self, student_id):
+        pass
+
+
+@pytest.fixture
+def store():
+    s = MemoryStore()
+    s.add_session()
+    return s
+
+
+def make_runtime(store, tmp_path, respond=None, **vision):
+    rt = LiveRuntime(LiveSettings(data_dir=str(tmp_path), enabled=False, vision_overrides=vision), store,
+                     autostart=False)
+    events = []
+    rt.events.subscribe(lambda name, payload: events.append((name, payload)))
+    if respond is not None:
+        rt.pool = ScriptedPool(respond)
+    return rt, events
+
+
+def feed(rt, t, student_id=STUDENT, session_id=SESSION):
+    """One camera frame at frame time t, dispatched and its result handled (one loop step)."""
+    rt.submit_frame(student_id, session_id, np.full((480, 640, 3), 90, np.uint8), server_ts=t)
+    rt.step()
+
+
+def result_for(job, detections=None):
+    return FrameResult(job.student_id, job.session_id, job.seq, job.frame_ts, job.received_mono, worker_id=0,
+                       detections=detections if job.run_detector else None, detector_ran=job.run_detector,
+                       frame_mean=90.0, frame_diff=3.0)
+
+
+def test_the_memory_store_is_a_live_store(store):
+    assert isinstance(store, LiveStore)
+
+
+def test_tab_switch_is_saved_through_the_store_and_warned(store, tmp_path):
+    rt, events = make_runtime(store, tmp_path)
+    issued = rt.browser_event(STUDENT, SESSION, "TAB_SWITCH", {"hidden_ms": 1200, "note": "x" * 500})
+    assert [(w["type"], w["count"], w["terminate"]) for w in issued] == [("TAB_SWITCH", 1, False)]
+    assert list(store.violations) == [issued[0]["violation_id"]]
+    saved = store.violations[issued[0]["violation_id"]]
+    assert (saved.student_id, saved.session_id, saved.type, saved.evidence_path) == (STUDENT, SESSION, "TAB_SWITCH", None)
+    assert saved.details["warning_count"] == 1 and saved.details["hidden_ms"] == 1200 and len(saved.details["note"]) == 200
+    names = [n for n, _ in events]
+    assert names == ["student_joined", "student_violation", "student_warning"]
+    assert events[0][1]["name"] == "Ada Lovelace"
+    assert events[1][1]["violation_id"] == issued[0]["violation_id"] and events[1][1]["type"] == "TAB_SWITCH"
+    assert events[2][1] == {"student_id": STUDENT, "session_id": SESSION, "type": "TAB_SWITCH",
+                            "message": issued[0]["message"], "count": 1}
+    assert rt.status(STUDENT)["warnings"] == 1
+
+
+def test_terminate_finishes_through_the_store_and_publishes(store, tmp_path):
+    rt, events = make_runtime(store, tmp_path)
+    rt.browser_event(STUDENT, SESSION, "FULLSCREEN_EXIT", {})
+    rt.terminate(SESSION, "  Seen using notes ", ADMIN)
+    assert store.finished == [(SESSION, "Seen using notes")]
+    assert [(a.actor_id, a.action, a.target_id) for a in store.audits] == [(ADMIN, "live.terminate", SESSION)]
+    assert ("exam_terminated", {"student_id": STUDENT, "session_id": SESSION, "reason": "Seen using notes",
+                                "by_admin_id": ADMIN, "auto": False}) in events
+    assert ("student_left", {"student_id": STUDENT, "session_id": SESSION, "status": "TERMINATED"}) in events
+    assert rt.status(STUDENT)["active"] is False
+    with pytest.raises(LiveError) as err:
+        rt.terminate(SESSION, "again", ADMIN)  # the store says it is over: nothing is published twice
+    assert err.value.status == 409 and len(store.finished) == 1
+    with pytest.raises(LiveError) as err:
+        rt.browser_event(STUDENT, SESSION, "TAB_SWITCH", {})
+    assert err.value.status == 409
+
+
+def test_auto_terminate_and_rule_switches_go_through_the_store(store, tmp_path):
+    rt, events = make_runtime(store, tmp_path)
+    assert rt.set_rule(SESSION, "TAB_SWITCH", False, ADMIN) == ["TAB_SWITCH"]
+    assert store.sessions[SESSION]["disabled"] == {"TAB_SWITCH"}
+    assert rt.browser_event(STUDENT, SESSION, "TAB_SWITCH", {}) == []  # the new stream read it from the store
+    assert rt.set_auto_terminate(SESSION, True, ADMIN) is True
+    for kind in ("FULLSCREEN_EXIT", "VOICE_DETECTED", "CAMERA_OFF"):
+        rt.browser_event(STUDENT, SESSION, kind, {})
+    assert store.sessions[SESSION]["status"] == "TERMINATED" and store.finished[0][0] == SESSION
+    assert [a.action for a in store.audits] == ["live.set_rule", "live.set_auto_terminate", "live.auto_terminate"]
+    assert store.audits[0].details == {"rule": "TAB_SWITCH", "enabled": False}
+    assert [p["auto"] for n, p in events if n == "exam_terminated"] == [True]
+
+
+def test_unknown_and_finished_sessions_are_refused(store, tmp_path):
+    rt, events = make_runtime(store, tmp_path)
+    with pytest.raises(LiveError) as err:
+        rt.browser_event(STUDENT, SESSION + 1, "TAB_SWITCH", {})
+    assert err.value.status == 404
+    with pytest.raises(LiveError) as err:
+        rt.browser_event(STUDENT + 1, SESSION, "TAB_SWITCH", {})  # someone else's session
+    assert err.value.status == 404
+    store.sessions[SESSION]["status"] = "COMPLETED"
+    with pytest.raises(LiveError) as err:
+        rt.session_started(STUDENT, SESSION)
+    assert err.value.status == 409
+    assert events == [] and store.violations == {}
+
+
+def test_a_stream_whose_session_ended_elsewhere_is_closed(store, tmp_path):
+    rt, events = make_runtime(store, tmp_path)
+    rt.session_started(STUDENT, SESSION)
+    store.sessions[SESSION]["status"] = "COMPLETED"
+    rt._last_recheck_mono = float("-inf")  # the periodic re-read is due now
+    rt.step()
+    assert rt.status(STUDENT)["active"] is False
+    assert ("student_left", {"student_id": STUDENT, "session_id": SESSION, "status": "COMPLETED"}) in events
+
+
+def test_the_hud_names_the_student(store, tmp_path):
+    """vision_ui.draw_hud draws status["label"]: the worker's HUD and the raw live view both name the student."""
+    from proctor.live.mjpeg import _hud_status
+    from vision_ui import draw_hud
+
+    rt, _ = make_runtime(store, tmp_path, respond=result_for)
+    feed(rt, 100.0)
+    job = rt.pool.jobs[0]
+    assert job.hud_status["label"] == "Ada Lovelace"
+    frame = np.full((480, 640, 3), 90, np.uint8)
+    unlabelled = {k: v for k, v in job.hud_status.items() if k != "label"}
+    assert (draw_hud(frame, None, None, job.hud_status, []) != draw_hud(frame, None, None, unlabelled, [])).any()
+    assert _hud_status(rt.status(STUDENT))["label"] == "Ada Lovelace"  # the raw frame's HUD (live view)
+
+
+def _phone_runs(runs_with_phone: set[int], frames: int, t0=200.0, every_s=0.5):
+    """Frames every `every_s` s with the detector on every 4th (DETECTOR_EVERY_N_FRAMES=4, as a
+    CPU-saving setting would have it); detector run i sees a phone when i is in runs_with_phone."""
+    runs = iter(range(10 ** 6))
+
+    def respond(job):
+        if not job.run_detector:
+            return result_for(job)
+        items = (PERSON, PHONE) if next(runs) in runs_with_phone else (PERSON,)
+        return result_for(job, Detections(items, "unit", (640, 480)))
+
+    return respond, [t0 + i * every_s for i in range(frames)]
+
+
+def _prohibited(store):
+    return [v for v in store.violations.values() if v.type == "PROHIBITED_OBJECT"]
+
+
+def test_a_single_phone_sighting_is_not_a_prohibited_object(store, tmp_path):
+    """One detector run with a phone, then runs without: ObjectEvidence (2 of the last 5 runs) never
+    confirms it, even though that run's result is used for the next 1.5 s of frames."""
+    respond, times = _phone_runs({0}, frames=12)
+    rt, events = make_runtime(store, tmp_path, respond, DETECTOR_EVERY_N_FRAMES=4)
+    for t in times:
+        feed(rt, t)
+    assert rt.stats.counters["processed"] == 12 and rt.status(STUDENT)["frames"]["detector_runs"] == 3
+    assert _prohibited(store) == [] and "PROHIBITED_OBJECT" not in rt.status(STUDENT)["active_rules"]
+
+
+def test_repeated_phone_sightings_are_a_prohibited_object(store, tmp_path):
+    """A phone in every detector run: confirmed at the second run (t0 + 2 s), reported
+    TIME_BANNED_OBJECT_S (1.5 s) of frame time later."""
+    respond, times = _phone_runs({0, 1, 2, 3}, frames=12)
+    rt, events = make_runtime(store, tmp_path, respond, DETECTOR_EVERY_N_FRAMES=4)
+    for t in times:
+        feed(rt, t)
+    found = _prohibited(store)
+    assert len(found) == 1, store.violations
+    assert found[0].details["frame_t"] == pytest.approx(200.0 + 2.0 + 1.5)
+    assert [o["label"] for o in found[0].details["objects"]] == ["cell phone"]
+    assert [o["label"] for o in rt.status(STUDENT)["objects"]] == ["person", "cell phone"]
