@@ -48,6 +48,12 @@ class LiveView:
     status: dict
 
 
+def risk_order(row: dict):
+    """Sort key of the dashboard: the status's `risk` (suspicion score, warnings) descending, then name.
+    The page re-sorts live updates by the same `risk` list, so the weighting lives here only."""
+    return tuple(-v for v in row["status"]["risk"]) + (row["name"],)
+
+
 class LiveRuntime(ProctorActions):
     """The loop, the students' streams, their views and status; the proctor's actions come from
     ProctorActions (actions.py). With `autostart=False`, submit_frame and browser_event do not start
@@ -474,7 +480,7 @@ class LiveRuntime(ProctorActions):
                 st = self.status(s.student_id)
                 rows.append({"student_id": s.student_id, "name": s.name, "session_id": s.session_id,
                              "exam_id": s.exam_id, "exam_title": s.exam_title, "status": st})
-        rows.sort(key=lambda r: (-r["status"]["suspicion"]["score"], -r["status"]["warnings"], r["name"]))
+        rows.sort(key=risk_order)
         return rows
 
     def pipeline_status(self) -> dict:

@@ -256,6 +256,7 @@ class Stream:
         """The stream's status at student frame time `now`; `frame` is the newest frame in its slot."""
         sid = self.student_id
         susp = self.warnings.suspicion(sid, now)
+        warnings = self.warnings.count(sid)
         face, dets = self.last_face, self.last_detections
         return {
             "student_id": sid,
@@ -271,7 +272,9 @@ class Stream:
             "objects": objects_summary(dets),
             "identity": {"match": self.identity_match, "distance": self.identity_distance,
                          "enrolled": self.embedding is not None},
-            "warnings": self.warnings.count(sid),
+            "warnings": warnings,
+            # The dashboard's order: higher first, element by element, then by name (see risk_order).
+            "risk": [round(float(susp.score), 3), warnings],
             "suspicion": {"score": susp.score, "components": susp.components, "explanation": susp.explanation},
             "active_rules": {k: round(v, 3) for k, v in self.engine.active_conditions(sid).items()},
             "auto_terminate": self.auto_terminate,

@@ -256,3 +256,24 @@ def test_repeated_phone_sightings_are_a_prohibited_object(store, tmp_path):
     assert found[0].details["frame_t"] == pytest.approx(200.0 + 2.0 + 1.5)
     assert [o["label"] for o in found[0].details["objects"]] == ["cell phone"]
     assert [o["label"] for o in rt.status(STUDENT)["objects"]] == ["person", "cell phone"]
+
+
+def test_the_dashboard_order_is_the_servers_risk(store, tmp_path):
+    """Each status carries `risk` (suspicion score, warnings); active_students() sorts by it, higher
+    first, then by name, and the dashboard re-sorts live updates by the same list."""
+    store.add_session(session_id=71, student_id=8, name="Brian Kernighan")
+    store.add_session(session_id=72, student_id=9, name="Alan Turing")
+    rt, _ = make_runtime(store, tmp_path)
+    for student, session in ((STUDENT, SESSION), (8, 71), (9, 72)):
+        rt.session_started(student, session)
+    rt.browser_event(8, 71, "TAB_SWITCH", {})
+    rt.browser_event(8, 71, "VOICE_DETECTED", {"level": -20.0})
+    rt.browser_event(STUDENT, SESSION, "FULLSCREEN_EXIT", {})
+    rows = rt.active_students()
+    risks = [r["status"]["risk"] for r in rows]
+    for r in rows:
+        st = r["status"]
+        assert st["risk"] == [round(st["suspicion"]["score"], 3), st["warnings"]]
+    assert [r["name"] for r in rows][0] == "Brian Kernighan"  # two warnings, the highest score
+    assert risks == sorted(risks, reverse=True)
+    assert [r["name"] for r in rows][-1] == "Alan Turing" and risks[-1] == [0.0, 0]

@@ -75,14 +75,17 @@
   }
 
   // A snapshot arrives in the server's order. Between snapshots a status update may move a card:
-  // the same keys as the server's LiveRuntime.active_students() (suspicion score desc, warnings desc,
-  // name), read from the status the server sent; the array sort is stable, so ties keep their place.
+  // each status carries the server's `risk` list (what to weigh is decided there only); higher
+  // first, element by element, then by name, as the server sorts. The array sort is stable.
   function serverOrder(a, b) {
-    const sa = a.data.status || {}, sb = b.data.status || {};
-    const score = (s) => (s.suspicion && typeof s.suspicion.score === "number" ? s.suspicion.score : 0);
-    const warnings = (s) => (typeof s.warnings === "number" ? s.warnings : 0);
+    const ra = Array.isArray((a.data.status || {}).risk) ? a.data.status.risk : [];
+    const rb = Array.isArray((b.data.status || {}).risk) ? b.data.status.risk : [];
+    for (let i = 0; i < Math.max(ra.length, rb.length); i += 1) {
+      const d = (Number(rb[i]) || 0) - (Number(ra[i]) || 0);
+      if (d) return d;
+    }
     const na = String(a.data.name), nb = String(b.data.name);
-    return score(sb) - score(sa) || warnings(sb) - warnings(sa) || (na < nb ? -1 : na > nb ? 1 : 0);
+    return na < nb ? -1 : na > nb ? 1 : 0;
   }
 
   function order(list) {
