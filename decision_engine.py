@@ -260,7 +260,6 @@ if {r.name for r in FRAME_RULES} != set(FRAME_RULE_NAMES):  # the registry says 
 class _RuleState:
     since: float | None = None         # when the condition began (pending or active)
     active: bool = False               # "started" was emitted
-    started_t: float | None = None
     absent_since: float | None = None  # first known-false observation while pending/active
     last_known_t: float | None = None
     cause: str = ""
@@ -339,7 +338,7 @@ class DecisionEngine:
         gap = t - st.last_t
         if rs.active or gap + TIME_EPS_S < self.config.TIME_CAMERA_OFF_S:
             return []
-        rs.since, rs.active, rs.started_t, rs.absent_since = st.last_t, True, t, None
+        rs.since, rs.active, rs.absent_since = st.last_t, True, None
         rs.last_known_t, rs.cause = t, "no_frames"
         rs.details = {"cause": "no_frames", "last_frame_t": round(st.last_t, 3), "duration_s": round(gap, 3)}
         return [RuleEvent("CAMERA_OFF", STARTED, t, registered_rule("CAMERA_OFF").severity, dict(rs.details))]
@@ -387,7 +386,7 @@ class DecisionEngine:
             rs.details = dict(cond.details)
             rs.cause = cond.cause
             if not rs.active and t - rs.since + TIME_EPS_S >= cond.on_for_s:
-                rs.active, rs.started_t = True, t
+                rs.active = True
                 details = {**cond.details, "since": round(rs.since, 3), "duration_s": round(t - rs.since, 3)}
                 return RuleEvent(rule.name, STARTED, t, registered_rule(rule.name).severity, details)
             return None
@@ -399,7 +398,7 @@ class DecisionEngine:
         if t - rs.absent_since + TIME_EPS_S < cfg.TIME_CLEAR_S and not (gap_broken and not rs.active):
             return None  # flicker: keep the condition for now
         was_active, since, absent_since, last = rs.active, rs.since, rs.absent_since, rs.details
-        rs.since, rs.active, rs.started_t, rs.absent_since, rs.cause, rs.details = None, False, None, None, "", {}
+        rs.since, rs.active, rs.absent_since, rs.cause, rs.details = None, False, None, "", {}
         if not was_active:
             return None
         details = {**last, "since": round(since, 3), "cleared_at": round(absent_since, 3),

@@ -75,8 +75,8 @@ def create_app(config: dict | None = None, env=None) -> Flask:
         return user if user is not None and user.is_active else None
 
     from . import admin, api, auth, expiry, live, page_data, sockets, student
-    from .live_store import SqlLiveStore
     from .errors import register_error_handlers
+    from .live_store import SqlLiveStore
     from .security import PUBLIC, access
 
     for blueprint in (auth.bp, student.bp, student.api_bp, admin.bp, api.bp):

@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from .accounts import AccountError, create_account, find_by_email
 from .extensions import db
-from .models import Exam, Question, Role
+from .models import Exam, Question
 from .settings import REPO_ROOT
 
 

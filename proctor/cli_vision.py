@@ -83,6 +83,7 @@ def _read_image(path: Path):
 def _load_embedding(path: Path, identity):
     """An enrolment: a .npy of 128 floats, raw 1024 bytes (embedding_to_bytes), or a photo to enrol."""
     import numpy as np
+
     from face_identity import embedding_from_bytes
 
     if not path.is_file():
@@ -155,6 +156,7 @@ def _frame_record(tools: _Tools, frame, face) -> tuple[dict, Any, dict]:
 
 def _write_overlay(tools: _Tools, frame, face, detections, status: dict, alerts: list[str], stem: str) -> str:
     import cv2
+
     from vision_ui import draw_hud
 
     name = f"{stem}_hud.jpg"
@@ -193,6 +195,7 @@ def _open_video(path: Path):
 
 def _analyze_video(tools: _Tools, path: Path, cap, fps: float) -> Iterator[dict]:
     import cv2
+
     from decision_engine import DecisionEngine, FrameObservation
     from face_pipeline import FaceAnalyzer, camera_activity
     from warning_system import WarningSystem

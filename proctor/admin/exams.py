@@ -11,11 +11,11 @@ from sqlalchemy import func, select
 
 import config_vision
 
+from ..extensions import db
+from ..models import Exam, ExamResult, ExamSession, Question
+from ..security import ADMIN, access
 from . import bp
 from .fields import FieldError, audit, bool_field, get_or_404, int_field, read_upload, text_field
-from ..extensions import db
-from ..security import ADMIN, access
-from ..models import Exam, ExamResult, ExamSession, Question
 
 TITLE_MAX = 200
 DESCRIPTION_MAX = 5000

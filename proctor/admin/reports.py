@@ -7,12 +7,12 @@ from datetime import datetime, time, timedelta
 from flask import Response, render_template, request, url_for
 from sqlalchemy import select
 
+from ..extensions import db
+from ..models import AuditLog, Exam, ExamSession, ResultStatus, ReviewStatus, User, Violation
+from ..security import ADMIN, access
 from . import bp
 from .fields import csv_text, paginate, query_int
 from .results import OUTCOMES, read_filters, results_query, violation_counts
-from ..extensions import db
-from ..models import AuditLog, Exam, ExamSession, ReviewStatus, ResultStatus, User, Violation
-from ..security import ADMIN, access
 
 EXPORT_MAX_ROWS = 50_000
 

@@ -14,13 +14,24 @@ from flask import abort, flash, redirect, render_template, request, send_file, u
 from flask_login import current_user
 from sqlalchemy import func, select
 
-from . import bp
-from .fields import FieldError, audit, get_or_404, paginate, query_int, text_field
 from ..datafiles import stored_file
 from ..extensions import db
-from ..models import (Answer, Exam, ExamResult, ExamSession, Question, Recording, ResultStatus, ReviewStatus, User,
-                     Violation, utcnow)
+from ..models import (
+    Answer,
+    Exam,
+    ExamResult,
+    ExamSession,
+    Question,
+    Recording,
+    ResultStatus,
+    ReviewStatus,
+    User,
+    Violation,
+    utcnow,
+)
 from ..security import ADMIN, access
+from . import bp
+from .fields import FieldError, audit, get_or_404, paginate, query_int, text_field
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +55,6 @@ class ResultFilters:
     q: str = ""
     errors: tuple = ()
 
-    def as_args(self) -> dict:
-        args = {"exam": self.exam_id or "", "status": self.status, "outcome": self.outcome,
-                "from": self.date_from.isoformat() if self.date_from else "",
-                "to": self.date_to.isoformat() if self.date_to else "", "q": self.q}
-        return {k: v for k, v in args.items() if v}
 
 
 def _parse_date(name: str, errors: list) -> date | None:

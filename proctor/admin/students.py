@@ -13,12 +13,12 @@ from flask_login import current_user
 from sqlalchemy import func, or_, select
 
 from ..accounts import AccountError, create_account, find_by_email, normalise_email
-from . import bp
-from .fields import FieldError, audit, bool_field, get_or_404, paginate, query_int, read_upload, text_field
 from ..datafiles import stored_file
 from ..extensions import db
 from ..models import EMAIL_MAX, NAME_MAX, PASSWORD_MAX, PASSWORD_MIN, ExamSession, Profile, Role, User
 from ..security import ADMIN, access, hash_password
+from . import bp
+from .fields import FieldError, audit, bool_field, get_or_404, paginate, query_int, read_upload, text_field
 
 log = logging.getLogger(__name__)
 

@@ -9,11 +9,20 @@ from flask_login import current_user, login_user, logout_user
 
 from ..accounts import AccountError, create_account, find_by_email, normalise_email
 from ..extensions import db, limiter
-from . import bp
-from .forms import ConfirmForm, ForgotPasswordForm, LoginForm, ResetPasswordForm, SignupForm
 from ..mail import send_mail
 from ..models import utcnow
-from ..security import LOGIN, PUBLIC, access, burn_password_check, check_password, hash_password, make_reset_token, read_reset_token
+from ..security import (
+    LOGIN,
+    PUBLIC,
+    access,
+    burn_password_check,
+    check_password,
+    hash_password,
+    make_reset_token,
+    read_reset_token,
+)
+from . import bp
+from .forms import ConfirmForm, ForgotPasswordForm, LoginForm, ResetPasswordForm, SignupForm
 
 log = logging.getLogger(__name__)
 

@@ -44,8 +44,6 @@ class SlotStats:
     dropped: int = 0   # replaced while still waiting
     taken: int = 0     # handed to a worker
     last_seq: int = 0
-    last_server_ts: float | None = None
-    last_received_mono: float | None = None
 
     def as_dict(self) -> dict:
         return {"received": self.received, "dropped": self.dropped, "taken": self.taken, "last_seq": self.last_seq}
@@ -99,8 +97,6 @@ class FrameSlots:
             stats = self._stats.setdefault(student_id, SlotStats())
             stats.received += 1
             stats.last_seq += 1
-            stats.last_server_ts = ts
-            stats.last_received_mono = mono
             frame = Frame(student_id, session_id, stats.last_seq, ts,
                           int(client_ts_ms) if client_ts_ms is not None else None, mono, pixels, jpeg)
             replaced = student_id in self._waiting

@@ -152,7 +152,6 @@ class Stream:
     identity_distance: float | None = None
     identity_t: float | None = None
     last_face: Any = None
-    last_result_t: float | None = None
     last_result_mono: float | None = None
     last_errors: list = field(default_factory=list)
     processed_jpeg: bytes | None = None
@@ -235,7 +234,6 @@ class Stream:
             self.identity_distance = r.identity_distance
             self.identity_t = r.frame_ts
         self.last_face = r.face
-        self.last_result_t = r.frame_ts
         self.last_result_mono = now_mono
         if r.processed_jpeg:
             self.processed_jpeg = r.processed_jpeg

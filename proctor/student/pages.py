@@ -9,7 +9,6 @@ from ..security import STUDENT, access
 from . import bp
 
 
-
 @bp.route("/")
 @access(STUDENT)
 def home():
