@@ -55,6 +55,13 @@ class ResultFilters:
     q: str = ""
     errors: tuple = ()
 
+    def as_args(self) -> dict:
+        """The filters as query arguments (the pager keeps them from page to page)."""
+        args = {"exam": self.exam_id or "", "status": self.status, "outcome": self.outcome,
+                "from": self.date_from.isoformat() if self.date_from else "",
+                "to": self.date_to.isoformat() if self.date_to else "", "q": self.q}
+        return {k: v for k, v in args.items() if v}
+
 
 
 def _parse_date(name: str, errors: list) -> date | None:
