@@ -78,8 +78,9 @@ def letter_grade(percentage: float) -> str:
 def start_session(student_id: int, exam_id: int, now: datetime | None = None) -> ExamSession:
     """The student's IN_PROGRESS session for this exam, created if there is none.
 
-    One IN_PROGRESS session per student and exam: starting again (a reload, a second tab)
-    returns the same session with the same deadline and question order.
+    One IN_PROGRESS session per student: starting the same exam again (a reload, a second tab)
+    returns the same session with the same deadline and question order; starting another exam
+    while one is in progress is refused (409).
     """
     now = now or utcnow()
     # Serialise starts per student: a no-op write on the student's row takes its row lock on
@@ -95,16 +96,21 @@ def start_session(student_id: int, exam_id: int, now: datetime | None = None) ->
     if exam is None or not exam.is_published:
         db.session.rollback()
         raise ExamError("this exam does not exist or is not open", 404)
-    existing = db.session.scalars(
+    in_progress = db.session.scalars(
         select(ExamSession)
-        .where(ExamSession.student_id == student_id, ExamSession.exam_id == exam_id,
-               ExamSession.status == SessionStatus.IN_PROGRESS.value)
+        .where(ExamSession.student_id == student_id, ExamSession.status == SessionStatus.IN_PROGRESS.value)
         .order_by(ExamSession.id)
     ).all()
-    for sess in existing:
-        if not _expire_if_overdue(sess, now, commit=False):
+    for sess in in_progress:
+        if _expire_if_overdue(sess, now, commit=False):
+            continue
+        if sess.exam_id != exam_id:
+            # One exam at a time: frames and violations go to the session in progress, so a second
+            # one would run unproctored.
             db.session.commit()
-            return sess
+            raise ExamError("you have another exam in progress: finish it before starting this one", 409)
+        db.session.commit()
+        return sess
     finished = db.session.scalar(
         select(func.count(ExamSession.id)).where(ExamSession.student_id == student_id, ExamSession.exam_id == exam_id,
                                                  ExamSession.status.in_(FINISH_STATUSES))

@@ -213,9 +213,14 @@ def ready(exam_id: int):
 @access(STUDENT)
 def start(exam_id: int):
     exam = _open_exam(exam_id)
+    active = svc.active_session(current_user.id)
+    if active is not None:
+        # Resuming is only ever the exam in progress; nothing new starts while one runs.
+        if active.exam_id != exam.id:
+            flash("You have another exam in progress: finish it before starting this one.", "warning")
+        return redirect(url_for("student.take", session_id=active.id))
     step = next_step(exam)
-    resuming = "/sessions/" in step
-    if not resuming and step != url_for("student.ready", exam_id=exam.id):
+    if step != url_for("student.ready", exam_id=exam.id):
         flash("Finish the steps before the exam first.", "warning")
         return redirect(step)
     try:

@@ -399,6 +399,37 @@ def test_start_refused_until_every_step_is_done(app, student_client):
         assert db.session.scalars(select(ExamSession)).all() == []
 
 
+def test_a_second_exam_cannot_start_while_one_is_in_progress(app, student_client):
+    """Hardening: with exam E in progress, POST /start for exam X must not start X unproctored
+    (no rules, system check, face or identity step): it resumes E, and the service refuses X."""
+    from proctor import exam_service as svc
+    from proctor.accounts import find_by_email
+    from proctor.extensions import db
+    from proctor.models import ExamSession
+
+    first = make_exam(app, title="E")
+    other = make_exam(app, title="X")
+    session_id = _started(app, exam_id=first)
+    token = csrf_token(student_client, "/student/")
+    r = student_client.post(f"/student/exams/{other}/start", data={"csrf_token": token})
+    assert r.status_code == 302 and r.headers["Location"].endswith(f"/student/sessions/{session_id}")
+    r = student_client.get(f"/student/exams/{other}/")
+    assert r.status_code == 302 and r.headers["Location"].endswith(f"/student/sessions/{session_id}")
+    with app.app_context():
+        rows = db.session.scalars(select(ExamSession)).all()
+        assert [(s.id, s.exam_id, s.status) for s in rows] == [(session_id, first, "IN_PROGRESS")]
+        with pytest.raises(svc.ExamError) as refused:
+            svc.start_session(find_by_email("student@example.edu").id, other)
+        assert refused.value.status == 409 and "another exam" in refused.value.message
+    # The same exam resumes (a reload, a second tab) without a new session.
+    r = student_client.post(f"/student/exams/{first}/start", data={"csrf_token": token})
+    assert r.status_code == 302 and r.headers["Location"].endswith(f"/student/sessions/{session_id}")
+    # Once E is submitted, X still needs every step (here: the rules first).
+    assert _post_json(student_client, f"/api/exam/sessions/{session_id}/submit", {}, token).status_code == 200
+    r = student_client.post(f"/student/exams/{other}/start", data={"csrf_token": token})
+    assert r.status_code == 302 and "/student/rules" in r.headers["Location"]
+
+
 def test_upload_speed_endpoint_counts_bytes(app, student_client):
     token = csrf_token(student_client, "/student/")
     body = bytes(256 * 1024)
