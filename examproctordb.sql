@@ -10,6 +10,7 @@ CREATE TABLE students (
 	`ID` INTEGER NOT NULL AUTO_INCREMENT, 
 	`Name` VARCHAR(100) NOT NULL, 
 	`Email` VARCHAR(254) NOT NULL, 
+	`EmailFolded` VARCHAR(254) NOT NULL, 
 	`PasswordHash` VARCHAR(100) NOT NULL, 
 	`Role` VARCHAR(16) NOT NULL, 
 	`IsActive` BOOL NOT NULL, 
@@ -17,11 +18,13 @@ CREATE TABLE students (
 	`LastLoginAt` DATETIME, 
 	`RulesAcceptedVersion` VARCHAR(32), 
 	`RulesAcceptedAt` DATETIME, 
+	`SessionVersion` INTEGER NOT NULL DEFAULT '0', 
 	CONSTRAINT pk_students PRIMARY KEY (`ID`), 
 	CONSTRAINT ck_students_role CHECK (Role IN ('ADMIN', 'STUDENT')), 
 	CONSTRAINT `uq_students_Email` UNIQUE (`Email`)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;
 
+CREATE INDEX `ix_students_EmailFolded` ON students (`EmailFolded`);
 
 CREATE TABLE audit_log (
 	id INTEGER NOT NULL AUTO_INCREMENT, 

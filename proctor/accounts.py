@@ -1,24 +1,40 @@
-"""Account operations shared by the web forms and the CLI."""
+"""Account operations shared by the web forms, the admin pages and the CLI.
+
+Every email address goes through `normalise_email` (models.py) before it is stored, looked up or
+used as a rate-limit key, so one address has one spelling everywhere.
+"""
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from .extensions import db
-from .models import EMAIL_MAX, NAME_MAX, PASSWORD_MAX, PASSWORD_MIN, Role, User
+from .models import EMAIL_MAX, NAME_MAX, PASSWORD_MAX, PASSWORD_MIN, Role, User, fold_email, normalise_email
 from .security import hash_password
+
+__all__ = ["AccountError", "create_account", "find_by_email", "fold_email", "normalise_email", "email_taken"]
 
 
 class AccountError(ValueError):
     pass
 
 
-def normalise_email(email: str) -> str:
-    return (email or "").strip().lower()
-
-
 def find_by_email(email: str) -> User | None:
-    return db.session.scalar(select(User).where(func.lower(User.email) == normalise_email(email)))
+    """The account whose address has exactly this normal form (accents count: `ádmin@x` is not `admin@x`).
+
+    The database narrows by the folded form (indexed); the comparison itself is made here, in
+    Python, because MariaDB's collation would also call accented or invisible variants equal.
+    """
+    key = normalise_email(email)
+    if not key:
+        return None
+    candidates = db.session.scalars(select(User).where(User.email_folded == fold_email(key)))
+    return next((u for u in candidates if normalise_email(u.email) == key), None)
+
+
+def email_taken(email: str) -> bool:
+    """An account exists whose address has the same accent-folded form."""
+    return db.session.scalar(select(User.id).where(User.email_folded == fold_email(email)).limit(1)) is not None
 
 
 def create_account(name: str, email: str, password: str, role: str = Role.STUDENT.value) -> User:
@@ -32,7 +48,7 @@ def create_account(name: str, email: str, password: str, role: str = Role.STUDEN
         raise AccountError("a valid email address is required")
     if not PASSWORD_MIN <= len(password or "") <= PASSWORD_MAX:
         raise AccountError(f"password must be {PASSWORD_MIN} to {PASSWORD_MAX} characters")
-    if find_by_email(email) is not None:
+    if email_taken(email):
         raise AccountError("an account with this email already exists")
     user = User(name=name, email=email, password_hash=hash_password(password), role=role)
     db.session.add(user)

@@ -17,9 +17,30 @@ NAMING = {
     "pk": "pk_%(table_name)s",
 }
 
+
+
+class VersionedLoginManager(LoginManager):
+    """Flask-Login whose ids are "<account id>:<session version>" (User.get_id).
+
+    The app's user_loader still loads by the numeric id; the wrapper here accepts the account only
+    if its current id string equals the one in the session or remember cookie, so raising the
+    account's session version (password change, logout) ends every earlier session and cookie.
+    """
+
+    def user_loader(self, callback):
+        def load_versioned(user_id: str):
+            account_id, sep, _version = str(user_id).partition(":")
+            if not sep or not account_id.isdigit():
+                return None  # an id without a version (older cookie): sign in again
+            user = callback(account_id)
+            return user if user is not None and user.get_id() == user_id else None
+
+        return super().user_loader(load_versioned)
+
+
 db = SQLAlchemy(metadata=MetaData(naming_convention=NAMING))
 migrate = Migrate()
-login_manager = LoginManager()
+login_manager = VersionedLoginManager()
 csrf = CSRFProtect()
 # The client address is request.remote_addr; X-Forwarded-For counts only when
 # PROCTOR_PROXY_COUNT tells ProxyFix how many proxies to trust.

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import enum
 import json
+import unicodedata
 from datetime import datetime, timezone
 
 from flask_login import UserMixin
@@ -21,6 +22,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    event,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -66,6 +68,28 @@ PASSWORD_MIN = 8
 PASSWORD_MAX = 128  # bcrypt reads 72 bytes; longer passwords are pre-hashed (see security.py)
 
 
+def normalise_email(email: str | None) -> str:
+    """The one normal form of an email address: stored, looked up, and the rate-limit key.
+
+    NFKC (fullwidth and compatibility forms become plain letters), invisible format characters
+    (Unicode category Cf: U+200B..U+200D, U+2060, U+FEFF...) removed, spaces trimmed, lower case.
+    MariaDB's utf8mb4_unicode_ci ignores those characters in comparisons, so without this
+    `admin\u200b@x` would reach admin@x's account under a rate-limit key of its own.
+    """
+    text = unicodedata.normalize("NFKC", email or "")
+    return "".join(c for c in text if unicodedata.category(c) != "Cf").strip().lower()
+
+
+def fold_email(email: str | None) -> str:
+    """The normal form with accents dropped (NFKD, combining marks removed): `ádmin@x` -> `admin@x`.
+
+    Two addresses with the same fold may not both have an account (MariaDB's collation would
+    confuse them, and so would a person reading them); lookups still compare the normal form.
+    """
+    text = unicodedata.normalize("NFKD", normalise_email(email))
+    return unicodedata.normalize("NFC", "".join(c for c in text if not unicodedata.combining(c)))
+
+
 class User(UserMixin, db.Model):
     """An account: a student or an admin (the `Role` column). The table keeps the product's name, `students`."""
 
@@ -75,6 +99,11 @@ class User(UserMixin, db.Model):
     id: Mapped[int] = mapped_column("ID", Integer, primary_key=True)
     name: Mapped[str] = mapped_column("Name", String(NAME_MAX), nullable=False)
     email: Mapped[str] = mapped_column("Email", String(EMAIL_MAX), nullable=False, unique=True)
+    # fold_email(email): the index for lookups and for refusing a second account whose address
+    # differs only by accents. Kept in step by the "set" listener below (ORM) and the insert default
+    # (bulk inserts through the table).
+    email_folded: Mapped[str] = mapped_column("EmailFolded", String(EMAIL_MAX), nullable=False, index=True,
+                                              default=lambda ctx: fold_email(ctx.get_current_parameters()["Email"]))
     password_hash: Mapped[str] = mapped_column("PasswordHash", String(100), nullable=False)
     role: Mapped[str] = mapped_column("Role", String(16), nullable=False, default=Role.STUDENT.value)
     is_active_account: Mapped[bool] = mapped_column("IsActive", Boolean, nullable=False, default=True)
@@ -82,6 +111,9 @@ class User(UserMixin, db.Model):
     last_login_at: Mapped[datetime | None] = mapped_column("LastLoginAt", DateTime)
     rules_accepted_version: Mapped[str | None] = mapped_column("RulesAcceptedVersion", String(32))
     rules_accepted_at: Mapped[datetime | None] = mapped_column("RulesAcceptedAt", DateTime)
+    # Part of the login id (get_id): raising it ends every session and remember-me cookie of the
+    # account. Raised when the password changes (listener below) and at logout.
+    session_version: Mapped[int] = mapped_column("SessionVersion", Integer, nullable=False, default=0, server_default="0")
 
     profile: Mapped["Profile | None"] = relationship(back_populates="student", cascade="all, delete-orphan", passive_deletes=True, uselist=False)
 
@@ -92,6 +124,26 @@ class User(UserMixin, db.Model):
     @property
     def is_admin(self) -> bool:
         return self.role == Role.ADMIN.value
+
+    def get_id(self) -> str:
+        """Flask-Login's id in the session and the remember cookie: "<id>:<session version>"."""
+        return f"{self.id}:{self.session_version or 0}"
+
+    def end_sessions(self) -> None:
+        """Sign the account out everywhere (takes effect at commit)."""
+        self.session_version = (self.session_version or 0) + 1
+
+
+@event.listens_for(User.email, "set")
+def _fold_email_on_set(user, value, _old, _initiator):
+    user.email_folded = fold_email(value)
+
+
+@event.listens_for(User.password_hash, "set", active_history=True)
+def _end_sessions_on_new_password(user, value, old, _initiator):
+    # A new account's first hash has no old value (a symbol, not text): nothing to end then.
+    if isinstance(old, str) and old != value:
+        user.end_sessions()
 
 
 class Profile(db.Model):

@@ -1,8 +1,9 @@
-"""Passwords, access levels and password-reset tokens.
+"""Passwords, access levels, trusted hosts, password-reset tokens and response headers.
 
 Access is declared on every view with @access(...) and enforced in one place
 (enforce_access, a before_request hook): a view that declares nothing is refused,
-so a new route cannot be forgotten.
+so a new route cannot be forgotten. The same hook first refuses requests for a host other than
+PROCTOR_PUBLIC_URL's (when it is set). bcrypt runs off the event loop (blocking.run_blocking).
 """
 from __future__ import annotations
 
@@ -11,10 +12,15 @@ import hashlib
 import hmac
 import logging
 
+from urllib.parse import urlsplit
+
 import bcrypt
 from flask import abort, current_app, redirect, request, url_for
 from flask_login import current_user
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from werkzeug.sansio.utils import host_is_trusted
+
+from .blocking import run_blocking
 
 log = logging.getLogger(__name__)
 
@@ -27,16 +33,31 @@ def _prehash(password: str) -> bytes:
     return base64.b64encode(hashlib.sha256(password.encode("utf-8")).digest())
 
 
+# bcrypt at cost 12 takes a quarter to half a second of CPU; under eventlet that would hold the hub
+# (every request and socket of the process) for as long, so it runs in a native thread
+# (blocking.run_blocking: eventlet's tpool, else a thread pool). The bound only catches a stuck pool.
+PASSWORD_WORK_TIMEOUT_S = 60.0
+
+
 def hash_password(password: str, rounds: int | None = None) -> str:
     rounds = rounds or current_app.config["BCRYPT_LOG_ROUNDS"]
-    return bcrypt.hashpw(_prehash(password), bcrypt.gensalt(rounds)).decode("ascii")
+    hashed = run_blocking(bcrypt.hashpw, _prehash(password), bcrypt.gensalt(rounds), timeout_s=PASSWORD_WORK_TIMEOUT_S)
+    return hashed.decode("ascii")
+
+
+def _checkpw(prehashed: bytes, stored: bytes) -> bool:
+    try:
+        return bcrypt.checkpw(prehashed, stored)
+    except ValueError:  # not a bcrypt hash
+        return False
 
 
 def check_password(password: str, password_hash: str) -> bool:
     try:
-        return bcrypt.checkpw(_prehash(password), password_hash.encode("ascii"))
-    except ValueError:
+        stored = password_hash.encode("ascii")
+    except (AttributeError, UnicodeEncodeError):
         return False
+    return run_blocking(_checkpw, _prehash(password), stored, timeout_s=PASSWORD_WORK_TIMEOUT_S)
 
 
 # A fixed hash to compare against when the account does not exist, so a login attempt
@@ -71,8 +92,44 @@ def _refuse_anonymous():
     return redirect(url_for("auth.login", next=request.full_path if request.query_string else request.path))
 
 
+# --- the site's own host ------------------------------------------------------------------
+
+LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
+
+
+def public_host() -> str | None:
+    url = current_app.config.get("PROCTOR_PUBLIC_URL")
+    return urlsplit(url).hostname if url else None
+
+
+def check_host() -> None:
+    """400 for a request whose Host (or trusted X-Forwarded-Host) is not the public URL's host.
+
+    Only when PROCTOR_PUBLIC_URL is set; localhost and 127.0.0.1 stay allowed for health checks
+    and tools on the machine itself. A host that is not ours never reaches a view, so nothing can
+    be built from it.
+    """
+    host = public_host()
+    if host is None:
+        return
+    if not host_is_trusted(request.host, [host, *LOCAL_HOSTS]):
+        log.warning("refused request for host %r (PROCTOR_PUBLIC_URL is %s)", request.host[:100],
+                    current_app.config["PROCTOR_PUBLIC_URL"])
+        abort(400, description="unknown host")
+
+
+def external_url(endpoint: str, **values) -> tuple[str, str]:
+    """(absolute URL for mail, where its host came from). PROCTOR_PUBLIC_URL when set, never the
+    request; without it (allowed only when mail is not configured) the request's host."""
+    base = current_app.config.get("PROCTOR_PUBLIC_URL")
+    if base:
+        return base.rstrip("/") + url_for(endpoint, **values), "PROCTOR_PUBLIC_URL"
+    return url_for(endpoint, _external=True, **values), "the request's host (PROCTOR_PUBLIC_URL is not set)"
+
+
 def enforce_access():
-    """before_request: check the current user against the view's declared access level."""
+    """before_request: refuse unknown hosts, then check the current user against the view's level."""
+    check_host()
     if request.endpoint is None:
         return None  # 404 or 405 follows
     view = current_app.view_functions.get(request.endpoint)
@@ -134,3 +191,23 @@ def read_reset_token(token: str):
         log.info("password reset refused: token already used for student %s", student.id)
         return None
     return student
+
+
+# --- response headers ------------------------------------------------------------------------
+
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; "
+    "connect-src 'self' ws: wss:; style-src 'self'; script-src 'self'; frame-ancestors 'none'"
+)
+HSTS_MAX_AGE_S = 31536000  # one year, the usual preload-list minimum
+
+
+def security_headers(response):
+    """after_request: the headers every response carries (HSTS only when served over HTTPS)."""
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    response.headers.setdefault("Referrer-Policy", "same-origin")
+    response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+    if current_app.config.get("PROCTOR_HTTPS"):
+        response.headers.setdefault("Strict-Transport-Security", f"max-age={HSTS_MAX_AGE_S}")
+    return response

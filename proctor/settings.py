@@ -67,6 +67,8 @@ SETTINGS: tuple[AppSetting, ...] = (
        config_key=""),
     _s("PROCTOR_DATA_DIR", "text", "", "Face images, evidence snapshots and clips, audio recordings (empty: INSTANCE_PATH/data)."),
     _s("PROCTOR_HTTPS", "bool", False, "Served over HTTPS: cookies become Secure and external links use https."),
+    _s("PROCTOR_PUBLIC_URL", "text", "", "External base URL, e.g. https://exam.school.edu: reset links are built from it and other "
+       "hosts are refused (required with MAIL_SERVER)."),
     _s("PROCTOR_PROXY_COUNT", "int", 0, "Reverse proxies whose X-Forwarded-* headers are trusted (0: none).", 0, 5),
     _s("PROCTOR_MAX_UPLOAD_BYTES", "int", 8 * MIB, "Largest request body.", 64 * 1024, 512 * MIB,
        config_key="MAX_CONTENT_LENGTH"),
@@ -293,6 +295,35 @@ def check_config(config: Mapping[str, Any]) -> None:
                     raise ConfigError(f"{spec.name}: {exc}") from None
     if config.get("MAIL_USE_TLS") and config.get("MAIL_USE_SSL"):
         raise ConfigError("MAIL_USE_TLS and MAIL_USE_SSL are exclusive: set one")
+    if config.get("PROCTOR_PUBLIC_URL"):
+        check_public_url(config["PROCTOR_PUBLIC_URL"])
+    elif config.get("MAIL_SERVER"):
+        raise ConfigError("MAIL_SERVER is set but PROCTOR_PUBLIC_URL is not: mailed links need the site's external "
+                          "address (e.g. https://exam.school.edu), never the address a request claims")
+
+
+def check_public_url(url: str) -> None:
+    """PROCTOR_PUBLIC_URL: http(s), a host, optionally a port; no path, query or fragment."""
+    from urllib.parse import urlsplit
+
+    where = f"PROCTOR_PUBLIC_URL={url!r}"
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        raise ConfigError(f"{where}: not a URL") from None
+    if parts.scheme not in ("http", "https"):
+        raise ConfigError(f"{where}: must start with http or https://")
+    if not parts.hostname:
+        raise ConfigError(f"{where}: must name a host")
+    if parts.query:
+        raise ConfigError(f"{where}: no query string")
+    if parts.fragment or url.endswith("#"):
+        raise ConfigError(f"{where}: no fragment")
+    if parts.path not in ("", "/"):
+        raise ConfigError(f"{where}: no path (the app's links add their own)")
+    if parts.username or parts.password:
+        raise ConfigError(f"{where}: no user or password")
 
 
 def describe() -> str:

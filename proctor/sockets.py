@@ -12,6 +12,11 @@ violation_id, severity, count, message}, student_status, student_joined, student
 exam_terminated, warnings_cleared (the runtime's payloads).
 /student (students only; room "student:<id>"): warning {type, message, count} and
 terminated {reason, result_url}, for that student only.
+"/" (the default namespace) is closed: the pages use only /admin and /student.
+
+A socket outlives the HTTP session it was opened with, so each account's sockets are kept by sid;
+when the account's session version rises (logout, a password change; see models.User) its
+sockets are disconnected as the change is committed.
 """
 from __future__ import annotations
 
@@ -21,14 +26,18 @@ import time
 from collections import deque
 from datetime import datetime, timezone
 
-from flask import current_app, request
+from flask import current_app, has_app_context, request
 from flask_login import current_user
 from flask_socketio import ConnectionRefusedError, Namespace, emit, join_room
+from sqlalchemy import event
+from sqlalchemy import inspect as orm_inspect
+from sqlalchemy.orm import Session
 
 from .live.events import ADMIN_EVENTS
 
 log = logging.getLogger(__name__)
 
+DEFAULT_NS = "/"
 ADMIN_NS = "/admin"
 STUDENT_NS = "/student"
 ADMIN_ROOM = "admins"
@@ -62,6 +71,7 @@ class SocketBridge:
         self._clients = 0
         self._idle_since: float | None = None
         self._names: dict[int, str] = {}
+        self._sids: dict[int, set[tuple[str, str]]] = {}  # account id -> {(sid, namespace)}
         self.emitted = 0
 
     # -- called from any thread --------------------------------------------------------
@@ -85,6 +95,31 @@ class SocketBridge:
             self._clients = max(0, self._clients - 1)
             if self._clients == 0:
                 self._idle_since = time.monotonic()
+
+    # -- each account's open sockets ------------------------------------------------------
+    def track(self, user_id: int, sid: str, namespace: str) -> None:
+        with self._lock:
+            self._sids.setdefault(int(user_id), set()).add((sid, namespace))
+
+    def untrack(self, sid: str, namespace: str) -> None:
+        with self._lock:
+            for user_id, sids in list(self._sids.items()):
+                sids.discard((sid, namespace))
+                if not sids:
+                    del self._sids[user_id]
+
+    def disconnect_user(self, user_id: int) -> int:
+        """Close every socket of this account (in this server process); returns how many."""
+        with self._lock:
+            sids = self._sids.pop(int(user_id), set())
+        for sid, namespace in sids:
+            try:
+                self.socketio.server.disconnect(sid, namespace=namespace)
+            except Exception:  # noqa: BLE001 - a socket that is already gone
+                log.debug("socket %s on %s was already closed", sid, namespace)
+        if sids:
+            log.info("closed %d socket(s) of account %s (signed out)", len(sids), user_id)
+        return len(sids)
 
     def _subscribe(self) -> None:
         if self._subscribed:
@@ -187,6 +222,44 @@ def bridge(app=None) -> SocketBridge:
     return app.extensions[EXTENSION_KEY]
 
 
+# --- sign-outs reach the sockets: after the commit that raised an account's session version ----
+
+_SIGNED_OUT_KEY = "proctor_signed_out_accounts"
+
+
+@event.listens_for(Session, "after_flush")
+def _note_signed_out_accounts(session, _flush_context):
+    from .models import User
+
+    for obj in session.dirty:
+        if isinstance(obj, User) and orm_inspect(obj).attrs.session_version.history.has_changes():
+            session.info.setdefault(_SIGNED_OUT_KEY, set()).add(obj.id)
+
+
+@event.listens_for(Session, "after_commit")
+def _close_sockets_of_signed_out_accounts(session):
+    ids = session.info.pop(_SIGNED_OUT_KEY, None)
+    if not ids or not has_app_context():
+        return
+    b = current_app.extensions.get(EXTENSION_KEY)
+    if b is not None:
+        for user_id in ids:
+            b.disconnect_user(user_id)
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_signed_out_accounts(session):
+    session.info.pop(_SIGNED_OUT_KEY, None)
+
+
+class DefaultNamespace(Namespace):
+    """The default namespace "/" is not used by any page: every connection is refused."""
+
+    def on_connect(self, auth=None):
+        log.info("refused a socket on the default namespace from %s", request.remote_addr)
+        raise ConnectionRefusedError("use /admin or /student")
+
+
 class AdminNamespace(Namespace):
     """Admins only: a connection from anyone else is refused at the handshake."""
 
@@ -196,6 +269,7 @@ class AdminNamespace(Namespace):
             raise ConnectionRefusedError("admin login required")
         join_room(ADMIN_ROOM)
         b = bridge()
+        b.track(current_user.id, request.sid, ADMIN_NS)
         b.client_connected()
         from .live import get_runtime
 
@@ -208,6 +282,7 @@ class AdminNamespace(Namespace):
         return True
 
     def on_disconnect(self, reason=None):
+        bridge().untrack(request.sid, ADMIN_NS)
         bridge().client_disconnected()
 
 
@@ -219,10 +294,12 @@ class StudentNamespace(Namespace):
             log.info("refused /student socket from %s (not a student)", request.remote_addr)
             raise ConnectionRefusedError("student login required")
         join_room(student_room(current_user.id))
+        bridge().track(current_user.id, request.sid, STUDENT_NS)
         bridge().client_connected()
         return True
 
     def on_disconnect(self, reason=None):
+        bridge().untrack(request.sid, STUDENT_NS)
         bridge().client_disconnected()
 
 
@@ -230,6 +307,7 @@ def init_app(app, socketio) -> SocketBridge:
     """Register the namespaces on the app's Socket.IO server and attach the event bridge."""
     b = SocketBridge(app, socketio)
     app.extensions[EXTENSION_KEY] = b
+    socketio.on_namespace(DefaultNamespace(DEFAULT_NS))
     socketio.on_namespace(AdminNamespace(ADMIN_NS))
     socketio.on_namespace(StudentNamespace(STUDENT_NS))
     return b

@@ -23,11 +23,24 @@ def test_signup_creates_student_and_logs_in(app, client):
     assert "password" not in str(me).lower() and "analytical" not in str(me)
 
 
-def test_signup_duplicate_email_is_a_clear_form_error(app, client):
+def test_signup_with_a_taken_email_reveals_nothing_and_tells_the_owner(app, client, caplog):
+    """No "already exists": the login page with a neutral note, no session, and a note to the owner."""
     make_user(app, "ada@example.edu")
+    caplog.set_level("WARNING", logger="proctor.mail")
     resp = signup(client, email="ADA@example.edu")
-    assert resp.status_code == 400
-    assert "already exists" in resp.get_data(as_text=True)
+    assert resp.status_code == 302 and resp.headers["Location"].endswith("/login")
+    page = client.get("/login").get_data(as_text=True)
+    assert "already exists" not in page and "If you already have an account with this address" in page
+    assert client.get("/api/me").status_code == 401
+    notes = [r.getMessage() for r in caplog.records if "tried to sign up" in r.getMessage()]
+    assert len(notes) == 1 and "ada@example.edu" in notes[0] and "/forgot-password" in notes[0]
+    from proctor.extensions import db
+    from proctor.models import User
+
+    with app.app_context():
+        assert db.session.scalar(select(db.func.count(User.id))) == 1
+    # The answer for a new address is the one the page has always given.
+    assert signup(client, email="new@example.edu").headers["Location"].endswith("/student/")
 
 
 @pytest.mark.parametrize(
@@ -217,7 +230,7 @@ def test_reset_mail_goes_through_a_real_smtp_server(app, client):
     controller = Controller(Handler(), hostname="127.0.0.1", port=port)
     controller.start()
     try:
-        app.config.update(MAIL_SERVER="127.0.0.1", MAIL_PORT=port)
+        app.config.update(MAIL_SERVER="127.0.0.1", MAIL_PORT=port, PROCTOR_PUBLIC_URL="http://localhost")
         make_user(app, "mail@example.edu")
         assert _request_reset(client, "mail@example.edu").status_code == 302
     finally:
