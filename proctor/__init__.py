@@ -94,17 +94,9 @@ def create_app(config: dict | None = None, env=None) -> Flask:
             return redirect(auth.home_for(current_user))
         return redirect(url_for("auth.login"))
 
-    @app.after_request
-    def security_headers(response):
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("X-Frame-Options", "DENY")
-        response.headers.setdefault("Referrer-Policy", "same-origin")
-        response.headers.setdefault(
-            "Content-Security-Policy",
-            "default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; "
-            "connect-src 'self' ws: wss:; style-src 'self'; script-src 'self'; frame-ancestors 'none'",
-        )
-        return response
+    from .security import security_headers
+
+    app.after_request(security_headers)
 
     from .cli import register_cli
 

@@ -234,3 +234,7 @@ def test_security_headers_include_hsts_only_over_https(database_url, tmp_path, h
     assert headers["X-Frame-Options"] == "DENY" and headers["X-Content-Type-Options"] == "nosniff"
     assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
     assert headers.get("Strict-Transport-Security") == ("max-age=31536000" if https else None)
+    # And on a real response of the app (create_app installs the hook).
+    served = application.test_client().get("/login").headers
+    assert served.get("Strict-Transport-Security") == ("max-age=31536000" if https else None)
+    assert served["X-Frame-Options"] == "DENY"
