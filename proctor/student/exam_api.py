@@ -99,6 +99,10 @@ def identity_threshold(exam: Exam) -> float:
     return float(config.IDENTITY_DISTANCE_THRESHOLD)
 
 
+def _capture(image, max_chars: int):
+    return shrink(decode_data_url(image, max_chars=max_chars), 960)
+
+
 @bp.route("/<int:exam_id>/identity-frame", methods=["POST"])
 @access(STUDENT)
 @per_user_limit("PROCTOR_IDENTITY_FRAME_LIMIT")
@@ -116,7 +120,11 @@ def identity_frame(exam_id: int):
     restart = data.get("restart", False)
     if not isinstance(restart, bool):
         raise ApiError("restart must be true or false")
-    frame = shrink(decode_data_url(data.get("image"), max_chars=max_bytes), 960)
+    try:  # decoded off the event loop (the header's sizes are checked first, in images.py)
+        frame = identity.compute(_capture, data.get("image"), max_bytes)
+    except TimeoutError as exc:
+        log.error("identity frame for student %s: decoding %s", current_user.id, exc)
+        raise ApiError("the server is busy; try again in a moment", 503) from None
     profile = steps.profile()
     if profile is None or not profile.embedding:
         raise ApiError("register your face first", 409)

@@ -153,6 +153,10 @@ def register_face(image_bgr) -> tuple[bool, str, dict]:
     return True, "Your face is registered.", quality
 
 
+def _photo(raw: bytes):
+    return shrink(decode_image(raw), 1280)
+
+
 @bp.route("/face", methods=["GET", "POST"])
 @access(STUDENT)
 @per_user_limit("PROCTOR_FACE_UPLOAD_LIMIT", methods=["POST"])
@@ -176,10 +180,12 @@ def face():
     raw = upload.read(PHOTO_MAX_BYTES + 1)
     if len(raw) > PHOTO_MAX_BYTES:
         return refuse(f"The photo is larger than {PHOTO_MAX_BYTES // (1024 * 1024)} MB.", 413)
-    try:
-        image = decode_image(raw)
+    try:  # decoded off the event loop (the header's sizes are checked first, in images.py)
+        image = identity.compute(_photo, raw)
     except ImageError as exc:
         return refuse(exc.message[0].upper() + exc.message[1:] + ".", exc.status)
+    except TimeoutError:
+        return refuse("The server is busy; try again in a moment.", 503)
     ok, message, _quality = register_face(image)
     if not ok:
         return refuse(f"This photo cannot be used: {message}.", 422)
