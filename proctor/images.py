@@ -59,6 +59,22 @@ def _webp_dimensions(data: bytes) -> tuple[str, int, int]:
     raise broken
 
 
+def image_format(data: bytes) -> str | None:
+    """"jpeg", "png" or "webp" from the file's first bytes; None for anything else."""
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if data.startswith(b"\xff\xd8"):
+        return "jpeg"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    return None
+
+
+def _names(formats) -> str:
+    names = [{"jpeg": "JPEG", "png": "PNG", "webp": "WebP"}[f] for f in formats]
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
+
+
 def image_dimensions(data: bytes) -> tuple[str, int, int]:
     """(format, width, height) read from a JPEG, PNG or WebP header, before any pixel is decoded."""
     if data.startswith(b"\x89PNG\r\n\x1a\n"):
@@ -123,9 +139,12 @@ def decode_image(raw: bytes, *, min_side: int = 64, max_side: int = 4096, format
     """A BGR uint8 image from JPEG/PNG (or WebP, when allowed) bytes."""
     if not raw:
         raise ImageError("the image is empty")
-    kind, width, height = image_dimensions(raw)
+    kind = image_format(raw)
+    if kind is None:
+        raise ImageError(f"not a {_names(formats)} image")
     if kind not in formats:
-        raise ImageError(f"{kind.upper()} images are not accepted here: send {' or '.join(f.upper() for f in formats)}")
+        raise ImageError(f"{_names([kind])} images are not accepted here: send {_names(formats)}")
+    kind, width, height = image_dimensions(raw)
     _check_sides(width, height, min_side, max_side)
     img = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_COLOR)
     if img is None or img.ndim != 3 or img.shape[2] != 3:
