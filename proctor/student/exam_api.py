@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import time
 import uuid
 from datetime import datetime, timezone
@@ -22,7 +21,7 @@ from .. import exam_service as svc
 from .. import live_hooks
 from ..extensions import db
 from ..images import decode_data_url, shrink
-from ..jsonapi import ApiError, api_error_response, json_body
+from ..jsonapi import ApiError, api_error_response, is_number, json_body, parse_id
 from ..limits import per_user_limit
 from ..models import Exam, Recording, SessionStatus, utcnow
 from ..security import STUDENT, access
@@ -70,7 +69,7 @@ def system_check():
             raise ApiError(f"{name} must be true or false")
         parts[name] = value
     kbps = data.get("upload_kbps")
-    if kbps is not None and (isinstance(kbps, bool) or not isinstance(kbps, (int, float)) or not math.isfinite(kbps) or kbps < 0):
+    if kbps is not None and (not is_number(kbps) or not 0 <= kbps <= 10**9):
         raise ApiError("upload_kbps must be a positive number")
     ok = steps.record_system_check(parts, kbps or 0)
     failed = [n for n, v in parts.items() if not v]
@@ -115,7 +114,7 @@ def identity_frame(exam_id: int):
     max_bytes = int(setting("PROCTOR_FRAME_MAX_BYTES"))
     data = json_body(max_bytes)
     ts = data.get("ts")
-    if isinstance(ts, bool) or not isinstance(ts, (int, float)) or not math.isfinite(ts) or not 0 <= ts <= 3_600_000:
+    if not is_number(ts) or not 0 <= ts <= 3_600_000:
         raise ApiError("ts must be the milliseconds since the confirmation began (0 to 3600000)")
     restart = data.get("restart", False)
     if not isinstance(restart, bool):
@@ -246,17 +245,16 @@ def audio_chunk():
     limit = setting("PROCTOR_AUDIO_CHUNK_MAX_BYTES")
     if request.content_length is not None and request.content_length > limit + 4096:
         raise ApiError(f"an audio chunk is limited to {limit} bytes", 413)
-    try:
-        session_id = int(request.form.get("session_id", ""))
-        seq = int(request.form.get("seq", ""))
-    except ValueError:
-        raise ApiError("session_id and seq must be whole numbers") from None
+    session_id = parse_id(request.form.get("session_id", ""), "session_id")
+    seq = parse_id(request.form.get("seq", ""), "seq")
     if not 0 <= seq <= 100_000:
         raise ApiError("seq must be between 0 and 100000")
     started_ms = request.form.get("started_ms", "")
     started_at = None
     if started_ms:
         try:
+            if len(started_ms) > 20:
+                raise ValueError(started_ms)
             started_at = datetime.fromtimestamp(int(started_ms) / 1000, tz=timezone.utc).replace(tzinfo=None)
         except (ValueError, OverflowError, OSError):
             raise ApiError("started_ms must be milliseconds since 1970") from None

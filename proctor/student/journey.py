@@ -49,7 +49,7 @@ def _exam_arg(required: bool = True) -> Exam | None:
         if required:
             abort(400, description="which exam? (?exam=<id>)")
         return None
-    if not raw.isdigit() or len(raw) > 9:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 9:
         abort(400, description="exam must be a number")
     return _open_exam(int(raw))
 
