@@ -14,6 +14,7 @@ from flask import Flask, redirect, url_for
 from flask_login import current_user
 from werkzeug.routing import IntegerConverter
 
+from .datafiles import check_writable
 from .extensions import csrf, db, limiter, login_manager, migrate, socketio
 from .jsonapi import ID_MAX
 from .settings import REPO_ROOT, ConfigError, check_config, instance_path_from, load_settings
@@ -55,7 +56,7 @@ def create_app(config: dict | None = None, env=None) -> Flask:
     app.config.update(load_settings(env, instance_path))
     app.config.update(config)
     check_config(app.config)
-    Path(app.config["PROCTOR_DATA_DIR"]).mkdir(parents=True, exist_ok=True)
+    check_writable(app.config["PROCTOR_DATA_DIR"])
 
     if app.config["PROCTOR_PROXY_COUNT"]:
         from werkzeug.middleware.proxy_fix import ProxyFix

@@ -13,12 +13,13 @@ import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
-from flask import current_app, jsonify, request, url_for
+from flask import jsonify, request, url_for
 from flask_login import current_user
 from sqlalchemy import func, select
 
 from .. import exam_service as svc
 from .. import live_hooks
+from ..datafiles import is_storage_full, write_file
 from ..extensions import db
 from ..images import decode_data_url, shrink
 from ..jsonapi import ApiError, api_error_response, is_number, json_body, parse_id
@@ -277,10 +278,21 @@ def audio_chunk():
     ext, magic = AUDIO_TYPES[mime]
     if seq == 0 and not raw.startswith(magic):
         raise ApiError(f"the first chunk is not a {mime} file", 415)
+    quota = setting("PROCTOR_AUDIO_MAX_BYTES_PER_SESSION")
+    stored_bytes = db.session.scalar(select(func.coalesce(func.sum(Recording.bytes), 0))
+                                     .where(Recording.session_id == sess.id, Recording.kind == "audio"))
+    if stored_bytes + len(raw) > quota:
+        log.warning("audio quota reached: session %s has %s bytes, chunk %s of %s bytes refused", sess.id, stored_bytes,
+                    seq, len(raw))
+        raise ApiError(f"this exam session reached its audio limit of {quota} bytes: no more recording is stored", 413)
     rel = Path("recordings") / str(sess.id) / f"audio-{seq:05d}-{uuid.uuid4().hex[:8]}{ext}"
-    path = Path(current_app.config["PROCTOR_DATA_DIR"]) / rel
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(raw)
+    try:
+        write_file(rel, raw)
+    except OSError as exc:
+        if not is_storage_full(exc):
+            raise
+        log.error("audio chunk %s of session %s not stored: the data folder is full (%s)", seq, sess.id, exc)
+        raise ApiError("the server's storage is full: this audio chunk was not saved", 507) from None
     rec = Recording(session_id=sess.id, student_id=current_user.id, kind="audio", path=str(rel), mime=mime,
                     bytes=len(raw), sequence=seq, started_at=started_at)
     db.session.add(rec)

@@ -17,6 +17,7 @@ from flask_login import current_user
 
 from .. import exam_service as svc
 from .. import live_hooks
+from ..datafiles import is_storage_full, write_file
 from ..extensions import db
 from ..images import ImageError, decode_image, shrink
 from ..limits import per_user_limit
@@ -131,7 +132,13 @@ def register_face(image_bgr) -> tuple[bool, str, dict]:
     ok, jpeg = cv2.imencode(".jpg", image_bgr, [cv2.IMWRITE_JPEG_QUALITY, 92])
     if not ok:
         return False, "the photo could not be stored", quality
-    (_face_dir() / name).write_bytes(jpeg.tobytes())
+    try:
+        write_file(f"faces/{name}", jpeg.tobytes())  # whole or not at all
+    except OSError as exc:
+        if not is_storage_full(exc):
+            raise
+        log.error("face photo of student %s not stored: the data folder is full (%s)", current_user.id, exc)
+        return False, "the server's storage is full; try again later", quality
     profile = current_profile()
     old = None
     if profile is None:
@@ -255,7 +262,7 @@ def take(session_id: int):
     if sess.status != SessionStatus.IN_PROGRESS.value:
         return redirect(url_for("student.result", session_id=sess.id))
     return render_template("student/exam.html", sess=sess, exam=sess.exam,
-                           fps=float(setting("PROCTOR_CAMERA_FPS")))
+                           fps=float(setting("PROCTOR_CAMERA_FPS")), audio_bps=int(setting("PROCTOR_AUDIO_BITRATE_BPS")))
 
 
 @bp.route("/sessions/<int:session_id>/result")
