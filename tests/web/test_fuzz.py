@@ -42,12 +42,21 @@ def fuzz_app(database_url, tmp_path):
     from proctor.extensions import db
 
     config = _test_config(database_url, tmp_path / "instance")
-    config.update(RATELIMIT_ENABLED=False, PROCTOR_LIVE_ENABLED=False, PROCTOR_EXAM_MAX_ATTEMPTS=100)
+    from proctor.settings import SETTINGS
+
+    # Rates high enough never to hide a route behind its 429 (RATELIMIT_ENABLED=False would switch
+    # off the shared limiter for the apps of later tests too).
+    config.update({s.key: "100000 per second" for s in SETTINGS if s.kind == "rate" and s.key})
+    config.update(PROCTOR_LIVE_ENABLED=False, PROCTOR_EXAM_MAX_ATTEMPTS=100)
     app = create_app(config)
     from tests.conftest import _empty_all_tables
 
     with app.app_context():
         _empty_all_tables(db)
+    with app.app_context():
+        from proctor.extensions import limiter
+
+        limiter.reset()
     yield app
     from proctor.live import get_runtime
 
