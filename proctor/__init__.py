@@ -12,8 +12,11 @@ from pathlib import Path
 
 from flask import Flask, redirect, url_for
 from flask_login import current_user
+from werkzeug.routing import IntegerConverter
 
+from .datafiles import check_writable
 from .extensions import csrf, db, limiter, login_manager, migrate, socketio
+from .jsonapi import ID_MAX
 from .settings import REPO_ROOT, ConfigError, check_config, instance_path_from, load_settings
 
 __all__ = ["create_app", "init_db", "ConfigError"]
@@ -28,6 +31,13 @@ def configure_logging(level: int = logging.INFO) -> None:
         logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
+class BoundedIntConverter(IntegerConverter):
+    """`<int:...>` from 0 to jsonapi.ID_MAX (a larger number matches no route: 404)."""
+
+    def __init__(self, url_map, fixed_digits=0, min=None, max=None, signed=False):
+        super().__init__(url_map, fixed_digits=fixed_digits, min=min, max=ID_MAX if max is None else max, signed=signed)
+
+
 def create_app(config: dict | None = None, env=None) -> Flask:
     """Build the app. `config` overrides settings read from the environment (tests use it)."""
     configure_logging()
@@ -40,10 +50,13 @@ def create_app(config: dict | None = None, env=None) -> Flask:
         template_folder=str(REPO_ROOT / "templates"),
         static_folder=str(REPO_ROOT / "static"),
     )
+    # Every <int:...> in a URL is bounded: an id past any row's range is a 404, never an
+    # OverflowError from the database driver (SQLite refuses integers past 2**63).
+    app.url_map.converters["int"] = BoundedIntConverter
     app.config.update(load_settings(env, instance_path))
     app.config.update(config)
     check_config(app.config)
-    Path(app.config["PROCTOR_DATA_DIR"]).mkdir(parents=True, exist_ok=True)
+    check_writable(app.config["PROCTOR_DATA_DIR"])
 
     if app.config["PROCTOR_PROXY_COUNT"]:
         from werkzeug.middleware.proxy_fix import ProxyFix
@@ -69,7 +82,7 @@ def create_app(config: dict | None = None, env=None) -> Flask:
 
     @login_manager.user_loader
     def load_user(user_id: str):
-        if not user_id.isdigit():
+        if not (user_id.isascii() and user_id.isdigit()) or len(user_id) > 10:
             return None
         user = db.session.get(User, int(user_id))
         return user if user is not None and user.is_active else None

@@ -19,10 +19,11 @@ MESSAGES = {
     409: ("Conflict", "The request conflicts with the current state."),
     413: ("Too large", "What you sent is larger than the server accepts."),
     429: ("Too many requests", "Too many attempts. Wait a minute, then try again."),
+    507: ("Storage full", "The server has no room left to store this. It has been logged; try again later."),
     500: ("Something went wrong", "The server hit an error. It has been logged; please try again."),
 }
 # Codes whose specific description (e.g. which field is wrong) an API client is shown.
-SPECIFIC = (400, 404, 409, 413, 429)
+SPECIFIC = (400, 404, 409, 413, 429, 507)
 
 
 def specific_description(exc: HTTPException) -> str | None:

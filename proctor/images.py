@@ -24,8 +24,59 @@ class ImageError(ApiError):
     """The image is not acceptable; the message says why."""
 
 
+def _webp_dimensions(data: bytes) -> tuple[str, int, int]:
+    """("webp", width, height) of a still WebP from its chunks (VP8X canvas, VP8 frame header, VP8L header).
+
+    Every VP8X/VP8/VP8L chunk met before the image data is read and the largest size wins, so a
+    canvas that understates its frame gets nowhere. Animated WebP is refused."""
+    broken = ImageError("the file is not a readable WebP (broken header)")
+    i, n = 12, len(data)
+    width = height = 0
+    while i + 8 <= n:
+        fourcc = data[i:i + 4]
+        (size,) = struct.unpack("<I", data[i + 4:i + 8])
+        body = data[i + 8:i + 8 + min(size, 32)]
+        if fourcc == b"VP8X":
+            if len(body) < 10:
+                raise broken
+            if body[0] & 0x02:
+                raise ImageError("animated WebP images are not accepted")
+            width = max(width, 1 + int.from_bytes(body[4:7], "little"))
+            height = max(height, 1 + int.from_bytes(body[7:10], "little"))
+        elif fourcc == b"VP8 ":
+            if len(body) < 10 or body[3:6] != b"\x9d\x01\x2a":
+                raise broken
+            w, h = struct.unpack("<HH", body[6:10])
+            return "webp", max(width, w & 0x3FFF), max(height, h & 0x3FFF)
+        elif fourcc == b"VP8L":
+            if len(body) < 5 or body[0] != 0x2F:
+                raise broken
+            (bits,) = struct.unpack("<I", body[1:5])
+            return "webp", max(width, (bits & 0x3FFF) + 1), max(height, ((bits >> 14) & 0x3FFF) + 1)
+        elif fourcc in (b"ANIM", b"ANMF"):
+            raise ImageError("animated WebP images are not accepted")
+        i += 8 + size + (size & 1)  # chunks are padded to an even size
+    raise broken
+
+
+def image_format(data: bytes) -> str | None:
+    """"jpeg", "png" or "webp" from the file's first bytes; None for anything else."""
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if data.startswith(b"\xff\xd8"):
+        return "jpeg"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    return None
+
+
+def _names(formats) -> str:
+    names = [{"jpeg": "JPEG", "png": "PNG", "webp": "WebP"}[f] for f in formats]
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
+
+
 def image_dimensions(data: bytes) -> tuple[str, int, int]:
-    """(format, width, height) read from a JPEG or PNG header, before any pixel is decoded."""
+    """(format, width, height) read from a JPEG, PNG or WebP header, before any pixel is decoded."""
     if data.startswith(b"\x89PNG\r\n\x1a\n"):
         if len(data) < 24 or data[12:16] != b"IHDR":
             raise ImageError("the file is not a readable PNG (broken header)")
@@ -59,8 +110,8 @@ def image_dimensions(data: bytes) -> tuple[str, int, int]:
             i += length
         raise ImageError("the file is not a readable JPEG (no frame header)")
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "webp", 0, 0  # sizes are checked after decoding
-    raise ImageError("not a JPEG or PNG image")
+        return _webp_dimensions(data)
+    raise ImageError("not a JPEG, PNG or WebP image")
 
 
 def _check_sides(width: int, height: int, min_side: int, max_side: int) -> None:
@@ -88,16 +139,18 @@ def decode_image(raw: bytes, *, min_side: int = 64, max_side: int = 4096, format
     """A BGR uint8 image from JPEG/PNG (or WebP, when allowed) bytes."""
     if not raw:
         raise ImageError("the image is empty")
-    kind, width, height = image_dimensions(raw)
+    kind = image_format(raw)
+    if kind is None:
+        raise ImageError(f"not a {_names(formats)} image")
     if kind not in formats:
-        raise ImageError(f"{kind.upper()} images are not accepted here: send {' or '.join(f.upper() for f in formats)}")
-    if width:
-        _check_sides(width, height, min_side, max_side)
+        raise ImageError(f"{_names([kind])} images are not accepted here: send {_names(formats)}")
+    kind, width, height = image_dimensions(raw)
+    _check_sides(width, height, min_side, max_side)
     img = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_COLOR)
     if img is None or img.ndim != 3 or img.shape[2] != 3:
         raise ImageError("the image could not be decoded")
     h, w = img.shape[:2]
-    if width and sorted((w, h)) != sorted((width, height)):  # the header lied (EXIF rotation may swap the sides)
+    if sorted((w, h)) != sorted((width, height)):  # the header lied (EXIF rotation may swap the sides)
         raise ImageError("the image could not be decoded")
     _check_sides(w, h, min_side, max_side)
     return np.ascontiguousarray(img)

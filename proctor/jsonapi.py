@@ -96,9 +96,22 @@ def json_body(max_bytes: int | None = None) -> dict:
         body = json.loads(data)
     except (ValueError, UnicodeDecodeError):
         raise ApiError("the body is not valid JSON") from None
+    except RecursionError:  # e.g. [[[[...]]]] 2,000 deep: the parser's recursion, not a server fault
+        raise ApiError("the JSON body is nested too deeply") from None
     if not isinstance(body, dict):
         raise ApiError("send a JSON object (Content-Type: application/json)")
     return body
+
+
+ID_MAX = 2**31 - 1  # the largest id a row can have (INT on MariaDB; SQLite's 64-bit rowid goes further)
+
+
+def parse_id(raw, name: str) -> int:
+    """An id sent as text (a form field): ASCII digits only, at most ID_MAX; ApiError otherwise."""
+    text = raw.strip() if isinstance(raw, str) else ""
+    if not (text.isascii() and text.isdigit()) or len(text) > len(str(ID_MAX)) or int(text) > ID_MAX:
+        raise ApiError(f"{name} must be a whole number between 0 and {ID_MAX}")
+    return int(text)
 
 
 def int_field(data: dict, name: str, required: bool = True, lo: int = 0, hi: int = 2**31 - 1) -> int | None:
@@ -114,8 +127,16 @@ def int_field(data: dict, name: str, required: bool = True, lo: int = 0, hi: int
     return value
 
 
+def is_number(value) -> bool:
+    """A finite JSON number (not a bool). Whole numbers of any size are numbers: their range is
+    checked by the caller without converting them to float (which overflows past 1e308)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return isinstance(value, int) or math.isfinite(value)
+
+
 def number_field(value, name: str, lo: float, hi: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if not is_number(value):
         raise ApiError(f"'{name}' must be a number")
     if not lo <= value <= hi:
         raise ApiError(f"'{name}' must be between {lo:g} and {hi:g}")

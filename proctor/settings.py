@@ -111,6 +111,10 @@ SETTINGS: tuple[AppSetting, ...] = (
     _s("PROCTOR_EXPIRY_SWEEP_S", "float", 60.0, "Seconds between sweeps that submit sessions past their deadline (0: only when touched).", 0, 3600),
     _s("PROCTOR_CAMERA_FPS", "float", 2.0, "Camera frames per second the exam page uploads.", 0.2, 10),
     _s("PROCTOR_AUDIO_CHUNK_MAX_BYTES", "int", 2 * MIB, "Largest audio recording chunk.", 16 * 1024, 64 * MIB),
+    _s("PROCTOR_AUDIO_BITRATE_BPS", "int", 32_000, "Bitrate the exam page asks MediaRecorder to record audio at.", 6_000, 256_000),
+    _s("PROCTOR_AUDIO_MAX_BYTES_PER_SESSION", "int", 100 * MIB,
+       "Audio stored per exam session; later chunks get 413 (100 MiB: about 7 h at 32 kbps).", MIB, 64 * 1024 * MIB,
+       testing_min=1024),
     # --- per-account request limits on routes that cost CPU or disk
     _s("PROCTOR_IDENTITY_FRAME_LIMIT", "rate", "8 per second;240 per minute", "Identity-confirmation frames per account."),
     _s("PROCTOR_FACE_UPLOAD_LIMIT", "rate", "10 per minute;60 per hour", "Face registrations per account."),

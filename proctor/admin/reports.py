@@ -74,7 +74,7 @@ def export_violations():
     if f.date_to:
         stmt = stmt.where(Violation.timestamp < datetime.combine(f.date_to + timedelta(days=1), time.min))
     session_raw = request.args.get("session", "")
-    if session_raw.isdigit() and len(session_raw) < 10:
+    if session_raw.isascii() and session_raw.isdigit() and len(session_raw) < 10:
         stmt = stmt.where(Violation.session_id == int(session_raw))
     rows = db.session.execute(stmt.order_by(Violation.timestamp, Violation.id).limit(EXPORT_MAX_ROWS)).all()
     header = ["violation_id", "session_id", "student_id", "student_name", "student_email", "exam_title", "timestamp_utc",
@@ -101,7 +101,7 @@ def audit_log():
         stmt = stmt.where(AuditLog.action.like(_like_prefix(action), escape="\\"))
     if target_type:
         stmt = stmt.where(AuditLog.target_type == target_type)
-    if target_raw.isdigit() and len(target_raw) < 10:
+    if target_raw.isascii() and target_raw.isdigit() and len(target_raw) < 10:
         stmt = stmt.where(AuditLog.target_id == int(target_raw))
     page = paginate(stmt.order_by(AuditLog.created_at.desc(), AuditLog.id.desc()), query_int("page", 1), per_page=50,
                     scalars=False)

@@ -78,7 +78,7 @@ def _parse_date(name: str, errors: list) -> date | None:
 def read_filters() -> ResultFilters:
     errors: list[str] = []
     exam_raw = request.args.get("exam", "").strip()
-    exam_id = int(exam_raw) if exam_raw.isdigit() and len(exam_raw) < 10 else None
+    exam_id = int(exam_raw) if exam_raw.isascii() and exam_raw.isdigit() and len(exam_raw) < 10 else None
     if exam_raw and exam_id is None:
         errors.append("'exam' must be an exam id; ignored.")
     status = request.args.get("status", "").strip().upper()

@@ -5,10 +5,9 @@ import csv
 import io
 import json
 import logging
-import secrets
 from pathlib import Path
 
-from flask import abort, flash, redirect, render_template, request, send_file, url_for
+from flask import abort, current_app, flash, redirect, render_template, request, send_file, url_for
 from flask_login import current_user
 from sqlalchemy import func, or_, select
 
@@ -18,6 +17,7 @@ from ..extensions import db
 from ..models import EMAIL_MAX, NAME_MAX, PASSWORD_MAX, PASSWORD_MIN, ExamSession, Profile, Role, User
 from ..security import ADMIN, access, hash_password
 from . import bp
+from .import_jobs import job_for, start_import
 from .fields import FieldError, audit, bool_field, get_or_404, paginate, query_int, read_upload, text_field
 
 log = logging.getLogger(__name__)
@@ -199,29 +199,47 @@ def student_face(student_id: int):
     return response
 
 
+def _import_page(status: int = 200, **kw):
+    values = {"job": None, "error": None, "max_rows": IMPORT_MAX_ROWS, "max_kb": IMPORT_MAX_BYTES // 1024}
+    values.update(kw)
+    return render_template("admin/students_import.html", **values), status
+
+
 @bp.route("/students/import", methods=["GET", "POST"])
 @access(ADMIN)
 def students_import():
+    """Checks the file here; the rows are imported by a background job (import_jobs) whose page this redirects to."""
     if request.method == "GET":
-        return render_template("admin/students_import.html", report=None, error=None,
-                               max_rows=IMPORT_MAX_ROWS, max_kb=IMPORT_MAX_BYTES // 1024)
+        return _import_page()
     try:
-        text = read_upload("file", IMPORT_MAX_BYTES)
-        report = import_students_csv(text)
+        rows = parse_students_csv(read_upload("file", IMPORT_MAX_BYTES))
     except FieldError as exc:
-        return render_template("admin/students_import.html", report=None, error=exc.message,
-                               max_rows=IMPORT_MAX_ROWS, max_kb=IMPORT_MAX_BYTES // 1024), 400
-    audit("student.import", "student", None, created=len(report["created"]), failed=len(report["errors"]))
-    db.session.commit()
-    status = 400 if report["errors"] and not report["created"] else 200
-    return render_template("admin/students_import.html", report=report, error=None,
-                           max_rows=IMPORT_MAX_ROWS, max_kb=IMPORT_MAX_BYTES // 1024), status
+        return _import_page(400, error=exc.message)
+    job = start_import(current_app._get_current_object(), current_user.id, rows, _email_field)
+    return redirect(url_for("admin.students_import_job", job_id=job.id), 303)
 
 
-def import_students_csv(text: str) -> dict:
-    """Create a student per good row; each bad row is reported with its line number and reason.
+@bp.route("/students/import/<job_id>")
+@access(ADMIN)
+def students_import_job(job_id: str):
+    """The job's progress (the page reloads itself while it runs), then its report.
+
+    Generated passwords are shown on the first view of the finished report only."""
+    job = job_for(job_id, current_user.id) if len(job_id) == 32 else None
+    if job is None:
+        abort(404)
+    finished = job.finished
+    response = _import_page(job=job, finished=finished, show_passwords=finished and not job.passwords_shown)
+    if finished:
+        job.passwords_shown = True
+    return response
+
+
+def parse_students_csv(text: str) -> list[tuple[int, dict]]:
+    """The rows [(line number, cells)] of a students CSV whose header and size are right.
 
     Columns: name, email (required), password (optional: a random one is made and shown once).
+    Each row is checked by the import job, which reports a bad row with its line and reason.
     """
     try:
         reader = csv.DictReader(io.StringIO(text, newline=""))
@@ -238,7 +256,6 @@ def import_students_csv(text: str) -> dict:
             parts.append("unknown column(s): " + ", ".join(unknown))
         raise FieldError("file", f"Bad header ({'; '.join(parts)}). Expected: name,email[,password].")
     reader.fieldnames = header
-    created, errors, seen = [], [], set()
     try:
         rows = list(reader)
     except csv.Error as exc:
@@ -247,29 +264,4 @@ def import_students_csv(text: str) -> dict:
         raise FieldError("file", f"Too many rows: {len(rows)} (at most {IMPORT_MAX_ROWS} per file).")
     if not rows:
         raise FieldError("file", "The file has a header but no rows.")
-    for index, row in enumerate(rows, start=2):
-        if None in row:  # more cells than columns
-            errors.append({"line": index, "email": (row.get("email") or "")[:EMAIL_MAX], "error": "too many cells in this row"})
-            continue
-        cells = {k: (v or "") for k, v in row.items()}
-        try:
-            name = text_field(cells, "name", "Name", NAME_MAX)
-            email = _email_field(cells)
-            if email in seen:
-                raise FieldError("email", "Email appears twice in this file.")
-            seen.add(email)
-            password = cells.get("password", "")
-            generated = not password
-            if generated:
-                password = secrets.token_urlsafe(9)
-            elif not PASSWORD_MIN <= len(password) <= PASSWORD_MAX:
-                raise FieldError("password", f"Password must be {PASSWORD_MIN} to {PASSWORD_MAX} characters.")
-            student = create_account(name, email, password, Role.STUDENT.value)
-        except FieldError as exc:
-            errors.append({"line": index, "email": cells.get("email", "")[:EMAIL_MAX], "error": exc.message})
-        except AccountError as exc:
-            errors.append({"line": index, "email": cells.get("email", "")[:EMAIL_MAX], "error": str(exc).capitalize() + "."})
-        else:
-            created.append({"line": index, "id": student.id, "email": student.email, "name": student.name,
-                            "password": password if generated else None})
-    return {"created": created, "errors": errors}
+    return list(enumerate(rows, start=2))

@@ -8,21 +8,21 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import time
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
-from flask import current_app, jsonify, request, url_for
+from flask import jsonify, request, url_for
 from flask_login import current_user
 from sqlalchemy import func, select
 
 from .. import exam_service as svc
 from .. import live_hooks
+from ..datafiles import is_storage_full, write_file
 from ..extensions import db
 from ..images import decode_data_url, shrink
-from ..jsonapi import ApiError, api_error_response, json_body
+from ..jsonapi import ApiError, api_error_response, is_number, json_body, parse_id
 from ..limits import per_user_limit
 from ..models import Exam, Recording, SessionStatus, utcnow
 from ..security import STUDENT, access
@@ -70,7 +70,7 @@ def system_check():
             raise ApiError(f"{name} must be true or false")
         parts[name] = value
     kbps = data.get("upload_kbps")
-    if kbps is not None and (isinstance(kbps, bool) or not isinstance(kbps, (int, float)) or not math.isfinite(kbps) or kbps < 0):
+    if kbps is not None and (not is_number(kbps) or not 0 <= kbps <= 10**9):
         raise ApiError("upload_kbps must be a positive number")
     ok = steps.record_system_check(parts, kbps or 0)
     failed = [n for n, v in parts.items() if not v]
@@ -99,6 +99,10 @@ def identity_threshold(exam: Exam) -> float:
     return float(config.IDENTITY_DISTANCE_THRESHOLD)
 
 
+def _capture(image, max_chars: int):
+    return shrink(decode_data_url(image, max_chars=max_chars), 960)
+
+
 @bp.route("/<int:exam_id>/identity-frame", methods=["POST"])
 @access(STUDENT)
 @per_user_limit("PROCTOR_IDENTITY_FRAME_LIMIT")
@@ -111,12 +115,16 @@ def identity_frame(exam_id: int):
     max_bytes = int(setting("PROCTOR_FRAME_MAX_BYTES"))
     data = json_body(max_bytes)
     ts = data.get("ts")
-    if isinstance(ts, bool) or not isinstance(ts, (int, float)) or not math.isfinite(ts) or not 0 <= ts <= 3_600_000:
+    if not is_number(ts) or not 0 <= ts <= 3_600_000:
         raise ApiError("ts must be the milliseconds since the confirmation began (0 to 3600000)")
     restart = data.get("restart", False)
     if not isinstance(restart, bool):
         raise ApiError("restart must be true or false")
-    frame = shrink(decode_data_url(data.get("image"), max_chars=max_bytes), 960)
+    try:  # decoded off the event loop (the header's sizes are checked first, in images.py)
+        frame = identity.compute(_capture, data.get("image"), max_bytes)
+    except TimeoutError as exc:
+        log.error("identity frame for student %s: decoding %s", current_user.id, exc)
+        raise ApiError("the server is busy; try again in a moment", 503) from None
     profile = steps.profile()
     if profile is None or not profile.embedding:
         raise ApiError("register your face first", 409)
@@ -238,17 +246,16 @@ def audio_chunk():
     limit = setting("PROCTOR_AUDIO_CHUNK_MAX_BYTES")
     if request.content_length is not None and request.content_length > limit + 4096:
         raise ApiError(f"an audio chunk is limited to {limit} bytes", 413)
-    try:
-        session_id = int(request.form.get("session_id", ""))
-        seq = int(request.form.get("seq", ""))
-    except ValueError:
-        raise ApiError("session_id and seq must be whole numbers") from None
+    session_id = parse_id(request.form.get("session_id", ""), "session_id")
+    seq = parse_id(request.form.get("seq", ""), "seq")
     if not 0 <= seq <= 100_000:
         raise ApiError("seq must be between 0 and 100000")
     started_ms = request.form.get("started_ms", "")
     started_at = None
     if started_ms:
         try:
+            if len(started_ms) > 20:
+                raise ValueError(started_ms)
             started_at = datetime.fromtimestamp(int(started_ms) / 1000, tz=timezone.utc).replace(tzinfo=None)
         except (ValueError, OverflowError, OSError):
             raise ApiError("started_ms must be milliseconds since 1970") from None
@@ -271,10 +278,21 @@ def audio_chunk():
     ext, magic = AUDIO_TYPES[mime]
     if seq == 0 and not raw.startswith(magic):
         raise ApiError(f"the first chunk is not a {mime} file", 415)
+    quota = setting("PROCTOR_AUDIO_MAX_BYTES_PER_SESSION")
+    stored_bytes = db.session.scalar(select(func.coalesce(func.sum(Recording.bytes), 0))
+                                     .where(Recording.session_id == sess.id, Recording.kind == "audio"))
+    if stored_bytes + len(raw) > quota:
+        log.warning("audio quota reached: session %s has %s bytes, chunk %s of %s bytes refused", sess.id, stored_bytes,
+                    seq, len(raw))
+        raise ApiError(f"this exam session reached its audio limit of {quota} bytes: no more recording is stored", 413)
     rel = Path("recordings") / str(sess.id) / f"audio-{seq:05d}-{uuid.uuid4().hex[:8]}{ext}"
-    path = Path(current_app.config["PROCTOR_DATA_DIR"]) / rel
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(raw)
+    try:
+        write_file(rel, raw)
+    except OSError as exc:
+        if not is_storage_full(exc):
+            raise
+        log.error("audio chunk %s of session %s not stored: the data folder is full (%s)", seq, sess.id, exc)
+        raise ApiError("the server's storage is full: this audio chunk was not saved", 507) from None
     rec = Recording(session_id=sess.id, student_id=current_user.id, kind="audio", path=str(rel), mime=mime,
                     bytes=len(raw), sequence=seq, started_at=started_at)
     db.session.add(rec)

@@ -17,6 +17,7 @@ from flask_login import current_user
 
 from .. import exam_service as svc
 from .. import live_hooks
+from ..datafiles import is_storage_full, write_file
 from ..extensions import db
 from ..images import ImageError, decode_image, shrink
 from ..limits import per_user_limit
@@ -49,7 +50,7 @@ def _exam_arg(required: bool = True) -> Exam | None:
         if required:
             abort(400, description="which exam? (?exam=<id>)")
         return None
-    if not raw.isdigit() or len(raw) > 9:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 9:
         abort(400, description="exam must be a number")
     return _open_exam(int(raw))
 
@@ -131,7 +132,13 @@ def register_face(image_bgr) -> tuple[bool, str, dict]:
     ok, jpeg = cv2.imencode(".jpg", image_bgr, [cv2.IMWRITE_JPEG_QUALITY, 92])
     if not ok:
         return False, "the photo could not be stored", quality
-    (_face_dir() / name).write_bytes(jpeg.tobytes())
+    try:
+        write_file(f"faces/{name}", jpeg.tobytes())  # whole or not at all
+    except OSError as exc:
+        if not is_storage_full(exc):
+            raise
+        log.error("face photo of student %s not stored: the data folder is full (%s)", current_user.id, exc)
+        return False, "the server's storage is full; try again later", quality
     profile = current_profile()
     old = None
     if profile is None:
@@ -151,6 +158,10 @@ def register_face(image_bgr) -> tuple[bool, str, dict]:
             log.warning("could not remove old face image %s", old)
     log.info("student %s registered a face (quality %s)", current_user.id, quality)
     return True, "Your face is registered.", quality
+
+
+def _photo(raw: bytes):
+    return shrink(decode_image(raw), 1280)
 
 
 @bp.route("/face", methods=["GET", "POST"])
@@ -176,10 +187,12 @@ def face():
     raw = upload.read(PHOTO_MAX_BYTES + 1)
     if len(raw) > PHOTO_MAX_BYTES:
         return refuse(f"The photo is larger than {PHOTO_MAX_BYTES // (1024 * 1024)} MB.", 413)
-    try:
-        image = decode_image(raw)
+    try:  # decoded off the event loop (the header's sizes are checked first, in images.py)
+        image = identity.compute(_photo, raw)
     except ImageError as exc:
         return refuse(exc.message[0].upper() + exc.message[1:] + ".", exc.status)
+    except TimeoutError:
+        return refuse("The server is busy; try again in a moment.", 503)
     ok, message, _quality = register_face(image)
     if not ok:
         return refuse(f"This photo cannot be used: {message}.", 422)
@@ -254,7 +267,7 @@ def take(session_id: int):
     if sess.status != SessionStatus.IN_PROGRESS.value:
         return redirect(url_for("student.result", session_id=sess.id))
     return render_template("student/exam.html", sess=sess, exam=sess.exam,
-                           fps=float(setting("PROCTOR_CAMERA_FPS")))
+                           fps=float(setting("PROCTOR_CAMERA_FPS")), audio_bps=int(setting("PROCTOR_AUDIO_BITRATE_BPS")))
 
 
 @bp.route("/sessions/<int:session_id>/result")

@@ -179,7 +179,9 @@
     const types = ["audio/webm;codecs=opus", "audio/webm", "audio/ogg;codecs=opus", "audio/ogg"];
     const mime = types.find((t) => MediaRecorder.isTypeSupported(t));
     if (!mime) return;
-    recorder = new MediaRecorder(new MediaStream([track]), {mimeType: mime, audioBitsPerSecond: 32000});
+    // The server's PROCTOR_AUDIO_BITRATE_BPS: the per-session audio quota is sized for it.
+    const audioBps = parseInt(root.dataset.audioBps || "32000", 10);
+    recorder = new MediaRecorder(new MediaStream([track]), {mimeType: mime, audioBitsPerSecond: audioBps});
     let chunkStarted = Date.now();
     recorder.addEventListener("dataavailable", (ev) => {
       if (!ev.data || !ev.data.size) return;
