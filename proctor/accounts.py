@@ -37,7 +37,10 @@ def email_taken(email: str) -> bool:
     return db.session.scalar(select(User.id).where(User.email_folded == fold_email(email)).limit(1)) is not None
 
 
-def create_account(name: str, email: str, password: str, role: str = Role.STUDENT.value) -> User:
+def create_account(name: str, email: str, password: str | None, role: str = Role.STUDENT.value, *,
+                   password_hash: str | None = None) -> User:
+    """A new account. `password_hash` instead of `password`: the caller hashed it already (off the
+    event loop, e.g. the admin's CSV import job)."""
     name = (name or "").strip()
     email = normalise_email(email)
     if role not in (Role.ADMIN.value, Role.STUDENT.value):
@@ -46,11 +49,11 @@ def create_account(name: str, email: str, password: str, role: str = Role.STUDEN
         raise AccountError(f"name must be 1 to {NAME_MAX} characters")
     if not email or "@" not in email or len(email) > EMAIL_MAX:
         raise AccountError("a valid email address is required")
-    if not PASSWORD_MIN <= len(password or "") <= PASSWORD_MAX:
+    if password_hash is None and not PASSWORD_MIN <= len(password or "") <= PASSWORD_MAX:
         raise AccountError(f"password must be {PASSWORD_MIN} to {PASSWORD_MAX} characters")
     if email_taken(email):
         raise AccountError("an account with this email already exists")
-    user = User(name=name, email=email, password_hash=hash_password(password), role=role)
+    user = User(name=name, email=email, password_hash=password_hash or hash_password(password), role=role)
     db.session.add(user)
     try:
         db.session.commit()

@@ -19,12 +19,11 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
-from sqlalchemy.exc import IntegrityError
 
-from ..accounts import find_by_email, normalise_email
+from ..accounts import AccountError, create_account, email_taken, normalise_email
 from ..blocking import run_blocking
 from ..extensions import db, socketio
-from ..models import EMAIL_MAX, NAME_MAX, PASSWORD_MAX, PASSWORD_MIN, Role, User
+from ..models import EMAIL_MAX, NAME_MAX, PASSWORD_MAX, PASSWORD_MIN, Role
 from ..security import hash_password
 from .fields import FieldError, text_field
 
@@ -118,17 +117,14 @@ def _import_row(job: ImportJob, line: int, row: dict, rounds: int, email_check, 
             password = secrets.token_urlsafe(9)
         elif not PASSWORD_MIN <= len(password) <= PASSWORD_MAX:
             raise FieldError("password", f"Password must be {PASSWORD_MIN} to {PASSWORD_MAX} characters.")
-        if find_by_email(email) is not None:
+        if email_taken(email):
             raise FieldError("email", "An account with this email already exists.")
         # bcrypt is the slow part (cost 12: about 0.4 s a row): off the event loop.
         password_hash = run_blocking(hash_password, password, rounds, timeout_s=HASH_TIMEOUT_S)
-        student = User(name=name, email=email, password_hash=password_hash, role=Role.STUDENT.value)
-        db.session.add(student)
         try:
-            db.session.commit()
-        except IntegrityError:  # an account made meanwhile with the same email
-            db.session.rollback()
-            raise FieldError("email", "An account with this email already exists.") from None
+            student = create_account(name, email, None, Role.STUDENT.value, password_hash=password_hash)
+        except AccountError as exc:  # an account made meanwhile with the same email, or a bad field
+            raise FieldError("email", str(exc).capitalize() + ".") from None
     except FieldError as exc:
         job.errors.append({"line": line, "email": cells.get("email", "")[:EMAIL_MAX], "error": exc.message})
     else:

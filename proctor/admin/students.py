@@ -11,7 +11,7 @@ from flask import abort, current_app, flash, redirect, render_template, request,
 from flask_login import current_user
 from sqlalchemy import func, or_, select
 
-from ..accounts import AccountError, create_account, find_by_email, normalise_email
+from ..accounts import AccountError, create_account, fold_email, normalise_email
 from ..datafiles import stored_file
 from ..extensions import db
 from ..models import EMAIL_MAX, NAME_MAX, PASSWORD_MAX, PASSWORD_MIN, ExamSession, Profile, Role, User
@@ -110,8 +110,9 @@ def student_edit(student_id: int):
             name = text_field(form, "name", "Name", NAME_MAX)
             email = _email_field(form)
             password = _password_field(form, required=False)
-            other = find_by_email(email)
-            if other is not None and other.id != student.id:
+            # The accent-folded form: `ádmin@x` beside `admin@x` is refused (one address, one account).
+            other = db.session.scalar(select(User).where(User.email_folded == fold_email(email), User.id != student.id))
+            if other is not None:
                 raise FieldError("email", "An account with this email already exists.")
             active = bool_field(form, "active")
             if student.id == current_user.id and not active:

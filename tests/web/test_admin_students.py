@@ -104,6 +104,10 @@ def test_edit_student_and_password(app, admin_client):
     make_user(app, "taken@example.edu")
     resp = admin_client.post(f"/admin/students/{sid}/edit", data={"csrf_token": token, "name": "After", "email": "taken@example.edu", "active": "1"})
     assert resp.status_code == 400 and "already exists" in resp.get_data(as_text=True)
+    # ... and so is its accented twin, which MariaDB's collation would call equal (hardening)
+    resp = admin_client.post(f"/admin/students/{sid}/edit", data={"csrf_token": token, "name": "After", "email": "tákén@example.edu", "active": "1"})
+    assert resp.status_code == 400 and "already exists" in resp.get_data(as_text=True)
+    assert get_student(app, "edit@example.edu") is not None
     assert admin_client.get("/admin/students/999999/edit").status_code == 404
 
 
