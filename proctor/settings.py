@@ -121,7 +121,8 @@ SETTINGS: tuple[AppSetting, ...] = (
     _s("PROCTOR_FRAME_MAX_WIDTH_PX", "int", 640, "Frames are scaled down to fit this width, aspect kept.", 160, 1920),
     _s("PROCTOR_FRAME_MAX_HEIGHT_PX", "int", 480, "Frames are scaled down to fit this height, aspect kept.", 120, 1080),
     _s("PROCTOR_FRAME_MIN_SIDE_PX", "int", 32, "Smaller frames are refused.", 8, 256),
-    _s("PROCTOR_FRAME_MAX_SIDE_PX", "int", 4096, "Larger frames are refused.", 640, 8192),
+    _s("PROCTOR_FRAME_MAX_SIDE_PX", "int", 1920, "Larger frames are refused from their header, before decoding: a webcam frame is at most 1920 px and is scaled to 640x480 anyway, while decoding a 4096 px one costs the server about 100 ms of CPU.", 640, 1920),
+    _s("PROCTOR_FRAME_DECODE_TIMEOUT_S", "float", 5.0, "A frame that takes longer to decode (off the event loop) is refused with 503.", 0.5, 60),
     # --- live analysis
     _s("PROCTOR_LIVE_ENABLED", "bool", True, "Run the vision workers at all."),
     _s("PROCTOR_LIVE_WORKERS", "int", 2, "Vision worker processes (one core each).", 1, 16),
