@@ -128,6 +128,7 @@ SETTINGS: tuple[AppSetting, ...] = (
     _s("PROCTOR_LIVE_WORKERS", "int", 2, "Vision worker processes (one core each).", 1, 16),
     _s("PROCTOR_LIVE_PREROLL_S", "float", 8.0, "Seconds of processed frames kept for a violation's clip.", 2, 30),
     _s("PROCTOR_LIVE_STATUS_EVERY_S", "float", 1.0, "Period of each student's status push to admins.", 0.2, 10),
+    _s("PROCTOR_LIVE_STALL_S", "float", 30.0, "No live-loop pass for this long: /api/health answers 503 and logs it (frames are not analysed).", 2, 600),
     _s("PROCTOR_LIVE_LOG_LEVEL", "choice", "INFO", "Log level of the live runtime (per-frame lines are DEBUG).", choices=LOG_LEVELS),
     _s("PROCTOR_VISION_OVERRIDES", "json", {}, "JSON object of vision settings for this app (on top of config_vision's PROCTOR_<NAME>)."),
     # --- the proctor's live view
