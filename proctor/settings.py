@@ -127,12 +127,14 @@ SETTINGS: tuple[AppSetting, ...] = (
     _s("PROCTOR_FRAME_MAX_WIDTH_PX", "int", 640, "Frames are scaled down to fit this width, aspect kept.", 160, 1920),
     _s("PROCTOR_FRAME_MAX_HEIGHT_PX", "int", 480, "Frames are scaled down to fit this height, aspect kept.", 120, 1080),
     _s("PROCTOR_FRAME_MIN_SIDE_PX", "int", 32, "Smaller frames are refused.", 8, 256),
-    _s("PROCTOR_FRAME_MAX_SIDE_PX", "int", 4096, "Larger frames are refused.", 640, 8192),
+    _s("PROCTOR_FRAME_MAX_SIDE_PX", "int", 1920, "Larger frames are refused from their header, before decoding: a webcam frame is at most 1920 px and is scaled to 640x480 anyway, while decoding a 4096 px one costs the server about 100 ms of CPU.", 640, 1920),
+    _s("PROCTOR_FRAME_DECODE_TIMEOUT_S", "float", 5.0, "A frame that takes longer to decode (off the event loop) is refused with 503.", 0.5, 60),
     # --- live analysis
     _s("PROCTOR_LIVE_ENABLED", "bool", True, "Run the vision workers at all."),
     _s("PROCTOR_LIVE_WORKERS", "int", 2, "Vision worker processes (one core each).", 1, 16),
     _s("PROCTOR_LIVE_PREROLL_S", "float", 8.0, "Seconds of processed frames kept for a violation's clip.", 2, 30),
     _s("PROCTOR_LIVE_STATUS_EVERY_S", "float", 1.0, "Period of each student's status push to admins.", 0.2, 10),
+    _s("PROCTOR_LIVE_STALL_S", "float", 30.0, "No live-loop pass for this long: /api/health answers 503 and logs it (frames are not analysed).", 2, 600),
     _s("PROCTOR_LIVE_LOG_LEVEL", "choice", "INFO", "Log level of the live runtime (per-frame lines are DEBUG).", choices=LOG_LEVELS),
     _s("PROCTOR_VISION_OVERRIDES", "json", {}, "JSON object of vision settings for this app (on top of config_vision's PROCTOR_<NAME>)."),
     # --- the proctor's live view

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import re
+from functools import partial
 
 from flask import current_app, jsonify
 from flask_login import current_user
@@ -14,6 +15,7 @@ from flask_login import current_user
 from config_vision import BROWSER_EVENT_RULES
 
 from .. import exam_service
+from ..blocking import run_blocking
 from ..images import decode_frame
 from ..jsonapi import ApiError, json_body, number_field
 from ..limits import per_user_limit
@@ -64,14 +66,19 @@ def student_frame():
         raise ApiError("'ts' (the client's time in ms) is required")
     ts = number_field(body.get("ts"), "ts", 0, CLIENT_TS_MAX_MS)
     try:
-        frame = decode_frame(
-            body.get("image"),
-            min_side=int(config["PROCTOR_FRAME_MIN_SIDE_PX"]), max_side=int(config["PROCTOR_FRAME_MAX_SIDE_PX"]),
-            max_w=int(config["PROCTOR_FRAME_MAX_WIDTH_PX"]), max_h=int(config["PROCTOR_FRAME_MAX_HEIGHT_PX"]),
-        )
+        # Decoding and scaling a camera-sized JPEG is milliseconds of CPU: off the event loop, so that a
+        # student posting large frames does not slow everybody's requests (decode_frame refuses a frame
+        # over PROCTOR_FRAME_MAX_SIDE_PX from its header, before decoding).
+        decode = partial(decode_frame, min_side=int(config["PROCTOR_FRAME_MIN_SIDE_PX"]),
+                         max_side=int(config["PROCTOR_FRAME_MAX_SIDE_PX"]),
+                         max_w=int(config["PROCTOR_FRAME_MAX_WIDTH_PX"]), max_h=int(config["PROCTOR_FRAME_MAX_HEIGHT_PX"]))
+        frame = run_blocking(decode, body.get("image"), timeout_s=float(config["PROCTOR_FRAME_DECODE_TIMEOUT_S"]))
     except ApiError as exc:
         log.info("frame refused for student %s: %s", current_user.id, exc.message)
         raise
+    except TimeoutError:
+        log.warning("frame from student %s took too long to decode", current_user.id)
+        raise ApiError("the frame took too long to decode", 503) from None
     receipt = current_runtime().submit_frame(current_user.id, exam_session.id, frame, ts)
     return jsonify(seq=receipt.seq, replaced_older=bool(receipt.replaced_older),
                    width=int(frame.shape[1]), height=int(frame.shape[0])), 202

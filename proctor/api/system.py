@@ -13,13 +13,16 @@ from . import bp
 @bp.route("/health")
 @access(PUBLIC)
 def health():
+    """The database and the live loop. 503 when either is down: a live loop with no pass for
+    PROCTOR_LIVE_STALL_S analyses nobody's frames. Takes none of the runtime's locks."""
     try:
         db.session.execute(text("SELECT 1"))
         database = "ok"
     except Exception:  # noqa: BLE001 - reported, not raised: this is the health probe
         database = "unavailable"
-    status = 200 if database == "ok" else 503
-    return jsonify(status="ok" if status == 200 else "degraded", database=database), status
+    live = current_runtime().loop_health()
+    status = 200 if database == "ok" and not live["stalled"] else 503
+    return jsonify(status="ok" if status == 200 else "degraded", database=database, live=live), status
 
 
 @bp.route("/me")

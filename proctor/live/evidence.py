@@ -216,8 +216,12 @@ def clip_writer_main(job_conn, result_conn) -> None:
         result_conn.send(("clip_done", done))
 
 
+CLIP_SEND_STALL_S = 30.0  # an encoder that takes no byte of its job for this long is stopped or hung: restarted
+
+
 class ClipWriter:
-    """One encoding process; jobs wait in the parent and go over one at a time (the pipe never fills)."""
+    """One encoding process; jobs wait in the parent and go over one at a time, written without
+    blocking (a clip job is larger than the pipe: the rest goes on later polls)."""
 
     def __init__(self, ctx=None, max_waiting: int = 50):
         self._ctx = ctx
@@ -253,6 +257,7 @@ class ClipWriter:
         out: list[ClipDone] = []
         if self.child is None:
             return out
+        self.child.flush()
         for msg in self.child.poll_messages():
             if msg[0] == "ready":
                 self.ready = True
@@ -264,9 +269,10 @@ class ClipWriter:
                 else:
                     self.written += 1
                 out.append(done)
-        if not self.child.alive():
+        if not self.child.alive() or self.child.pipe_broken or self.child.send_stalled_s() > CLIP_SEND_STALL_S:
             lost = self._in_flight
-            log.error("clip writer (pid %s) exited with %s; restarting", self.child.pid, self.child.exitcode)
+            log.error("clip writer (pid %s) exited with %s or stopped reading its jobs; restarting", self.child.pid,
+                      self.child.exitcode)
             self.child.stop(timeout=1.0)
             self.restarts += 1
             self._in_flight = None

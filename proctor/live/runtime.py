@@ -25,6 +25,7 @@ from .actions import ProctorActions
 from .events import EventBus
 from .evidence import ClipJob, ClipWriter, EvidenceStore, PrerollBuffer
 from .frames import FrameReceipt, FrameSlots
+from .health import LoopHeartbeat, read_lock
 from .pipeline import FrameResult
 from .settings import LiveSettings
 from .stats import PipelineStats
@@ -38,6 +39,7 @@ log = logging.getLogger(__name__)
 
 SESSION_RECHECK_S = 10.0   # how often active sessions are re-read (ended elsewhere, deadline passed)
 REFUSED_RETRY_S = 10.0     # a frame for a session that is not in progress is dropped; retried after this
+READ_LOCK_WAIT_S = 0.25    # views and status wait this long for the runtime's lock, then read without it
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,7 @@ class LiveView:
 def risk_order(row: dict):
     """Sort key of the dashboard: the status's `risk` (suspicion score, warnings) descending, then name.
     The page re-sorts live updates by the same `risk` list, so the weighting lives here only."""
-    return tuple(-v for v in row["status"]["risk"]) + (row["name"],)
+    return tuple(-v for v in row["status"].get("risk", (0.0, 0))) + (row["name"],)
 
 
 class LiveRuntime(ProctorActions):
@@ -91,6 +93,7 @@ class LiveRuntime(ProctorActions):
         self._started = False
         self._start_lock = threading.Lock()
         self._last_recheck_mono = time.monotonic()
+        self.heartbeat = LoopHeartbeat(settings.loop_stall_s)
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> "LiveRuntime":
@@ -153,8 +156,10 @@ class LiveRuntime(ProctorActions):
     # ------------------------------------------------------------------ the loop
     def _run(self) -> None:
         self._loop_alive = True
+        self.heartbeat.loop_started()
         try:
             while self._running:
+                pass_started = time.monotonic()
                 try:
                     busy = self.step()
                 except Exception:  # noqa: BLE001 - the loop must survive anything one step does
@@ -162,9 +167,11 @@ class LiveRuntime(ProctorActions):
                     log.exception("live runtime loop step failed")
                     self._sleep(1.0)  # e.g. the database is down: retry calmly, do not spin and flood the log
                     continue
+                self.heartbeat.beat(pass_started)
                 self._sleep(0.004 if busy else 0.02)
         finally:
             self._loop_alive = False
+            self.heartbeat.loop_stopped()
 
     def step(self) -> bool:
         """One pass: dispatch waiting frames, collect results and clips, tick and publish status."""
@@ -435,9 +442,12 @@ class LiveRuntime(ProctorActions):
         self.events.publish("student_left", {"student_id": sid, "session_id": stream.session_id, "status": status})
 
     # ------------------------------------------------------------------ public API: views and status
+    def _reading(self):  # the runtime's lock for a reader, waited for at most READ_LOCK_WAIT_S
+        return read_lock(self._lock, READ_LOCK_WAIT_S, lambda: self.stats.count("reads_without_lock"))
+
     def latest_view(self, student_id: int) -> LiveView | None:
         """The newest processed frame (HUD drawn), else the newest raw JPEG; None when there is nothing yet."""
-        with self._lock:
+        with self._reading():
             stream = self._streams.get(student_id)
             if stream is not None and stream.processed_jpeg is not None:
                 return LiveView(stream.processed_jpeg, "processed", time.monotonic() - stream.processed_mono,
@@ -465,15 +475,20 @@ class LiveRuntime(ProctorActions):
         return self._raw_cache[frame.student_id][1]
 
     def status(self, student_id: int) -> dict:
-        with self._lock:
+        with self._reading() as locked:
             stream = self._streams.get(student_id)
             if stream is None:
                 return {"student_id": student_id, "session_id": None, "active": False}
-            return stream.status(self._student_now(stream), time.monotonic(), self.slots.latest(student_id),
-                                 self.slots.stats(student_id).as_dict())
+            try:
+                return stream.status(self._student_now(stream), time.monotonic(), self.slots.latest(student_id),
+                                     self.slots.stats(student_id).as_dict())
+            except RuntimeError:  # a torn read without the lock (threading mode): say so, do not fail
+                if locked:
+                    raise
+                return {"student_id": student_id, "session_id": stream.session_id, "active": True, "stale": True}
 
     def active_students(self) -> list[dict]:
-        with self._lock:
+        with self._reading():
             streams = list(self._streams.values())
             rows = []
             for s in streams:
@@ -482,6 +497,9 @@ class LiveRuntime(ProctorActions):
                              "exam_id": s.exam_id, "exam_title": s.exam_title, "status": st})
         rows.sort(key=risk_order)
         return rows
+
+    def loop_health(self) -> dict:  # the loop's heartbeat and the workers for /api/health; takes no lock
+        return self.heartbeat.report(self._started, self.pool.health() if self.pool is not None else None)
 
     def pipeline_status(self) -> dict:
         return {

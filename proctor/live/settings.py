@@ -17,6 +17,7 @@ class LiveSettings:
     workers: int = 2                   # PROCTOR_LIVE_WORKERS
     preroll_s: float = 8.0             # PROCTOR_LIVE_PREROLL_S
     status_every_s: float = 1.0        # PROCTOR_LIVE_STATUS_EVERY_S
+    loop_stall_s: float = 30.0         # PROCTOR_LIVE_STALL_S: no loop pass for longer -> /api/health 503
     log_level: str = "INFO"            # PROCTOR_LIVE_LOG_LEVEL
     vision_overrides: Mapping[str, Any] = field(default_factory=dict)  # PROCTOR_VISION_OVERRIDES
     async_mode: str = "threading"      # PROCTOR_ASYNC_MODE (reported in the pipeline status)
@@ -30,6 +31,7 @@ class LiveSettings:
             workers=int(config["PROCTOR_LIVE_WORKERS"]),
             preroll_s=float(config["PROCTOR_LIVE_PREROLL_S"]),
             status_every_s=float(config["PROCTOR_LIVE_STATUS_EVERY_S"]),
+            loop_stall_s=float(config["PROCTOR_LIVE_STALL_S"]),
             log_level=str(config["PROCTOR_LIVE_LOG_LEVEL"]),
             vision_overrides=dict(config.get("PROCTOR_VISION_OVERRIDES") or {}),
             async_mode=str(config.get("PROCTOR_ASYNC_MODE") or "threading"),

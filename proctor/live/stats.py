@@ -15,7 +15,8 @@ RATE_WINDOW_S = 10.0     # processed_per_s is over this many seconds
 class PipelineStats:
     def __init__(self):
         self.counters = {"processed": 0, "results_dropped": 0, "violations": 0, "warnings_held": 0,
-                         "clips_written": 0, "clips_failed": 0, "loop_errors": 0}
+                         "clips_written": 0, "clips_failed": 0, "loop_errors": 0,
+                         "reads_without_lock": 0}
         self.latencies: deque = deque(maxlen=SAMPLES)     # seconds from a frame's arrival to its result
         self._results_mono: deque = deque(maxlen=SAMPLES)
         self._stage_ms: deque = deque(maxlen=SAMPLES)

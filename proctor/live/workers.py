@@ -12,8 +12,10 @@ A worker holds at most one job at a time: together with the latest-frame slots t
 backlog anywhere.
 
 Pipes are one-way os.pipe() pairs (not socketpairs): eventlet's monkey-patched socket module
-would hand multiprocessing non-blocking sockets. The parent only ever polls with timeout 0,
-so the event loop never waits on a worker.
+would hand multiprocessing non-blocking sockets. The parent's ends are non-blocking (pipes.py):
+a job is written as far as the pipe takes it and the rest on later passes, results are read only
+when complete, so the event loop never waits on a worker. A worker whose pipe broke (it died, even
+mid-write) or that takes nothing for SEND_STALL_S is restarted, and the crash logged.
 
 Nothing here imports Flask or the database.
 """
@@ -29,6 +31,7 @@ from pathlib import Path
 from typing import Callable
 
 from .pipeline import FrameJob, FramePipeline, FrameResult, worker_main
+from .pipes import PeerGone, PipeReader, PipeWriter
 
 __all__ = ["WorkerPool", "ChildProcess", "FrameJob", "FrameResult", "FramePipeline", "worker_main"]
 
@@ -39,10 +42,16 @@ READY_TIMEOUT_S = 180.0       # model loading longer than this means the worker 
 RESTART_WINDOW_S = 60.0
 RESTARTS_BEFORE_BACKOFF = 5   # more crashes than this within RESTART_WINDOW_S -> wait before restarting
 RESTART_BACKOFF_S = 10.0
+SEND_STALL_S = 10.0           # a worker that takes no byte of its job for this long is stopped or hung: restarted
 
 
 class ChildProcess:
-    """A spawn-context process with a one-way pipe each way; the parent never blocks on it."""
+    """A spawn-context process with a one-way pipe each way; the parent never blocks on it.
+
+    The parent's ends are non-blocking (pipes.py): send() queues and writes what the pipe takes,
+    flush() writes more on each pass, poll_messages() returns only complete messages. A child that
+    died makes send()/flush() return False and sets `pipe_broken`; one that stops reading shows in
+    `send_stalled_s()`: the owner restarts it (never waits for it)."""
 
     def __init__(self, name: str, target: Callable, args: tuple, ctx=None):
         self.name = name
@@ -50,8 +59,10 @@ class ChildProcess:
         self._args = args
         self._ctx = ctx or multiprocessing.get_context("spawn")
         self.proc = None
-        self._send_conn = self._recv_conn = None
+        self._writer: PipeWriter | None = None
+        self._reader: PipeReader | None = None
         self.started_mono: float | None = None
+        self.pipe_broken = False
 
     def start(self) -> None:
         job_r, job_w = self._ctx.Pipe(duplex=False)
@@ -61,8 +72,9 @@ class ChildProcess:
         # The child holds its own copies; closing ours lets EOF reach each side when the other dies.
         job_r.close()
         res_w.close()
-        self._send_conn, self._recv_conn = job_w, res_r
+        self._writer, self._reader = PipeWriter(job_w), PipeReader(res_r)
         self.started_mono = time.monotonic()
+        self.pipe_broken = False
 
     @property
     def pid(self) -> int | None:
@@ -76,39 +88,53 @@ class ChildProcess:
         return self.proc.exitcode if self.proc is not None else None
 
     def send(self, msg) -> bool:
+        """Queue msg for the child (written now as far as the pipe takes it); False if the child is gone."""
+        if self._writer is None or self.pipe_broken:
+            return False
         try:
-            self._send_conn.send(msg)
+            self._writer.send(msg)
             return True
-        except (OSError, EOFError, AttributeError):
+        except PeerGone as exc:
+            self._broke(exc)
             return False
 
-    def poll_messages(self, limit: int = 50) -> list:
-        out = []
-        conn = self._recv_conn
-        if conn is None:
-            return out
+    def flush(self) -> bool:
+        """Write more of what waits for the child, without blocking; False if the child is gone."""
+        if self._writer is None or self.pipe_broken:
+            return not self.pipe_broken
         try:
-            while len(out) < limit and conn.poll(0):
-                out.append(conn.recv())
-        except (EOFError, OSError):
-            pass
-        return out
+            self._writer.flush()
+            return True
+        except PeerGone as exc:
+            self._broke(exc)
+            return False
+
+    def _broke(self, exc: OSError) -> None:
+        self.pipe_broken = True
+        log.error("%s (pid %s): %s", self.name, self.pid, exc)
+
+    def send_stalled_s(self, now: float | None = None) -> float:
+        """Seconds the child has taken none of the bytes waiting for it (0 when nothing waits)."""
+        return self._writer.stalled_s(now) if self._writer is not None else 0.0
+
+    def poll_messages(self, limit: int = 50) -> list:
+        return self._reader.messages(limit) if self._reader is not None else []
 
     def stop(self, timeout: float = 3.0) -> None:
         if self.proc is None:
             return
-        if self.alive():
-            self.send(("stop",))
+        if self.alive() and not self.pipe_broken and self.send(("stop",)) and self._writer.pending == 0:
             self.proc.join(timeout)
         if self.alive():
             self.proc.kill()
             self.proc.join(timeout)
-        for conn in (self._send_conn, self._recv_conn):
+        for end in (self._writer, self._reader):
             try:
-                conn.close()
+                if end is not None:
+                    end.close()
             except Exception:  # noqa: BLE001
                 pass
-        self._send_conn = self._recv_conn = None
+        self._writer = self._reader = None
 
 
 @dataclass
@@ -244,6 +270,7 @@ class WorkerPool:
         for w in self._workers:
             if w.child is None:
                 continue
+            w.child.flush()
             for msg in w.child.poll_messages():
                 kind = msg[0]
                 if kind == "result":
@@ -264,8 +291,11 @@ class WorkerPool:
                 continue
             hung = w.busy_job is not None and w.busy_since is not None and now - w.busy_since > JOB_TIMEOUT_S
             stuck = not w.ready and w.child.started_mono is not None and now - w.child.started_mono > READY_TIMEOUT_S
-            if not w.child.alive() or hung or stuck:
-                self._crashed(w, now, "hung on a job" if hung else "stuck loading models" if stuck else "exited")
+            stalled = w.child.send_stalled_s(now) > SEND_STALL_S
+            if not w.child.alive() or w.child.pipe_broken or hung or stuck or stalled:
+                why = ("exited" if not w.child.alive() else "closed its job pipe" if w.child.pipe_broken
+                       else "hung on a job" if hung else "stuck loading models" if stuck else "stopped reading its jobs")
+                self._crashed(w, now, why)
         return out
 
     def _crashed(self, w: _WorkerSlot, now: float, why: str) -> None:
@@ -324,6 +354,18 @@ class WorkerPool:
             ],
             "restarts": sum(w.restarts for w in self._workers),
         }
+
+    def health(self) -> dict:
+        """Workers alive/ready and restarts, read WITHOUT the pool's lock (the health probe must answer
+        even when a pass hangs holding it); plain attribute reads, at worst one pass old."""
+        workers = list(self._workers)
+        alive = 0
+        for w in workers:
+            child = w.child
+            proc = child.proc if child is not None else None
+            alive += bool(proc is not None and proc.exitcode is None and not child.pipe_broken)
+        return {"workers": len(workers), "workers_alive": alive, "workers_ready": sum(1 for w in workers if w.ready),
+                "restarts": sum(w.restarts for w in workers)}
 
     @_locked
     def detector_info(self) -> dict:
