@@ -405,3 +405,23 @@ def test_upload_decode_cost_figures():
         times.sort()
         print(f"decode_frame {size[0]}x{size[1]} JPEG ({len(raw) // 1024} KiB): median {times[7] * 1000:.1f} ms, "
               f"max {times[-1] * 1000:.1f} ms")
+
+
+def test_frames_are_decoded_off_the_callers_thread(app, student, monkeypatch):
+    """Hardening: a camera frame is decoded in run_blocking's pool (eventlet's tpool under eventlet),
+    not in the request's own thread, so large frames cannot hold the event loop."""
+    import threading
+
+    from proctor import images
+
+    real = images.decode_frame
+    seen: list[str] = []
+
+    def spy(*args, **kwargs):
+        seen.append(threading.current_thread().name)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr("proctor.api.frames.decode_frame", spy)
+    resp = student.post_frame(data_url(jpeg_bytes(photo(FACE_PHOTO))))
+    assert resp.status_code == 202, resp.data[:200]
+    assert seen and threading.current_thread().name not in seen
