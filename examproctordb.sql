@@ -119,6 +119,7 @@ CREATE TABLE answers (
 	`SelectedIndex` INTEGER, 
 	`Flagged` BOOL NOT NULL, 
 	`AnsweredAt` DATETIME NOT NULL, 
+	`ClientSeq` BIGINT, 
 	CONSTRAINT pk_answers PRIMARY KEY (`AnswerID`), 
 	CONSTRAINT `uq_answers_SessionID_QuestionID` UNIQUE (`SessionID`, `QuestionID`), 
 	CONSTRAINT `fk_answers_SessionID_exam_sessions` FOREIGN KEY(`SessionID`) REFERENCES exam_sessions (`SessionID`) ON DELETE CASCADE, 
@@ -183,6 +184,7 @@ CREATE TABLE violations (
 	`ReviewNote` TEXT, 
 	`ReviewedBy` INTEGER, 
 	`ReviewedAt` DATETIME, 
+	`ClientID` VARCHAR(36), 
 	CONSTRAINT pk_violations PRIMARY KEY (`ViolationID`), 
 	CONSTRAINT ck_violations_review_status CHECK (ReviewStatus IN ('PENDING', 'CONFIRMED', 'DISMISSED')), 
 	CONSTRAINT `fk_violations_StudentID_students` FOREIGN KEY(`StudentID`) REFERENCES students (`ID`) ON DELETE CASCADE, 
@@ -190,6 +192,7 @@ CREATE TABLE violations (
 	CONSTRAINT `fk_violations_ReviewedBy_students` FOREIGN KEY(`ReviewedBy`) REFERENCES students (`ID`) ON DELETE SET NULL
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;
 
+CREATE UNIQUE INDEX `ix_violations_ClientID` ON violations (`ClientID`);
 CREATE INDEX `ix_violations_SessionID` ON violations (`SessionID`);
 CREATE INDEX `ix_violations_StudentID` ON violations (`StudentID`);
 CREATE INDEX `ix_violations_Timestamp` ON violations (`Timestamp`);

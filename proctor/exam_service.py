@@ -202,10 +202,13 @@ def expire_overdue(now: datetime | None = None) -> list[int]:
 
 # --- answers ----------------------------------------------------------------------------
 
-def save_answer(session: ExamSession, question_id, selected_index, flagged=None, now: datetime | None = None) -> Answer:
+def save_answer(session: ExamSession, question_id, selected_index, flagged=None, now: datetime | None = None,
+                client_seq: int | None = None) -> Answer:
     """Store the student's current choice for one question (None clears it) and its flag.
 
-    `flagged=None` keeps the stored flag. Raises ExamError(400) for a question that is not in
+    `flagged=None` keeps the stored flag. `client_seq` is the exam page's increasing number of this save
+    (its outbox retries after a database blink): a save whose number is not above the stored one is
+    an old or repeated save arriving late, and leaves the newer answer as it is. Raises ExamError(400) for a question that is not in
     this session or an option out of range, ExamError(409) once the session is over.
     """
     now = now or utcnow()
@@ -225,24 +228,41 @@ def save_answer(session: ExamSession, question_id, selected_index, flagged=None,
             raise ExamError(f"selected must be between 0 and {len(question.options) - 1} for this question", 400)
     if flagged is not None and not isinstance(flagged, bool):
         raise ExamError("flagged must be true or false", 400)
-    answer = db.session.scalar(select(Answer).where(Answer.session_id == session.id, Answer.question_id == question_id))
+    # FOR UPDATE (MariaDB; SQLite writes one at a time anyway): two saves of one answer are compared in turn.
+    mine = select(Answer).where(Answer.session_id == session.id, Answer.question_id == question_id).with_for_update()
+    answer = db.session.scalar(mine)
     if answer is None:
         answer = Answer(session_id=session.id, question_id=question_id, flagged=bool(flagged))
         db.session.add(answer)
+    elif _stale(answer, client_seq):
+        db.session.rollback()
+        return answer
+    _apply(answer, selected_index, flagged, client_seq, now)
+    try:
+        db.session.commit()
+    except IntegrityError:  # the same answer saved twice at once: the other write won, apply ours on top unless older
+        db.session.rollback()
+        answer = db.session.scalar(mine)
+        if _stale(answer, client_seq):
+            db.session.rollback()
+            return answer
+        _apply(answer, selected_index, flagged, client_seq, now)
+        db.session.commit()
+    return answer
+
+
+def _stale(answer: Answer, client_seq: int | None) -> bool:
+    """A save numbered at or below the stored one: a repeat or an older save arriving late."""
+    return client_seq is not None and answer.client_seq is not None and client_seq <= answer.client_seq
+
+
+def _apply(answer: Answer, selected_index, flagged, client_seq: int | None, now: datetime) -> None:
     answer.selected_index = selected_index
     if flagged is not None:
         answer.flagged = flagged
+    if client_seq is not None:
+        answer.client_seq = client_seq
     answer.answered_at = now
-    try:
-        db.session.commit()
-    except IntegrityError:  # the same answer saved twice at once: the other write won, apply ours on top
-        db.session.rollback()
-        answer = db.session.scalar(select(Answer).where(Answer.session_id == session.id, Answer.question_id == question_id))
-        answer.selected_index = selected_index
-        if flagged is not None:
-            answer.flagged = flagged
-        db.session.commit()
-    return answer
 
 
 def answers_by_question(session_id: int) -> dict[int, Answer]:

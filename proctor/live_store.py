@@ -13,6 +13,7 @@ from typing import Iterable
 
 from flask import current_app, has_app_context
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from . import audit as audit_trail
 from . import exam_service
@@ -63,18 +64,35 @@ class SqlLiveStore:
             return dict(db.session.execute(select(ExamSession.id, ExamSession.status).where(ExamSession.id.in_(ids))).all())
 
     def save_violation(self, violation: ViolationRecord) -> int:
+        """Idempotent on the record's client_id (unique column): a retry after a lost reply returns the stored id."""
         with self._context():
+            if violation.client_id:
+                stored = self._violation_id(violation.client_id)
+                if stored is not None:
+                    return stored
             row = Violation(student_id=violation.student_id, session_id=violation.session_id, type=violation.type,
                             severity=violation.severity,
                             details=json.dumps(violation.details, default=str)[:DETAILS_MAX_CHARS],
-                            evidence_path=violation.evidence_path)
+                            evidence_path=violation.evidence_path, client_id=violation.client_id)
             db.session.add(row)
             try:
                 db.session.commit()
+            except IntegrityError:
+                db.session.rollback()
+                stored = self._violation_id(violation.client_id) if violation.client_id else None
+                if stored is not None:  # the same record saved at once by another attempt
+                    return stored
+                if db.session.get(ExamSession, violation.session_id) is None:
+                    raise LiveError("the exam session of this violation no longer exists", 404) from None
+                raise
             except Exception:
                 db.session.rollback()
                 raise
             return row.id
+
+    @staticmethod
+    def _violation_id(client_id: str) -> int | None:
+        return db.session.scalar(select(Violation.id).where(Violation.client_id == client_id))
 
     def attach_clip(self, violation_id: int, rel_path: str) -> None:
         with self._context():

@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 
 from flask_login import UserMixin
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     CheckConstraint,
     DateTime,
@@ -242,6 +243,8 @@ class Answer(db.Model):
     selected_index: Mapped[int | None] = mapped_column("SelectedIndex", Integer)
     flagged: Mapped[bool] = mapped_column("Flagged", Boolean, nullable=False, default=False)
     answered_at: Mapped[datetime] = mapped_column("AnsweredAt", DateTime, nullable=False, default=utcnow, onupdate=utcnow)
+    # The exam page's increasing number of the save that wrote this row: an older save arriving late is ignored.
+    client_seq: Mapped[int | None] = mapped_column("ClientSeq", BigInteger)
 
 
 class ExamResult(db.Model):
@@ -278,6 +281,8 @@ class Violation(db.Model):
     review_note: Mapped[str | None] = mapped_column("ReviewNote", Text)
     reviewed_by: Mapped[int | None] = mapped_column("ReviewedBy", ForeignKey("students.ID", ondelete="SET NULL"))
     reviewed_at: Mapped[datetime | None] = mapped_column("ReviewedAt", DateTime)
+    # The live runtime's UUID for this violation, made when the warning was issued: a retried save stores it once.
+    client_id: Mapped[str | None] = mapped_column("ClientID", String(36), unique=True, index=True)
 
 
 class Recording(db.Model):

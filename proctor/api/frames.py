@@ -33,6 +33,8 @@ CLIENT_TS_MAX_MS = 2 ** 53  # a JavaScript Date.now() fits well below this
 EVENT_MAX_BYTES = 16 * 1024
 REASON_WORD_MAX = 40
 _REASON_UNSAFE = re.compile(r"[^A-Za-z0-9 _.:-]")
+# The exam page's id for one event (crypto.randomUUID): its outbox may send it again; the runtime takes it once.
+_CLIENT_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 def live_call(method, *args):
@@ -119,6 +121,10 @@ def student_event():
     if not isinstance(kind, str) or kind not in BROWSER_EVENT_RULES:
         raise ApiError(f"'type' must be one of {', '.join(BROWSER_EVENT_RULES)}")
     details = event_details(kind, body)
+    client_id = body.get("client_id")
+    if client_id is not None and not (isinstance(client_id, str) and _CLIENT_ID.fullmatch(client_id.lower())):
+        raise ApiError("'client_id' must be a UUID string")
+    client_id = client_id.lower() if client_id else None
     exam_session = current_session()
-    warnings = live_call(current_runtime().browser_event, current_user.id, exam_session.id, kind, details)
-    return jsonify(accepted=True, type=kind, warnings=list(warnings or []))
+    warnings = live_call(current_runtime().browser_event, current_user.id, exam_session.id, kind, details, client_id)
+    return jsonify(accepted=True, type=kind, warnings=list(warnings or []), duplicate=warnings is None)

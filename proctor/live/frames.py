@@ -143,3 +143,18 @@ class FrameSlots:
             self._waiting.pop(student_id, None)
             self._latest.pop(student_id, None)
             self._stats.pop(student_id, None)
+
+
+def raw_jpeg(frame, cache: dict) -> bytes | None:
+    """The raw frame as JPEG, encoded at most once per frame (`cache`: student id -> ((student, seq), jpeg))."""
+    import cv2
+
+    key = (frame.student_id, frame.seq)
+    cached = cache.get(frame.student_id)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    ok, buf = cv2.imencode(".jpg", frame.image, [cv2.IMWRITE_JPEG_QUALITY, 75])
+    if not ok:
+        return None
+    cache[frame.student_id] = (key, buf.tobytes())
+    return cache[frame.student_id][1]

@@ -18,14 +18,16 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from typing import Callable
 
 from .actions import ProctorActions
 from .events import EventBus
 from .evidence import ClipJob, ClipWriter, EvidenceStore, PrerollBuffer
-from .frames import FrameReceipt, FrameSlots
+from .frames import FrameReceipt, FrameSlots, raw_jpeg
 from .health import LoopHeartbeat, read_lock
+from .outbox import SeenEvents, ViolationQueue
 from .pipeline import FrameResult
 from .settings import LiveSettings
 from .stats import PipelineStats
@@ -94,6 +96,8 @@ class LiveRuntime(ProctorActions):
         self._start_lock = threading.Lock()
         self._last_recheck_mono = time.monotonic()
         self.heartbeat = LoopHeartbeat(settings.loop_stall_s)
+        self.violation_queue = ViolationQueue(store, settings.data_dir, self._violation_stored)  # replays the disk's
+        self.seen_events = SeenEvents()
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> "LiveRuntime":
@@ -175,7 +179,8 @@ class LiveRuntime(ProctorActions):
 
     def step(self) -> bool:
         """One pass: dispatch waiting frames, collect results and clips, tick and publish status."""
-        busy = self._dispatch()
+        busy = self.violation_queue.retry_due()
+        busy |= self._dispatch()
         if self.pool is not None:
             results = self.pool.results()
             for result in results:
@@ -334,22 +339,24 @@ class LiveRuntime(ProctorActions):
         details = {"state": event.state, "frame_t": round(event.t, 3), "warning_count": decision.count,
                    "reason": decision.reason, "seq": seq, **{k: v for k, v in event.details.items()},
                    "suspicion": round(float(suspicion), 1)}
-        record = ViolationRecord(stream.student_id, stream.session_id, event.rule, event.severity, details, evidence_rel)
-        try:
-            violation_id = self.store.save_violation(record)
-        except Exception:  # noqa: BLE001 - e.g. the session row was deleted meanwhile; the warning still stands
-            log.exception("violation not stored student=%s session=%s rule=%s", stream.student_id, stream.session_id, event.rule)
-            return None
+        record = ViolationRecord(stream.student_id, stream.session_id, event.rule, event.severity, details, evidence_rel,
+                                 client_id=str(uuid.uuid4()))
+        clip = (stem, self.preroll.clip(stream.student_id))  # the pre-roll now; written once the violation has an id
+        violation_id = self.violation_queue.submit(record, clip)  # None: queued (the store failed), stored later
+        if violation_id is not None:
+            self._violation_stored(record, clip, violation_id)
+        return violation_id
+
+    def _violation_stored(self, record: ViolationRecord, clip, violation_id: int) -> None:
+        stem, frames = clip or (None, ())  # a violation replayed after a restart has no pre-roll left
         self.stats.count("violations")
-        log.info("violation stored student=%s session=%s id=%s rule=%s evidence=%s", stream.student_id,
-                 stream.session_id, violation_id, event.rule, evidence_rel)
-        frames = self.preroll.clip(stream.student_id)
+        log.info("violation stored student=%s session=%s id=%s rule=%s evidence=%s", record.student_id,
+                 record.session_id, violation_id, record.type, record.evidence_path)
         if len(frames) >= 2 and self.clips is not None:
-            abs_path, rel = self.evidence.paths(stream.session_id, stem, "webm")
+            abs_path, rel = self.evidence.paths(record.session_id, stem, "webm")
             self.clips.submit(ClipJob(violation_id, str(abs_path), rel, frames))
         elif frames:
             log.info("no clip for violation %s: only %d processed frame(s) in the pre-roll", violation_id, len(frames))
-        return violation_id
 
     def _clip_done(self, done) -> None:
         if done.error or not done.rel_path:
@@ -374,8 +381,10 @@ class LiveRuntime(ProctorActions):
                   receipt.seq, receipt.replaced_older)
         return receipt
 
-    def browser_event(self, student_id: int, session_id: int, type: str, details: dict | None = None) -> list[dict]:
-        """A browser-reported event (TAB_SWITCH, FULLSCREEN_EXIT, VOICE_DETECTED, CAMERA_OFF) -> warnings issued."""
+    def browser_event(self, student_id: int, session_id: int, type: str, details: dict | None = None,
+                      client_id: str | None = None) -> list[dict] | None:
+        """A browser-reported event (TAB_SWITCH, FULLSCREEN_EXIT, VOICE_DETECTED, CAMERA_OFF) -> warnings issued;
+        None for a repeat of a `client_id` already taken for this session (the page's outbox retried it)."""
         from config_vision import BROWSER_EVENT_RULES
         from decision_engine import BrowserEvent
 
@@ -388,6 +397,8 @@ class LiveRuntime(ProctorActions):
                 stream = self.session_started(student_id, session_id)
             if stream.terminated:
                 raise LiveError("this exam session has been terminated", 409)
+            if client_id is not None and (session_id, client_id) in self.seen_events:
+                return None  # the page's outbox sent it again (it missed our reply): taken once
             t = self._student_now(stream)
             issued = []
             log.info("browser event student=%s session=%s type=%s", student_id, session_id, type)
@@ -395,6 +406,8 @@ class LiveRuntime(ProctorActions):
                 out = self._on_rule_event(stream, event, stream.processed_jpeg, None)
                 if out is not None:
                     issued.append(out)
+            if client_id is not None:
+                self.seen_events.add(session_id, client_id)
             return issued
 
     def session_started(self, student_id: int, session_id: int) -> Stream:
@@ -455,24 +468,10 @@ class LiveRuntime(ProctorActions):
         frame = self.slots.latest(student_id)
         if frame is None:
             return None
-        jpeg = frame.jpeg or self._raw_jpeg(frame)
+        jpeg = frame.jpeg or raw_jpeg(frame, self._raw_cache)
         if jpeg is None:
             return None
         return LiveView(jpeg, "raw", time.monotonic() - frame.received_mono, self.status(student_id))
-
-    def _raw_jpeg(self, frame) -> bytes | None:
-        """The raw frame as JPEG, encoded at most once per frame (only until processed frames exist)."""
-        import cv2
-
-        key = (frame.student_id, frame.seq)
-        cached = self._raw_cache.get(frame.student_id)
-        if cached is not None and cached[0] == key:
-            return cached[1]
-        ok, buf = cv2.imencode(".jpg", frame.image, [cv2.IMWRITE_JPEG_QUALITY, 75])
-        if not ok:
-            return None
-        self._raw_cache[frame.student_id] = (key, buf.tobytes())
-        return self._raw_cache[frame.student_id][1]
 
     def status(self, student_id: int) -> dict:
         with self._reading() as locked:
@@ -509,6 +508,7 @@ class LiveRuntime(ProctorActions):
             "workers": self.pool.status() if self.pool is not None else None,
             "clip_writer": self.clips.status() if self.clips is not None else None,
             "frames": self.slots.totals(),
+            "violations_waiting": len(self.violation_queue),  # not stored yet (the database is down): retried
             **self.stats.as_dict(time.monotonic()),
             "active_students": len(self._streams),
             "crashes": list(self.pool.crashes[-10:]) if self.pool is not None else [],

@@ -54,6 +54,7 @@ class ViolationRecord:
     severity: str
     details: dict[str, Any]               # JSON-able
     evidence_path: str | None             # the snapshot, relative to the data directory
+    client_id: str | None = None          # a UUID made when the warning was issued: the store saves it once
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,8 @@ class LiveStore(Protocol):
         """{session id: status} for those that exist (a deleted session is simply absent)."""
 
     def save_violation(self, violation: ViolationRecord) -> int:
-        """Store the violation; returns its id. Raises when it cannot be stored."""
+        """Store the violation; returns its id (the stored one's, when its client_id is stored already).
+        Raises LiveError when it can never be stored (the session is gone), anything else when not now."""
 
     def attach_clip(self, violation_id: int, rel_path: str) -> None:
         """Record the violation's clip (relative to the data directory); nothing when the violation is gone."""

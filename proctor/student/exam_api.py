@@ -32,6 +32,8 @@ from .steps import setting
 
 log = logging.getLogger(__name__)
 
+CLIENT_SEQ_MAX = 2 ** 53  # the exam page numbers its saves with JavaScript integers
+
 AUDIO_TYPES = {  # accepted MediaRecorder containers: mime prefix -> (extension, magic bytes at offset 0)
     "audio/webm": (".webm", b"\x1a\x45\xdf\xa3"),
     "audio/ogg": (".ogg", b"OggS"),
@@ -200,7 +202,9 @@ def get_session(session_id: int):
 @bp.route("/sessions/<int:session_id>/answers", methods=["POST"])
 @access(STUDENT)
 def save_answer(session_id: int):
-    """JSON {"question_id": int, "selected": int|null, "flagged": bool (optional)}."""
+    """JSON {"question_id": int, "selected": int|null, "flagged": bool (optional), "client_seq": int (optional)}.
+
+    client_seq: the page's increasing number of this save (its outbox retries); an older one is ignored."""
     sess = _my_session(session_id)
     data = json_body()
     if "question_id" not in data:
@@ -211,13 +215,22 @@ def save_answer(session_id: int):
         return _over(sess, "this exam is over: answers can no longer be changed")
     selected = data.get("selected") if "selected" in data else _current_selection(sess.id, data.get("question_id"))
     try:
-        answer = svc.save_answer(sess, data.get("question_id"), selected, data.get("flagged"))
+        answer = svc.save_answer(sess, data.get("question_id"), selected, data.get("flagged"),
+                                 client_seq=_client_seq(data.get("client_seq")))
     except svc.ExamError as exc:
         if exc.status == 409:
             return _over(sess, exc.message)
         raise
     return jsonify(ok=True, question_id=answer.question_id, selected=answer.selected_index, flagged=answer.flagged,
                    remaining_s=round(svc.remaining_seconds(sess), 1))
+
+
+def _client_seq(value):
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= CLIENT_SEQ_MAX:
+        raise ApiError(f"client_seq must be a whole number from 0 to {CLIENT_SEQ_MAX}")
+    return value
 
 
 def _current_selection(session_id: int, question_id):

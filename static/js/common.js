@@ -91,5 +91,57 @@
 
   function sleep(ms) { return new Promise((resolve) => setTimeout(resolve, ms)); }
 
-  window.Proctor = {csrf, postJSON, getJSON, rules, rule, ruleLabel, openCamera, grab, setResult, sleep};
+  function uuid() {
+    if (window.crypto && crypto.randomUUID) return crypto.randomUUID();
+    const b = crypto.getRandomValues(new Uint8Array(16));
+    b[6] = (b[6] & 0x0f) | 0x40; b[8] = (b[8] & 0x3f) | 0x80;
+    const h = Array.from(b, (x) => { return (x < 16 ? "0" : "") + x.toString(16); }).join("");
+    return h.slice(0, 8) + "-" + h.slice(8, 12) + "-" + h.slice(12, 16) + "-" + h.slice(16, 20) + "-" + h.slice(20);
+  }
+
+  // A queue of JSON posts kept in localStorage under `key` (it survives a reload), sent one at a time in
+  // order. Retried with back-off (1 s doubling to 30 s, plus jitter) on a network error, 5xx or 429;
+  // dropped on any other answer (a 2xx, or a definitive 4xx such as 400/404/409). Each item has
+  // {id (a UUID made when queued), url, body, kind}; hooks.done(item, reply) and hooks.change(state) report.
+  function outbox(key, hooks) {
+    let items = [];
+    try { items = JSON.parse(localStorage.getItem(key) || "[]") || []; } catch (e) { items = []; }
+    let sending = false, failures = 0, timer = null, retrying = false;
+    function persist() { try { localStorage.setItem(key, JSON.stringify(items)); } catch (e) { /* full or private */ } }
+    function state() { return {queued: items.slice(), retrying: retrying, failures: failures}; }
+    function changed() { if (hooks.change) hooks.change(state()); }
+    function retryable(r) { return r.status >= 500 || r.status === 429 || r.status === 408; }
+    async function pump() {
+      if (sending || timer) return;
+      sending = true;
+      while (items.length) {
+        const item = items[0];
+        let r = null;
+        try { r = await postJSON(item.url, item.body); } catch (e) { r = null; }
+        if (r === null || retryable(r)) {
+          failures += 1; retrying = true; changed();
+          const wait = Math.min(30000, 1000 * Math.pow(2, failures - 1)) * (1 + Math.random() * 0.2);
+          sending = false;
+          timer = setTimeout(() => { timer = null; pump(); }, wait);
+          return;
+        }
+        items.shift(); persist();
+        failures = 0; retrying = false;
+        if (hooks.done) hooks.done(item, r);
+        changed();
+      }
+      sending = false;
+    }
+    function add(url, body, kind) {
+      const id = uuid();
+      items.push({id: id, url: url, body: Object.assign({}, body, hooks.stamp ? hooks.stamp(id) : {}), kind: kind || ""});
+      persist(); changed(); pump();
+      return id;
+    }
+    function flushNow() { if (timer) { clearTimeout(timer); timer = null; } pump(); }
+    window.addEventListener("online", flushNow);
+    return {add: add, pump: pump, flushNow: flushNow, state: state};
+  }
+
+  window.Proctor = {csrf, postJSON, getJSON, rules, rule, ruleLabel, openCamera, grab, setResult, sleep, uuid, outbox};
 })();

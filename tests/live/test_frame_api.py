@@ -425,3 +425,36 @@ def test_frames_are_decoded_off_the_callers_thread(app, student, monkeypatch):
     resp = student.post_frame(data_url(jpeg_bytes(photo(FACE_PHOTO))))
     assert resp.status_code == 202, resp.data[:200]
     assert seen and threading.current_thread().name not in seen
+
+
+def test_a_repeated_browser_event_with_its_client_id_is_stored_once(app, student):
+    """The exam page's outbox retries an event after a database blink: the same client_id counts once."""
+    from proctor.extensions import db
+    from proctor.models import Violation
+
+    from proctor.models import ExamSession
+
+    with app.app_context():  # no cooldown: each tab switch the runtime takes is a violation of its own
+        db.session.get(ExamSession, student.session_id).exam.thresholds = json.dumps({"WARNING_COOLDOWN_S": 0})
+        db.session.commit()
+    runtime_of(app).session_ended(student.id, student.session_id)
+    runtime_of(app).session_started(student.id, student.session_id)
+    cid = "0f8fad5b-d9cb-469f-a165-70867728950e"
+    first = student.post_event({"type": "TAB_SWITCH", "client_id": cid})
+    again = student.post_event({"type": "TAB_SWITCH", "client_id": cid})
+    other = student.post_event({"type": "TAB_SWITCH", "client_id": "7c9e6679-7425-40de-944b-e07fc1f90ae7"})
+    assert first.status_code == again.status_code == other.status_code == 200, again.data
+    assert again.get_json()["duplicate"] is True and again.get_json()["warnings"] == []
+    assert first.get_json()["duplicate"] is False
+    with app.app_context():
+        stored = db.session.scalars(db.select(Violation).where(Violation.session_id == student.session_id,
+                                                               Violation.type == "TAB_SWITCH")).all()
+    assert len(stored) == 2  # the first and the other one; the repeat stored nothing
+
+
+@pytest.mark.parametrize("client_id", ["not-a-uuid", 12345, "", "0f8fad5b-d9cb-469f-a165-70867728950e" + "x",
+                                       "{0f8fad5b-d9cb-469f-a165-70867728950e}", ["0f8fad5b-d9cb-469f-a165-70867728950e"]])
+def test_a_bad_event_client_id_is_400(app, student, client_id):
+    resp = student.post_event({"type": "TAB_SWITCH", "client_id": client_id})
+    assert resp.status_code == 400
+    assert "client_id" in error_of(resp)

@@ -43,6 +43,9 @@ class MemoryStore:
         return {i: self.sessions[i]["status"] for i in session_ids if i in self.sessions}
 
     def save_violation(self, violation):
+        for vid, stored in self.violations.items():  # idempotent on the client id, as the interface says
+            if violation.client_id and stored.client_id == violation.client_id:
+                return vid
         vid = len(self.violations) + 1
         self.violations[vid] = violation
         return vid
@@ -277,3 +280,74 @@ def test_the_dashboard_order_is_the_servers_risk(store, tmp_path):
     assert [r["name"] for r in rows][0] == "Brian Kernighan"  # two warnings, the highest score
     assert risks == sorted(risks, reverse=True)
     assert [r["name"] for r in rows][-1] == "Alan Turing" and risks[-1] == [0.0, 0]
+
+
+class FlakyStore(MemoryStore):
+    """The database blinks: the next `down` saves raise; with `lose_reply`, one more save is stored but its reply lost."""
+
+    def __init__(self, down: int, lose_reply: bool = False):
+        super().__init__()
+        self.down, self.lose_reply, self.attempts = down, lose_reply, 0
+
+    def save_violation(self, violation):
+        self.attempts += 1
+        if self.down > 0:
+            self.down -= 1
+            raise ConnectionError("database is down")
+        vid = super().save_violation(violation)
+        if self.lose_reply:
+            self.lose_reply = False
+            raise ConnectionError("connection lost after the commit")
+        return vid
+
+
+def test_a_violation_the_store_refuses_is_retried_and_stored_once_across_a_restart(tmp_path):
+    store = FlakyStore(down=3, lose_reply=True)
+    store.add_session()
+    rt, events = make_runtime(store, tmp_path)
+    rt.violation_queue.first_s = 0.0  # no back-off wait in the test
+    issued = rt.browser_event(STUDENT, SESSION, "TAB_SWITCH", {})
+    assert [w["violation_id"] for w in issued] == [None]  # warned now, stored later
+    assert store.violations == {} and rt.pipeline_status()["violations_waiting"] == 1
+    queue_file = tmp_path / "outbox" / "violations.jsonl"
+    assert len(queue_file.read_text().splitlines()) == 1
+    rt.step()  # fails again (2 of 3)
+    assert store.violations == {} and rt.pipeline_status()["violations_waiting"] == 1
+
+    # The process dies here; a new runtime on the same data directory replays the queue from disk.
+    rt2, _ = make_runtime(store, tmp_path)
+    assert rt2.pipeline_status()["violations_waiting"] == 1
+    rt2.violation_queue.first_s = 0.0
+    rt2.step()  # the database is still down (3 of 3)
+    rt2.step()  # stored, but the reply is lost: queued still
+    assert len(store.violations) == 1 and rt2.pipeline_status()["violations_waiting"] == 1
+    rt2.step()  # the retry finds it stored by its client id
+    rt2.step()
+    assert rt2.pipeline_status()["violations_waiting"] == 0 and queue_file.read_text() == ""
+    (saved,) = store.violations.values()
+    assert (saved.session_id, saved.type) == (SESSION, "TAB_SWITCH") and len(saved.client_id) == 36
+    assert store.attempts == 5
+
+
+def test_violations_queue_in_order_while_the_store_is_down(tmp_path):
+    store = FlakyStore(down=100)
+    store.add_session()
+    rt, _ = make_runtime(store, tmp_path, WARNING_COOLDOWN_S=0.0)
+    for kind in ("TAB_SWITCH", "FULLSCREEN_EXIT", "TAB_SWITCH"):
+        rt.browser_event(STUDENT, SESSION, kind, {})
+    assert rt.pipeline_status()["violations_waiting"] == 3 and store.attempts == 1  # the rest waited behind the first
+    store.down = 0
+    rt.violation_queue.first_s = 0.0
+    for item in rt.violation_queue.pending:
+        item.next_mono = 0.0
+    rt.step()
+    assert [v.type for v in store.violations.values()] == ["TAB_SWITCH", "FULLSCREEN_EXIT", "TAB_SWITCH"]
+    assert rt.pipeline_status()["violations_waiting"] == 0
+
+
+def test_a_repeated_browser_event_id_is_taken_once(store, tmp_path):
+    rt, _ = make_runtime(store, tmp_path, WARNING_COOLDOWN_S=0.0)
+    cid = "0f8fad5b-d9cb-469f-a165-70867728950e"
+    assert len(rt.browser_event(STUDENT, SESSION, "TAB_SWITCH", {}, cid)) == 1
+    assert rt.browser_event(STUDENT, SESSION, "TAB_SWITCH", {}, cid) is None
+    assert len(store.violations) == 1

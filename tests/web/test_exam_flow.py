@@ -291,6 +291,27 @@ def test_bad_answer_input_is_400_not_500(app, student_client):
     assert r.status_code == 400  # no CSRF token
 
 
+def test_an_older_answer_arriving_late_does_not_replace_a_newer_one(app, student_client):
+    """The exam page numbers its saves (client_seq); a retried or late older save leaves the newer answer."""
+    exam_id = make_exam(app)
+    session_id = _started(app, exam_id=exam_id)
+    token = csrf_token(student_client, "/student/")
+    qid = student_client.get(f"/api/exam/sessions/{session_id}").get_json()["questions"][0]["id"]
+    url = f"/api/exam/sessions/{session_id}/answers"
+    assert _post_json(student_client, url, {"question_id": qid, "selected": 1, "client_seq": 10}, token).status_code == 200
+    newer = _post_json(student_client, url, {"question_id": qid, "selected": 2, "client_seq": 11}, token)
+    assert newer.get_json()["selected"] == 2
+    late = _post_json(student_client, url, {"question_id": qid, "selected": 1, "client_seq": 10}, token)
+    assert late.status_code == 200 and late.get_json()["selected"] == 2  # the reply says what is stored
+    again = _post_json(student_client, url, {"question_id": qid, "selected": 2, "client_seq": 11}, token)
+    assert again.status_code == 200 and again.get_json()["selected"] == 2
+    by_id = {q["id"]: q for q in student_client.get(f"/api/exam/sessions/{session_id}").get_json()["questions"]}
+    assert by_id[qid]["selected"] == 2
+    for bad in ("11", -1, 2 ** 60, True, 1.5):
+        r = _post_json(student_client, url, {"question_id": qid, "selected": 0, "client_seq": bad}, token)
+        assert r.status_code == 400 and "client_seq" in r.get_json()["error"], bad
+
+
 def test_another_students_session_is_refused(app, student_client):
     exam_id = make_exam(app)
     other = make_user(app, "other@example.edu")

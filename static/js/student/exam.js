@@ -12,7 +12,22 @@
   const flagBtn = document.getElementById("flag");
   const alerts = document.getElementById("alerts");
   const posKey = "exam-position-" + root.dataset.sessionId;
+  const seqKey = "exam-seq-" + root.dataset.sessionId;
   let questions = [], index = 0, deadlineAt = 0, finished = false, timerHandle = null;
+
+  // Every answer goes through an outbox kept in localStorage (a reload keeps it), sent in order and
+  // retried while the server cannot save it. Each save is numbered (client_seq, increasing even across
+  // reloads) so that the server never lets an older save replace a newer one.
+  function nextSeq() {
+    let last = 0;
+    try { last = parseInt(localStorage.getItem(seqKey) || "0", 10) || 0; } catch (e) { last = 0; }
+    const seq = Math.max(last + 1, Date.now() * 1000);
+    try { localStorage.setItem(seqKey, String(seq)); } catch (e) { /* private mode */ }
+    return seq;
+  }
+  const outbox = P.outbox("exam-outbox-" + root.dataset.sessionId,
+                          {stamp: () => { return {client_seq: nextSeq()}; }, done: saved, change: showSaving});
+  function queuedFor(q) { return outbox.state().queued.filter((it) => { return it.body.question_id === q.id; }); }
 
   function banner(message, level, key) {
     const div = document.createElement("div");
@@ -42,11 +57,13 @@
       const b = document.createElement("button");
       b.type = "button";
       b.className = "btn btn-sm question-nav-item";
-      if (q.selected !== null) b.classList.add("answered");
+      const queued = queuedFor(q).length > 0;
+      if (queued) b.classList.add("queued");  // chosen here, not yet confirmed by the server
+      else if (q.selected !== null) b.classList.add("answered");
       if (q.flagged) b.classList.add("flagged");
       if (i === index) { b.classList.add("current"); b.setAttribute("aria-current", "true"); }
       b.textContent = String(q.number);
-      b.setAttribute("aria-label", "Question " + q.number + (q.selected !== null ? ", answered" : ", not answered") + (q.flagged ? ", flagged" : ""));
+      b.setAttribute("aria-label", "Question " + q.number + (queued ? ", not saved yet" : q.selected !== null ? ", answered" : ", not answered") + (q.flagged ? ", flagged" : ""));
       b.addEventListener("click", () => { show(i); });
       nav.appendChild(b);
     });
@@ -85,20 +102,36 @@
     renderNav();
   }
 
-  async function save(q, body) {
-    saveState.textContent = "Saving…";
-    const r = await P.postJSON(root.dataset.answerUrl, Object.assign({question_id: q.id}, body));
+  function save(q, body) {
+    outbox.add(root.dataset.answerUrl, Object.assign({question_id: q.id}, body), "answer");
+    renderNav();
+  }
+
+  // The server's reply to one queued save: what it stored is what the page shows, unless a newer save waits.
+  function saved(item, r) {
+    const q = questions.find((x) => { return x.id === item.body.question_id; });
     if (r.ok) {
-      q.selected = r.data.selected; q.flagged = r.data.flagged;
-      saveState.textContent = "Saved";
+      if (q && !queuedFor(q).length) { q.selected = r.data.selected; q.flagged = r.data.flagged; q.confirmed = r.data.selected; }
+      else if (q) q.confirmed = r.data.selected;
       syncDeadline(r.data.remaining_s);
     } else if (r.status === 409) {
       goResult(r.data.result_url);
-    } else {
-      saveState.textContent = "Not saved: " + (r.data.error || r.status);
-      banner("Your answer was not saved (" + (r.data.error || r.status) + "). Check your connection and click it again.", "danger");
+    } else {  // refused for good (400, 404): the choice is not kept
+      if (q && !queuedFor(q).length) { q.selected = q.confirmed === undefined ? null : q.confirmed; show(index); }
+      banner("Your answer was not saved (" + (r.data.error || r.status) + ").", "danger");
     }
-    renderNav();
+  }
+
+  function showSaving(state) {
+    const answers = state.queued.filter((it) => { return it.kind === "answer"; }).length;
+    if (answers) {
+      saveState.textContent = state.retrying ? "Not saved yet — retrying" : "Saving…";
+      saveState.dataset.state = state.retrying ? "retrying" : "saving";
+    } else if (saveState.dataset.state) {
+      saveState.textContent = "Saved";
+      saveState.dataset.state = "saved";
+    }
+    if (questions.length) renderNav();
   }
 
   function answer(q, k) { q.selected = k; save(q, {selected: k}); }
@@ -129,6 +162,8 @@
     if (finished) return;
     finished = true;
     if (auto) banner("Time is up: your answers are being submitted.", "info");
+    outbox.flushNow();
+    while (outbox.state().queued.length && !auto) await P.sleep(300);  // every answer saved before submitting
     const r = await P.postJSON(root.dataset.submitUrl, {});
     if (r.ok || r.status === 409) { goResult(r.data.result_url); return; }
     finished = false;
@@ -154,10 +189,18 @@
     if (!r.ok) { qBox.textContent = "Could not load the exam: " + (r.data.error || r.status); return; }
     if (r.data.status !== "IN_PROGRESS") { goResult(r.data.result_url); return; }
     questions = r.data.questions;
+    questions.forEach((q) => { q.confirmed = q.selected; });
+    outbox.state().queued.forEach((it) => {  // saves left from before a reload: shown as chosen, still queued
+      const q = questions.find((x) => { return x.id === it.body.question_id; });
+      if (q && "selected" in it.body) q.selected = it.body.selected;
+      if (q && "flagged" in it.body) q.flagged = it.body.flagged;
+    });
     syncDeadline(r.data.remaining_s);
     let start = 0;
     try { start = parseInt(sessionStorage.getItem(posKey) || "0", 10) || 0; } catch (e) { start = 0; }
     show(start);
+    showSaving(outbox.state());
+    outbox.pump();
     tick();
     timerHandle = setInterval(tick, 500);
   }
@@ -170,6 +213,7 @@
     else if (r.ok) syncDeadline(r.data.remaining_s);
   }, 30000);
 
-  window.ExamPage = {banner: banner, terminated: (url) => { goResult(url); }, isFinished: () => { return finished; }};
+  window.ExamPage = {banner: banner, terminated: (url) => { goResult(url); }, isFinished: () => { return finished; },
+                     outbox: outbox};
   load();
 })();

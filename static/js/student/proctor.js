@@ -41,13 +41,20 @@
     if (page()) page().banner(message, "warning", type);
   }
 
-  async function sendEvent(type, details) {
-    if (stopped) return;
-    const r = await P.postJSON(root.dataset.eventUrl, {type: type, details: details || {}});
-    if (r.ok && Array.isArray(r.data.warnings)) {
-      r.data.warnings.forEach((w) => { if (w && w.message) warn(w.message, w.type || type); });
-    }
-    return r;
+  // Browser events go through an outbox kept in localStorage (retried after a server or database blink;
+  // the event's client_id makes the server take a repeat once). Camera frames are never queued.
+  const events = P.outbox("exam-events-" + sessionId, {
+    stamp: (id) => { return {client_id: id}; },
+    done: (item, r) => {
+      if (r.ok && Array.isArray(r.data.warnings)) {
+        r.data.warnings.forEach((w) => { if (w && w.message) warn(w.message, w.type || item.kind); });
+      }
+    },
+  });
+
+  function sendEvent(type, details) {
+    if (stopped) return null;
+    return events.add(root.dataset.eventUrl, {type: type, details: details || {}}, type);
   }
 
   // --- frames ---------------------------------------------------------------------------
@@ -266,7 +273,7 @@
     if (window.ExamProctor.socket) window.ExamProctor.socket.close();
   }
 
-  window.ExamProctor = {stop: stop, state: () => {
+  window.ExamProctor = {stop: stop, sendEvent: sendEvent, events: events, state: () => {
     return {interval: interval, quality: quality, inFlight: inFlight, chunks: chunkSeq, noiseFloorDb: root.dataset.noiseFloorDb};
   }};
   connectSocket();
