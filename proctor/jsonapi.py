@@ -114,19 +114,6 @@ def parse_id(raw, name: str) -> int:
     return int(text)
 
 
-def int_field(data: dict, name: str, required: bool = True, lo: int = 0, hi: int = 2**31 - 1) -> int | None:
-    value = data.get(name)
-    if value is None:
-        if required:
-            raise ApiError(f"{name} is required")
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ApiError(f"{name} must be a whole number")
-    if not lo <= value <= hi:
-        raise ApiError(f"{name} must be between {lo} and {hi}")
-    return value
-
-
 def is_number(value) -> bool:
     """A finite JSON number (not a bool). Whole numbers of any size are numbers: their range is
     checked by the caller without converting them to float (which overflows past 1e308)."""

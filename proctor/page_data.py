@@ -31,9 +31,15 @@ DATA_BLOCK_ID = "proctor-rules"
 
 
 def server_vision_config(app: Flask | None = None) -> VisionConfig:
-    """The vision settings the server runs with (as the live runtime loads them)."""
-    app = app or current_app
-    return config_vision.load_vision_config(**dict(app.config.get("PROCTOR_VISION_OVERRIDES") or {}))
+    """The vision settings the server runs with (as the live runtime loads them): the environment
+    and PROCTOR_VISION_OVERRIDES, read once per app, not on every page render or request."""
+    app = app or current_app._get_current_object()
+    overrides = dict(app.config.get("PROCTOR_VISION_OVERRIDES") or {})
+    key = json.dumps(overrides, sort_keys=True, default=str)
+    cached = app.extensions.get("server_vision_config")
+    if cached is None or cached[0] != key:
+        cached = app.extensions["server_vision_config"] = (key, config_vision.load_vision_config(**overrides))
+    return cached[1]
 
 
 def _with_exam_overrides(config: VisionConfig, overrides: Mapping[str, Any] | str | None) -> VisionConfig:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
 import uuid
 from pathlib import Path
 
@@ -136,6 +137,18 @@ def csrf_token(client, path: str = "/login") -> str:
     match = CSRF_RE.search(resp.get_data(as_text=True))
     assert match, f"no csrf token on {path} (status {resp.status_code})"
     return match.group(1)
+
+
+def stop_process(proc, timeout_s: float = 10.0) -> None:
+    """Terminate a child process, killing it if it has not ended within timeout_s."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
 
 
 def free_port() -> int:

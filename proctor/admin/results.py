@@ -229,11 +229,12 @@ def replay_suspicion(session: ExamSession, violations: list[Violation]) -> list[
     recorded how long the condition had held when it fired (details["duration_s"]), that time too.
     How long it went on afterwards is not stored, so this is a lower bound of the live score.
     """
-    from config_vision import load_vision_config
     from decision_engine import RuleEvent
     from warning_system import WarningSystem
 
-    ws = WarningSystem(load_vision_config())
+    from ..page_data import server_vision_config
+
+    ws = WarningSystem(server_vision_config())  # the server's settings, as the live runtime scored
     out = []
     for v in violations:
         t = (v.timestamp - session.started_at).total_seconds()

@@ -26,9 +26,9 @@ def vision(app=None) -> dict:
     app = app or current_app._get_current_object()
     state = app.extensions.get(EXTENSION_KEY)
     if state is None:
-        from config_vision import load_vision_config
+        from ..page_data import server_vision_config
 
-        cfg = load_vision_config(**dict(app.config.get("PROCTOR_VISION_OVERRIDES") or {}))
+        cfg = server_vision_config(app)
 
         def make_identity():
             from face_identity import FaceIdentity

@@ -26,7 +26,7 @@ from urllib.request import urlopen
 
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import free_port, stop_process
 from tests.e2e.media import MediaCache
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -84,13 +84,7 @@ class LiveServer:
         raise RuntimeError(f"server did not answer within {SERVER_START_TIMEOUT_S} s:\n{self.log_tail()}")
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+        stop_process(self.proc)
         if self._log:
             self._log.close()
             self._log = None

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
-from tests.conftest import free_port
+from tests.conftest import free_port, stop_process
 from tests.e2e.media import FACE
 from tests.e2e.test_student_proctoring import QUESTIONS, start_proctored_exam, wait_js
 
@@ -63,13 +63,7 @@ class ThrowawayMariaDB:
         raise RuntimeError("mariadbd did not answer within 60 s")
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+        stop_process(self.proc, timeout_s=60)
         self.proc = None
 
     def query(self, statement: str) -> None:
