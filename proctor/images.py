@@ -156,8 +156,8 @@ def decode_image(raw: bytes, *, min_side: int = 64, max_side: int = 4096, format
     return np.ascontiguousarray(img)
 
 
-def decode_data_url(value, *, max_chars: int | None = None, bare_base64: bool = False, **decode_kw) -> np.ndarray:
-    """The image in a data URL (data:image/jpeg;base64,...), or bare base64 when allowed."""
+def data_url_bytes(value, *, max_chars: int | None = None, bare_base64: bool = False) -> bytes:
+    """The bytes in a data URL (data:image/jpeg;base64,...), or in bare base64 when allowed."""
     if not isinstance(value, str) or not value:
         raise ImageError("'image' must be a non-empty string (a data URL such as data:image/jpeg;base64,...)")
     if max_chars is not None and len(value) > max_chars:
@@ -170,13 +170,32 @@ def decode_data_url(value, *, max_chars: int | None = None, bare_base64: bool = 
     else:
         raise ImageError("'image' must be a data URL: data:image/jpeg;base64,... or data:image/png;base64,...")
     try:
-        raw = base64.b64decode(text, validate=True)
+        return base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
         raise ImageError("'image' is not valid base64") from None
-    return decode_image(raw, **decode_kw)
 
 
-def decode_frame(value, *, min_side: int, max_side: int, max_w: int, max_h: int) -> np.ndarray:
-    """A camera frame (data URL or bare base64 of a JPEG/PNG) as BGR, fitted into max_w x max_h."""
-    frame = decode_data_url(value, bare_base64=True, formats=("jpeg", "png"), min_side=min_side, max_side=max_side)
-    return np.ascontiguousarray(fit(frame, max_w, max_h))
+def decode_data_url(value, *, max_chars: int | None = None, bare_base64: bool = False, **decode_kw) -> np.ndarray:
+    """The image in a data URL (data:image/jpeg;base64,...), or bare base64 when allowed."""
+    return decode_image(data_url_bytes(value, max_chars=max_chars, bare_base64=bare_base64), **decode_kw)
+
+
+def camera_frame(raw: bytes, *, min_side: int, max_side: int, max_w: int, max_h: int) -> bytes | np.ndarray:
+    """A camera frame for the live runtime, checked: the JPEG bytes themselves when the picture is a
+    JPEG that fits max_w x max_h (the workers decode it; here only a 1/8-scale greyscale decode of the
+    whole stream proves it is a picture, a fraction of a full decode), else the decoded pixels fitted
+    into max_w x max_h (a PNG, or a JPEG larger than that)."""
+    if not raw:
+        raise ImageError("the image is empty")
+    kind = image_format(raw)
+    if kind not in ("jpeg", "png"):
+        raise ImageError("not a JPEG or PNG image")
+    kind, width, height = image_dimensions(raw)
+    _check_sides(width, height, min_side, max_side)
+    if kind != "jpeg" or width > max_w or height > max_h:
+        return np.ascontiguousarray(fit(decode_image(raw, min_side=min_side, max_side=max_side,
+                                                     formats=("jpeg", "png")), max_w, max_h))
+    small = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_REDUCED_GRAYSCALE_8)
+    if small is None or small.ndim != 2 or sorted(small.shape) != sorted(((height + 7) // 8, (width + 7) // 8)):
+        raise ImageError("the image could not be decoded")
+    return bytes(raw)

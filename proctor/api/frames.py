@@ -16,7 +16,7 @@ from config_vision import BROWSER_EVENT_RULES
 
 from .. import exam_service
 from ..blocking import run_blocking
-from ..images import decode_frame
+from ..images import camera_frame, data_url_bytes, image_dimensions
 from ..jsonapi import ApiError, json_body, number_field
 from ..limits import per_user_limit
 from ..live import LiveError
@@ -68,13 +68,15 @@ def student_frame():
         raise ApiError("'ts' (the client's time in ms) is required")
     ts = number_field(body.get("ts"), "ts", 0, CLIENT_TS_MAX_MS)
     try:
-        # Decoding and scaling a camera-sized JPEG is milliseconds of CPU: off the event loop, so that a
-        # student posting large frames does not slow everybody's requests (decode_frame refuses a frame
-        # over PROCTOR_FRAME_MAX_SIDE_PX from its header, before decoding).
-        decode = partial(decode_frame, min_side=int(config["PROCTOR_FRAME_MIN_SIDE_PX"]),
-                         max_side=int(config["PROCTOR_FRAME_MAX_SIDE_PX"]),
-                         max_w=int(config["PROCTOR_FRAME_MAX_WIDTH_PX"]), max_h=int(config["PROCTOR_FRAME_MAX_HEIGHT_PX"]))
-        frame = run_blocking(decode, body.get("image"), timeout_s=float(config["PROCTOR_FRAME_DECODE_TIMEOUT_S"]))
+        # A JPEG that fits the frame size goes on as bytes (the workers decode it; camera_frame only
+        # proves it is a picture); a PNG or a larger picture is decoded and scaled here. Either is CPU:
+        # off the event loop, so that a student posting large frames does not slow everybody's requests
+        # (a frame over PROCTOR_FRAME_MAX_SIDE_PX is refused from its header, before decoding).
+        check = partial(camera_frame, min_side=int(config["PROCTOR_FRAME_MIN_SIDE_PX"]),
+                        max_side=int(config["PROCTOR_FRAME_MAX_SIDE_PX"]),
+                        max_w=int(config["PROCTOR_FRAME_MAX_WIDTH_PX"]), max_h=int(config["PROCTOR_FRAME_MAX_HEIGHT_PX"]))
+        raw = data_url_bytes(body.get("image"), bare_base64=True)
+        frame = run_blocking(check, raw, timeout_s=float(config["PROCTOR_FRAME_DECODE_TIMEOUT_S"]))
     except ApiError as exc:
         log.info("frame refused for student %s: %s", current_user.id, exc.message)
         raise
@@ -82,8 +84,8 @@ def student_frame():
         log.warning("frame from student %s took too long to decode", current_user.id)
         raise ApiError("the frame took too long to decode", 503) from None
     receipt = current_runtime().submit_frame(current_user.id, exam_session.id, frame, ts)
-    return jsonify(seq=receipt.seq, replaced_older=bool(receipt.replaced_older),
-                   width=int(frame.shape[1]), height=int(frame.shape[0])), 202
+    _, width, height = image_dimensions(frame) if isinstance(frame, bytes) else (None, frame.shape[1], frame.shape[0])
+    return jsonify(seq=receipt.seq, replaced_older=bool(receipt.replaced_older), width=int(width), height=int(height)), 202
 
 
 def event_details(kind: str, body: dict) -> dict:

@@ -75,6 +75,7 @@ class FrameSlots:
         self._waiting: dict[int, Frame] = {}
         self._latest: dict[int, Frame] = {}
         self._stats: dict[int, SlotStats] = {}
+        self._served: dict[int, float] = {}  # student -> when a frame of theirs was last taken (fair dispatch)
 
     def put(
         self,
@@ -112,12 +113,18 @@ class FrameSlots:
             frame = self._waiting.pop(student_id, None)
             if frame is not None:
                 self._stats[student_id].taken += 1
+                self._served[student_id] = self._mono()
             return frame
 
     def waiting_students(self) -> list[int]:
-        """Students with a frame waiting, the longest-waiting first (fair dispatch)."""
+        """Students with a frame waiting, the one served longest ago first (round robin).
+
+        Ordered by when each student's last frame was taken, not by when the waiting frame came: a
+        frame replaced by a newer one must not send its student to the back of the line, or under
+        overload the students whose pages post most often would be the ones never served."""
         with self._lock:
-            return [f.student_id for f in sorted(self._waiting.values(), key=lambda f: f.received_mono)]
+            return sorted(self._waiting, key=lambda sid: (self._served.get(sid, float("-inf")),
+                                                          self._waiting[sid].received_mono))
 
     def latest(self, student_id: int) -> Frame | None:
         """The newest frame received (waiting or already taken)."""
@@ -143,18 +150,4 @@ class FrameSlots:
             self._waiting.pop(student_id, None)
             self._latest.pop(student_id, None)
             self._stats.pop(student_id, None)
-
-
-def raw_jpeg(frame, cache: dict) -> bytes | None:
-    """The raw frame as JPEG, encoded at most once per frame (`cache`: student id -> ((student, seq), jpeg))."""
-    import cv2
-
-    key = (frame.student_id, frame.seq)
-    cached = cache.get(frame.student_id)
-    if cached is not None and cached[0] == key:
-        return cached[1]
-    ok, buf = cv2.imencode(".jpg", frame.image, [cv2.IMWRITE_JPEG_QUALITY, 75])
-    if not ok:
-        return None
-    cache[frame.student_id] = (key, buf.tobytes())
-    return cache[frame.student_id][1]
+            self._served.pop(student_id, None)

@@ -1,12 +1,16 @@
 """The per-frame work of a live worker: FrameJob in, FrameResult out (no I/O, no Flask, no database).
 
     pipeline = FramePipeline(vision_config)
-    result = pipeline.process(FrameJob(...))   # face stage, detector, identity, HUD, JPEG
+    result = pipeline.process(FrameJob(...))   # JPEG decode, face stage, detector, identity
 
 FramePipeline holds one process's model instances: one FaceAnalyzer in tracking mode per
 student stream, one object detector and one FaceIdentity. An exam's threshold overrides travel
 with each job (`FrameJob.vision_overrides`) and apply to that job's detector and identity check.
 `worker_main` runs it in a worker process (proctor/live/workers.py); it can run anywhere else.
+
+A worker draws nothing: the web process sends the camera's JPEG bytes (not pixels) and gets back
+observations only; the HUD is drawn where somebody looks at it (proctor/live/views.py), so a
+student nobody watches costs no drawing or JPEG encoding.
 """
 from __future__ import annotations
 
@@ -24,8 +28,6 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 MAX_STREAMS_PER_WORKER = 64   # face trackers kept per worker (least recently used dropped beyond)
-PROCESSED_JPEG_QUALITY = 80
-
 
 
 @dataclass
@@ -41,9 +43,6 @@ class FrameJob:
     jpeg: bytes | None = field(default=None, repr=False)
     run_detector: bool = True
     identity_embedding: bytes | None = field(default=None, repr=False)  # set when an identity check is due
-    hud_status: dict = field(default_factory=dict)  # drawn on the processed frame (last known state)
-    hud_alerts: list = field(default_factory=list)
-    jpeg_quality: int = PROCESSED_JPEG_QUALITY
     vision_overrides: dict = field(default_factory=dict)  # the exam's thresholds (validated by the runtime)
 
 
@@ -65,7 +64,6 @@ class FrameResult:
     frame_mean: float | None = None  # mean luma 0-255
     frame_diff: float | None = None  # mean abs luma difference to this stream's previous frame
     frame_size: tuple[int, int] | None = None
-    processed_jpeg: bytes | None = field(default=None, repr=False)
     timings_ms: dict = field(default_factory=dict)
     errors: list = field(default_factory=list)
     done_mono: float = 0.0
@@ -83,7 +81,7 @@ class FramePipeline:
         self._analyzers: dict[int, Any] = {}
         self._last_used: dict[int, float] = {}
         self._prev_small: dict[int, np.ndarray] = {}
-        self._face_cls = self._detector = self._identity = self._draw_hud = None
+        self._face_cls = self._detector = self._identity = None
         self._load()
 
     def _note(self, what: str, exc: BaseException) -> None:
@@ -117,12 +115,6 @@ class FramePipeline:
             self.info["identity"] = "FaceIdentity"
         except Exception as exc:  # noqa: BLE001
             self._note("identity stage unavailable", exc)
-        try:
-            from vision_ui import draw_hud
-
-            self._draw_hud = draw_hud
-        except Exception as exc:  # noqa: BLE001
-            self._note("HUD drawing unavailable (processed frames are plain)", exc)
 
     def _analyzer(self, student_id: int):
         analyzer = self._analyzers.get(student_id)
@@ -180,12 +172,16 @@ class FramePipeline:
 
         res = FrameResult(job.student_id, job.session_id, job.seq, job.frame_ts, job.received_mono, self.worker_id)
         t0 = time.perf_counter()
+        cpu0 = time.process_time()
         frame = job.image
         if frame is None and job.jpeg is not None:
             frame = cv2.imdecode(np.frombuffer(job.jpeg, np.uint8), cv2.IMREAD_COLOR)
             res.timings_ms["decode"] = (time.perf_counter() - t0) * 1000
         if frame is None:
+            # A picture nobody can see counts as a black camera (CAMERA_OFF after its hold time): a page
+            # sending bytes that are not a picture must not slip past proctoring.
             res.errors.append("could not decode frame")
+            res.frame_mean, res.frame_diff = 0.0, 0.0
             res.done_mono = time.monotonic()
             return res
         res.frame_size = (int(frame.shape[1]), int(frame.shape[0]))
@@ -233,18 +229,8 @@ class FramePipeline:
                 log.exception("worker %s: identity check failed (student %s)", self.worker_id, job.student_id)
             res.timings_ms["identity"] = (time.perf_counter() - t) * 1000
 
-        t = time.perf_counter()
-        shown = frame
-        if self._draw_hud is not None:
-            try:
-                shown = self._draw_hud(frame, res.face, res.detections, dict(job.hud_status), list(job.hud_alerts))
-            except Exception as exc:  # noqa: BLE001
-                res.errors.append(f"hud: {type(exc).__name__}: {exc}")
-                shown = frame
-        ok, buf = cv2.imencode(".jpg", shown, [cv2.IMWRITE_JPEG_QUALITY, int(job.jpeg_quality)])
-        res.processed_jpeg = buf.tobytes() if ok else None
-        res.timings_ms["hud_jpeg"] = (time.perf_counter() - t) * 1000
         res.timings_ms["total"] = (time.perf_counter() - t0) * 1000
+        res.timings_ms["cpu"] = (time.process_time() - cpu0) * 1000  # the whole worker process's CPU for this job
         res.done_mono = time.monotonic()
         return res
 

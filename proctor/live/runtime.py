@@ -19,13 +19,12 @@ import logging
 import threading
 import time
 import uuid
-from dataclasses import dataclass
 from typing import Callable
 
 from .actions import ProctorActions
 from .events import EventBus
 from .evidence import ClipJob, ClipWriter, EvidenceStore, PrerollBuffer
-from .frames import FrameReceipt, FrameSlots, raw_jpeg
+from .frames import FrameReceipt, FrameSlots
 from .health import LoopHeartbeat, read_lock
 from .outbox import SeenEvents, ViolationQueue
 from .pipeline import FrameResult
@@ -33,6 +32,7 @@ from .settings import LiveSettings
 from .stats import PipelineStats
 from .store import IN_PROGRESS, LiveError, LiveStore, ViolationRecord
 from .streams import ExamRulesCache, Stream, clean_details
+from .views import LiveView, frame_jpeg, processed_jpeg, raw_jpeg, risk_order
 from .workers import WorkerPool
 
 __all__ = ["LiveRuntime", "LiveView", "LiveError"]
@@ -42,20 +42,6 @@ log = logging.getLogger(__name__)
 SESSION_RECHECK_S = 10.0   # how often active sessions are re-read (ended elsewhere, deadline passed)
 REFUSED_RETRY_S = 10.0     # a frame for a session that is not in progress is dropped; retried after this
 READ_LOCK_WAIT_S = 0.25    # views and status wait this long for the runtime's lock, then read without it
-
-
-@dataclass(frozen=True)
-class LiveView:
-    jpeg: bytes
-    kind: str        # "processed" (with HUD overlays) or "raw"
-    age_s: float
-    status: dict
-
-
-def risk_order(row: dict):
-    """Sort key of the dashboard: the status's `risk` (suspicion score, warnings) descending, then name.
-    The page re-sorts live updates by the same `risk` list, so the weighting lives here only."""
-    return tuple(-v for v in row["status"].get("risk", (0.0, 0))) + (row["name"],)
 
 
 class LiveRuntime(ProctorActions):
@@ -244,10 +230,12 @@ class LiveRuntime(ProctorActions):
                       None if r.detections is None else [d.label for d in r.detections.items],
                       {k: round(v, 1) for k, v in r.timings_ms.items()})
             obs = stream.absorb(r, now_mono)
-            if r.processed_jpeg:
-                self.preroll.add(r.student_id, r.frame_ts, r.processed_jpeg)
+            if stream.last_frame is not None and stream.last_frame.seq == r.seq:
+                jpeg = frame_jpeg(stream.last_frame)  # the page's own bytes: nothing encoded
+                if jpeg:
+                    self.preroll.add(r.student_id, r.frame_ts, jpeg)
             for event in stream.engine.evaluate(r.student_id, obs, r.frame_ts):
-                self._on_rule_event(stream, event, r.processed_jpeg, r.seq)
+                self._on_rule_event(stream, event, r.seq)
 
     def _tick_and_publish(self) -> None:
         now_mono = time.monotonic()
@@ -266,7 +254,7 @@ class LiveRuntime(ProctorActions):
                 silent_s = now_mono - (latest.received_mono if latest is not None else stream.joined_mono)
                 if silent_s >= float(stream.engine.config.TIME_CAMERA_OFF_S):
                     for event in stream.engine.tick(stream.student_id, self._student_now(stream)):
-                        self._on_rule_event(stream, event, stream.processed_jpeg, None)
+                        self._on_rule_event(stream, event, None)
             if stream.terminated:
                 continue
             self.events.publish("student_status", {"student_id": stream.student_id, "session_id": stream.session_id,
@@ -295,7 +283,7 @@ class LiveRuntime(ProctorActions):
         return frame.server_ts + max(0.0, time.monotonic() - frame.received_mono)
 
     # ------------------------------------------------------------------ decisions -> warnings -> violations
-    def _on_rule_event(self, stream: Stream, event, jpeg: bytes | None, seq: int | None) -> dict | None:
+    def _on_rule_event(self, stream: Stream, event, seq: int | None) -> dict | None:
         sid = stream.student_id
         decision = stream.warnings.on_event(sid, event, stream.auto_terminate)
         if event.state == "ended":
@@ -309,7 +297,7 @@ class LiveRuntime(ProctorActions):
             return None
         log.info("warning generated student=%s session=%s rule=%s count=%s: %s", sid, stream.session_id, event.rule,
                  decision.count, decision.reason)
-        violation_id = self._store_violation(stream, event, decision, jpeg, seq)
+        violation_id = self._store_violation(stream, event, decision, seq)
         message = decision.message or event.rule
         stream.alerts.append(f"{event.rule}: {message}")
         payload = {
@@ -326,9 +314,10 @@ class LiveRuntime(ProctorActions):
             self._terminate_stream(stream, f"Automatically terminated: {decision.reason}", None, auto=True)
         return issued
 
-    def _store_violation(self, stream: Stream, event, decision, jpeg: bytes | None, seq: int | None) -> int | None:
+    def _store_violation(self, stream: Stream, event, decision, seq: int | None) -> int | None:
         stem = self.evidence.stem(event.rule, event.t, seq or 0)
         evidence_rel = None
+        jpeg = processed_jpeg(stream)  # the HUD drawn now, on the last analysed frame
         if jpeg:
             try:
                 evidence_rel = self.evidence.save_snapshot(stream.session_id, stem, jpeg)
@@ -403,7 +392,7 @@ class LiveRuntime(ProctorActions):
             issued = []
             log.info("browser event student=%s session=%s type=%s", student_id, session_id, type)
             for event in stream.engine.browser_event(student_id, BrowserEvent(type, t, clean_details(details))):
-                out = self._on_rule_event(stream, event, stream.processed_jpeg, None)
+                out = self._on_rule_event(stream, event, None)
                 if out is not None:
                     issued.append(out)
             if client_id is not None:
@@ -462,13 +451,13 @@ class LiveRuntime(ProctorActions):
         """The newest processed frame (HUD drawn), else the newest raw JPEG; None when there is nothing yet."""
         with self._reading():
             stream = self._streams.get(student_id)
-            if stream is not None and stream.processed_jpeg is not None:
-                return LiveView(stream.processed_jpeg, "processed", time.monotonic() - stream.processed_mono,
-                                self.status(student_id))
+            jpeg = processed_jpeg(stream) if stream is not None else None
+            if jpeg is not None:
+                return LiveView(jpeg, "processed", time.monotonic() - stream.processed_mono, self.status(student_id))
         frame = self.slots.latest(student_id)
         if frame is None:
             return None
-        jpeg = frame.jpeg or raw_jpeg(frame, self._raw_cache)
+        jpeg = raw_jpeg(frame, self._raw_cache)
         if jpeg is None:
             return None
         return LiveView(jpeg, "raw", time.monotonic() - frame.received_mono, self.status(student_id))

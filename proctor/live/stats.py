@@ -7,7 +7,7 @@ from __future__ import annotations
 import statistics
 from collections import deque
 
-STAGES = ("decode", "face", "detector", "identity", "hud_jpeg", "total")
+STAGES = ("decode", "face", "detector", "identity", "total", "cpu")
 SAMPLES = 500            # recent results remembered for the latency and stage figures
 RATE_WINDOW_S = 10.0     # processed_per_s is over this many seconds
 

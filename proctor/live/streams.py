@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 
 DETAILS_MAX_ITEMS = 20
 DETAILS_MAX_TEXT = 200
+LOAD_WINDOW_S = 10.0     # the share of frames analysed is measured over this many seconds
+DEGRADED_SHARE = 0.9     # fewer analysed than this share of the frames received: the status says degraded
 
 
 @dataclass
@@ -154,8 +156,12 @@ class Stream:
     last_face: Any = None
     last_result_mono: float | None = None
     last_errors: list = field(default_factory=list)
-    processed_jpeg: bytes | None = None
+    pending: dict = field(default_factory=dict)   # seq -> the Frame sent to a worker, until its result
+    last_frame: Any = None       # the Frame the latest result was computed on (views.py draws on it)
     processed_mono: float | None = None
+    drawn: tuple | None = None   # views.py's cache: (key, JPEG with the HUD)
+    result_ages: deque = field(default_factory=lambda: deque(maxlen=40))  # s from a frame's arrival to its result
+    load_marks: deque = field(default_factory=lambda: deque(maxlen=64))   # (mono, frames received, processed)
     alerts: deque = field(default_factory=lambda: deque(maxlen=3))
     last_status_mono: float = 0.0
     terminated: bool = False
@@ -206,12 +212,11 @@ class Stream:
             embedding = self.embedding
             self.last_identity_dispatch_t = frame.server_ts
         self.dispatched += 1
-        # The keys vision_ui.draw_hud reads (its docstring): "label" names the student on the HUD.
-        hud_status = {"label": self.name, "session_id": self.session_id,
-                      "warnings": self.warnings.count(self.student_id), "seq": frame.seq}
+        self.pending[frame.seq] = frame
+        while len(self.pending) > 4:  # results lost with a crashed worker never come back
+            del self.pending[min(self.pending)]
         return FrameJob(self.student_id, frame.session_id, frame.seq, frame.server_ts, frame.received_mono,
-                        frame.image, frame.jpeg, run_detector, embedding, hud_status, list(self.alerts),
-                        vision_overrides=self.rules.overrides)
+                        frame.image, frame.jpeg, run_detector, embedding, vision_overrides=self.rules.overrides)
 
     def absorb(self, r: FrameResult, now_mono: float):
         """Take a worker's result in; returns the decision engine's FrameObservation for it."""
@@ -235,9 +240,10 @@ class Stream:
             self.identity_t = r.frame_ts
         self.last_face = r.face
         self.last_result_mono = now_mono
-        if r.processed_jpeg:
-            self.processed_jpeg = r.processed_jpeg
-            self.processed_mono = now_mono
+        self.result_ages.append(max(0.0, now_mono - r.received_mono))
+        frame = self.pending.pop(r.seq, None)
+        if frame is not None:
+            self.last_frame, self.processed_mono = frame, now_mono
         face_state = None if r.face is None else ("no_face" if not r.face.face_detected else f"faces={r.face.face_count}")
         if face_state != self.face_state:
             log.info("face status student=%s session=%s seq=%s: %s -> %s", r.student_id, r.session_id, r.seq,
@@ -250,6 +256,25 @@ class Stream:
         )
 
     # ------------------------------------------------------------------ what admins see
+    def load(self, now_mono: float, received: int) -> dict:
+        """How much of this student's stream the workers keep up with, over the last LOAD_WINDOW_S.
+
+        Under overload every student is served in turn (frames.py, workers.py), so each gets a reduced,
+        equal rate: the status says so ("1 frame in N") with how old results are, rather than hiding it."""
+        marks = self.load_marks
+        marks.append((now_mono, received, self.processed))
+        while len(marks) > 2 and now_mono - marks[1][0] >= LOAD_WINDOW_S:
+            marks.popleft()
+        t0, received0, processed0 = marks[0]
+        got, done = received - received0, self.processed - processed0
+        share = None if got <= 0 or now_mono - t0 < 1.0 else min(1.0, done / got)
+        ages = sorted(self.result_ages)
+        p95 = ages[min(len(ages) - 1, int(0.95 * len(ages)))] if ages else None
+        return {"analysed_share": None if share is None else round(share, 2),
+                "one_in": None if not share else round(1.0 / share, 1),
+                "result_age_p95_s": None if p95 is None else round(p95, 2),
+                "degraded": share is not None and share < DEGRADED_SHARE}
+
     def status(self, now: float, now_mono: float, frame, frame_stats: dict) -> dict:
         """The stream's status at student frame time `now`; `frame` is the newest frame in its slot."""
         sid = self.student_id
@@ -280,6 +305,7 @@ class Stream:
             "frames": frame_stats | {
                 "processed": self.processed, "detector_runs": self.detector_runs,
                 "identity_checks": self.identity_checks, "identity_attempts": self.identity_attempts},
+            "load": self.load(now_mono, int(frame_stats.get("received", 0))),
             "errors": list(self.last_errors),
             "terminated": self.terminated,
         }

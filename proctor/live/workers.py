@@ -2,14 +2,23 @@
 
     pool = WorkerPool(size=2, config=vision_config)
     pool.start()
-    pool.submit(FrameJob(...)) -> bool      # False: that student's worker is busy or not ready yet
+    pool.submit(FrameJob(...)) -> bool      # False: that student's worker is full or not ready yet
     pool.results() -> list[FrameResult]     # never blocks; also notices crashed workers and restarts them
 
 Each worker is a real OS process (multiprocessing "spawn" context) running one FramePipeline
 (proctor/live/pipeline.py: the per-process models, the per-student trackers). A student's frames
-always go to the same worker (sticky assignment) so that the tracking state follows the stream.
-A worker holds at most one job at a time: together with the latest-frame slots that means no
-backlog anywhere.
+go to the same worker (sticky assignment) so that the tracking state follows the stream.
+
+A worker holds at most PIPELINE_DEPTH jobs (one running, one waiting in its pipe so that it never
+sits idle while the loop collects a result and picks the next frame), and a student has at most
+one job out: together with the latest-frame slots that means no backlog anywhere.
+
+Students are placed by measured cost, not by count: each student's CPU ms per frame (a moving
+average of what the worker reports) is summed per worker, a new student goes to the lightest
+ready worker, and every REBALANCE_EVERY_S the pool moves students (with no job out) from the
+heaviest worker to the lightest while that narrows the gap (a moved student's face tracker starts
+again on its new worker). So students already streaming when the workers come up, who all land
+on the first worker ready, are spread out within a few seconds.
 
 Pipes are one-way os.pipe() pairs (not socketpairs): eventlet's monkey-patched socket module
 would hand multiprocessing non-blocking sockets. The parent's ends are non-blocking (pipes.py):
@@ -43,6 +52,13 @@ RESTART_WINDOW_S = 60.0
 RESTARTS_BEFORE_BACKOFF = 5   # more crashes than this within RESTART_WINDOW_S -> wait before restarting
 RESTART_BACKOFF_S = 10.0
 SEND_STALL_S = 10.0           # a worker that takes no byte of its job for this long is stopped or hung: restarted
+PIPELINE_DEPTH = 2            # jobs a worker holds: one running, one waiting in its pipe
+COST_DEFAULT_MS = 60.0        # a student's assumed CPU ms per frame before the first result
+COST_SMOOTHING = 0.2          # weight of the newest result in a student's moving average cost
+REBALANCE_EVERY_S = 5.0
+REBALANCE_MIN_GAP = 0.15      # move students only while the heaviest worker's load exceeds the lightest's by this share
+REBALANCE_MAX_MOVES = 8       # students moved in one pass at most
+MOVE_COOLDOWN_S = 30.0        # a student moved is not moved again for this long
 
 
 class ChildProcess:
@@ -142,8 +158,8 @@ class _WorkerSlot:
     worker_id: int
     child: ChildProcess | None = None
     ready: bool = False
-    busy_job: FrameJob | None = None
-    busy_since: float | None = None
+    jobs: deque = field(default_factory=deque)   # FrameJobs sent, oldest (running) first
+    busy_since: float | None = None              # when the oldest job started
     info: dict = field(default_factory=dict)
     restarts: int = 0
     crash_times: deque = field(default_factory=lambda: deque(maxlen=32))
@@ -176,6 +192,11 @@ class WorkerPool:
         self._ctx = ctx or multiprocessing.get_context("spawn")
         self._workers = [_WorkerSlot(i) for i in range(self.size)]
         self._assign: dict[int, int] = {}
+        self._inflight: set[int] = set()          # students with a job out
+        self._cost: dict[int, float] = {}         # student -> moving average CPU ms per frame
+        self._moved: dict[int, float] = {}        # student -> when last moved between workers
+        self._next_rebalance = 0.0
+        self.moves = 0
         self._on_crash = on_crash
         self.crashes: list[dict] = []
         self.started = False
@@ -193,8 +214,7 @@ class WorkerPool:
                                (w.worker_id, self.config, self.models_dir), self._ctx)
         w.child.start()
         w.ready = False
-        w.busy_job = None
-        w.busy_since = None
+        self._drop_jobs(w)
         w.restart_at = None
         w.streams = set()
         log.info("live worker %s started (pid %s)", w.worker_id, w.child.pid)
@@ -216,50 +236,94 @@ class WorkerPool:
         return False
 
     # -- dispatch
+    def _load(self, w: _WorkerSlot) -> float:
+        return sum(self._cost.get(sid, COST_DEFAULT_MS) for sid in w.streams)
+
+    def _move(self, student_id: int, w: _WorkerSlot) -> None:
+        old = self._assign.get(student_id)
+        if old is not None and old != w.worker_id:
+            prev = self._workers[old]
+            prev.streams.discard(student_id)
+            if prev.ready:
+                prev.child.send(("forget", student_id))
+        self._assign[student_id] = w.worker_id
+        w.streams.add(student_id)
+
     @_locked
     def worker_for(self, student_id: int) -> int | None:
-        """The student's worker (assigned on first use to the least-loaded ready worker)."""
+        """The student's worker (assigned on first use to the ready worker with the least load)."""
         wid = self._assign.get(student_id)
         if wid is not None and self._workers[wid].ready:
             return wid
         ready = [w for w in self._workers if w.ready]
         if not ready:
             return None
-        best = min(ready, key=lambda w: (len(w.streams), w.busy_job is not None, w.worker_id))
-        if wid is not None:
-            self._workers[wid].streams.discard(student_id)
-        self._assign[student_id] = best.worker_id
-        best.streams.add(student_id)
+        best = min(ready, key=lambda w: (self._load(w), len(w.jobs), w.worker_id))
+        self._move(student_id, best)
         return best.worker_id
 
     @_locked
     def can_take(self, student_id: int) -> bool:
         wid = self.worker_for(student_id)
-        return wid is not None and self._workers[wid].busy_job is None
+        return wid is not None and student_id not in self._inflight and len(self._workers[wid].jobs) < PIPELINE_DEPTH
 
     @_locked
     def submit(self, job: FrameJob) -> bool:
-        """Hand the job to the student's worker if it is ready and idle; False otherwise (nothing queued)."""
-        wid = self.worker_for(job.student_id)
-        if wid is None:
+        """Hand the job to the student's worker if it has room and the student has no job out; False otherwise."""
+        if not self.can_take(job.student_id):
             return False
-        w = self._workers[wid]
-        if w.busy_job is not None:
-            return False
+        w = self._workers[self._assign[job.student_id]]
         if not w.child.send(("job", job)):
             return False
-        w.busy_job = job
-        w.busy_since = time.monotonic()
+        if not w.jobs:
+            w.busy_since = time.monotonic()
+        w.jobs.append(job)
+        self._inflight.add(job.student_id)
         return True
 
     @_locked
     def forget(self, student_id: int) -> None:
         wid = self._assign.pop(student_id, None)
+        self._cost.pop(student_id, None)
+        self._moved.pop(student_id, None)
         if wid is not None:
             w = self._workers[wid]
             w.streams.discard(student_id)
             if w.ready:
                 w.child.send(("forget", student_id))
+
+    def _rebalance(self, now: float) -> None:
+        """Move students from the heaviest ready worker to the lightest while that narrows the gap."""
+        if now < self._next_rebalance:
+            return
+        self._next_rebalance = now + REBALANCE_EVERY_S
+        ready = [w for w in self._workers if w.ready]
+        for _ in range(REBALANCE_MAX_MOVES if len(ready) > 1 else 0):
+            heavy = max(ready, key=self._load)
+            light = min(ready, key=self._load)
+            gap = self._load(heavy) - self._load(light)
+            if gap <= REBALANCE_MIN_GAP * max(self._load(heavy), 1.0):
+                return
+            movable = [sid for sid in heavy.streams if sid not in self._inflight
+                       and now - self._moved.get(sid, -MOVE_COOLDOWN_S) >= MOVE_COOLDOWN_S
+                       and self._cost.get(sid, COST_DEFAULT_MS) < gap]
+            if not movable:
+                return
+            # The move that leaves the two loads closest: a cost near half the gap.
+            sid = min(movable, key=lambda s: abs(gap / 2 - self._cost.get(s, COST_DEFAULT_MS)))
+            self._move(sid, light)
+            self._moved[sid] = now
+            self.moves += 1
+            log.info("student %s moved from live worker %s to %s (loads %.0f / %.0f ms per frame round)",
+                     sid, heavy.worker_id, light.worker_id, self._load(heavy), self._load(light))
+
+    def _drop_jobs(self, w: _WorkerSlot) -> list[FrameJob]:
+        lost = list(w.jobs)
+        for job in lost:
+            self._inflight.discard(job.student_id)
+        w.jobs.clear()
+        w.busy_since = None
+        return lost
 
     # -- collection and supervision
     @_locked
@@ -274,10 +338,17 @@ class WorkerPool:
             for msg in w.child.poll_messages():
                 kind = msg[0]
                 if kind == "result":
-                    w.busy_job = None
-                    w.busy_since = None
+                    result = msg[1]
+                    if w.jobs:
+                        w.jobs.popleft()
+                    w.busy_since = now if w.jobs else None
                     w.jobs_done += 1
-                    out.append(msg[1])
+                    self._inflight.discard(result.student_id)
+                    cost = result.timings_ms.get("cpu", result.timings_ms.get("total"))
+                    if cost is not None and result.student_id in self._assign:
+                        old = self._cost.get(result.student_id)
+                        self._cost[result.student_id] = cost if old is None else old + COST_SMOOTHING * (cost - old)
+                    out.append(result)
                 elif kind == "ready":
                     w.ready = True
                     w.info = msg[1]
@@ -289,17 +360,19 @@ class WorkerPool:
                 if now >= w.restart_at:
                     self._spawn(w)
                 continue
-            hung = w.busy_job is not None and w.busy_since is not None and now - w.busy_since > JOB_TIMEOUT_S
+            hung = bool(w.jobs) and w.busy_since is not None and now - w.busy_since > JOB_TIMEOUT_S
             stuck = not w.ready and w.child.started_mono is not None and now - w.child.started_mono > READY_TIMEOUT_S
             stalled = w.child.send_stalled_s(now) > SEND_STALL_S
             if not w.child.alive() or w.child.pipe_broken or hung or stuck or stalled:
                 why = ("exited" if not w.child.alive() else "closed its job pipe" if w.child.pipe_broken
                        else "hung on a job" if hung else "stuck loading models" if stuck else "stopped reading its jobs")
                 self._crashed(w, now, why)
+        self._rebalance(now)
         return out
 
     def _crashed(self, w: _WorkerSlot, now: float, why: str) -> None:
-        job = w.busy_job
+        lost = self._drop_jobs(w)
+        job = lost[0] if lost else None
         if w.child.alive():
             w.child.proc.kill()
         exitcode = w.child.exitcode
@@ -317,7 +390,6 @@ class WorkerPool:
         for sid in list(w.streams):
             self._assign.pop(sid, None)
         w.ready = False
-        w.busy_job = None
         recent = [t for t in w.crash_times if now - t < RESTART_WINDOW_S]
         delay = RESTART_BACKOFF_S if len(recent) > RESTARTS_BEFORE_BACKOFF else 0.0
         w.restart_at = now + delay
@@ -342,9 +414,11 @@ class WorkerPool:
                     "pid": w.child.pid if w.child else None,
                     "alive": bool(w.child and w.child.alive()),
                     "ready": w.ready,
-                    "busy": w.busy_job is not None,
+                    "busy": bool(w.jobs),
+                    "jobs_out": len(w.jobs),
                     "jobs_done": w.jobs_done,
                     "streams": len(w.streams),
+                    "load_ms": round(self._load(w), 1),
                     "restarts": w.restarts,
                     "restart_in_s": None if w.restart_at is None else round(max(0.0, w.restart_at - time.monotonic()), 1),
                     "last_crash": w.last_crash,
@@ -353,6 +427,7 @@ class WorkerPool:
                 for w in self._workers
             ],
             "restarts": sum(w.restarts for w in self._workers),
+            "moves": self.moves,
         }
 
     def health(self) -> dict:

@@ -97,3 +97,18 @@ def test_concurrent_writers_never_lose_count(photo):
     assert st.received == 800 and st.last_seq == 800
     assert st.dropped == 799  # nobody took any: every frame but the last was replaced
     assert slots.take(9).seq == 800
+
+
+def test_under_overload_every_student_is_served_in_turn(photo):
+    """Round robin: the student served longest ago goes first, however often their frame was replaced.
+    Student 1's page posts three times as often as the others; all are served equally."""
+    mono = iter(float(i) for i in range(10_000))
+    slots = FrameSlots(clock=lambda: 0.0, monotonic=lambda: next(mono))
+    served = {1: 0, 2: 0, 3: 0}
+    for _round in range(30):
+        for sid in (1, 1, 1, 2, 3):   # the fast page posts 3 frames per round
+            slots.put(sid, sid * 10, photo)
+        first = slots.waiting_students()[0]  # one frame analysed per round: the server is 5x overloaded
+        slots.take(first)
+        served[first] += 1
+    assert served == {1: 10, 2: 10, 3: 10}

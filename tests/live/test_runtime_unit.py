@@ -204,18 +204,51 @@ def test_a_stream_whose_session_ended_elsewhere_is_closed(store, tmp_path):
 
 
 def test_the_hud_names_the_student(store, tmp_path):
-    """vision_ui.draw_hud draws status["label"]: the worker's HUD and the raw live view both name the student."""
+    """vision_ui.draw_hud draws status["label"]: the processed view and the raw live view both name the student."""
     from proctor.live.mjpeg import _hud_status
+    from proctor.live.views import hud_status
     from vision_ui import draw_hud
 
     rt, _ = make_runtime(store, tmp_path, respond=result_for)
     feed(rt, 100.0)
-    job = rt.pool.jobs[0]
-    assert job.hud_status["label"] == "Ada Lovelace"
+    status = hud_status(rt._streams[STUDENT])
+    assert status["label"] == "Ada Lovelace"
     frame = np.full((480, 640, 3), 90, np.uint8)
-    unlabelled = {k: v for k, v in job.hud_status.items() if k != "label"}
-    assert (draw_hud(frame, None, None, job.hud_status, []) != draw_hud(frame, None, None, unlabelled, [])).any()
+    unlabelled = {k: v for k, v in status.items() if k != "label"}
+    assert (draw_hud(frame, None, None, status, []) != draw_hud(frame, None, None, unlabelled, [])).any()
     assert _hud_status(rt.status(STUDENT))["label"] == "Ada Lovelace"  # the raw frame's HUD (live view)
+
+
+def test_the_hud_is_drawn_only_when_somebody_looks(store, tmp_path, monkeypatch):
+    """Workers return observations; the HUD is drawn on the analysed frame when a view asks for it,
+    once per frame however many viewers ask, and again when the frame changes."""
+    import vision_ui
+
+    drawn = []
+    real = vision_ui.draw_hud
+    monkeypatch.setattr(vision_ui, "draw_hud", lambda *a, **k: drawn.append(a[4]) or real(*a, **k))
+    rt, _ = make_runtime(store, tmp_path, respond=result_for)
+    for i in range(6):
+        feed(rt, 100.0 + i * 0.5)
+    assert drawn == []  # nobody looked: nothing drawn, nothing encoded
+    first = rt.latest_view(STUDENT)
+    again = rt.latest_view(STUDENT)
+    assert first.kind == "processed" and first.jpeg.startswith(b"\xff\xd8") and again.jpeg is first.jpeg
+    assert len(drawn) == 1
+    feed(rt, 104.0)
+    assert rt.latest_view(STUDENT).jpeg is not first.jpeg and len(drawn) == 2
+
+
+def test_a_frame_the_worker_could_not_decode_counts_as_a_black_camera(store, tmp_path):
+    """Bytes that are not a picture must not slip past proctoring: CAMERA_OFF after its hold time."""
+    def undecodable(job):
+        return FrameResult(job.student_id, job.session_id, job.seq, job.frame_ts, job.received_mono, worker_id=0,
+                           frame_mean=0.0, frame_diff=0.0, errors=["could not decode frame"])
+
+    rt, _ = make_runtime(store, tmp_path, respond=undecodable)
+    for i in range(16):
+        feed(rt, 300.0 + i * 0.5)
+    assert [v.type for v in store.violations.values()] == ["CAMERA_OFF"]
 
 
 def _phone_runs(runs_with_phone: set[int], frames: int, t0=200.0, every_s=0.5):
@@ -351,3 +384,24 @@ def test_a_repeated_browser_event_id_is_taken_once(store, tmp_path):
     assert len(rt.browser_event(STUDENT, SESSION, "TAB_SWITCH", {}, cid)) == 1
     assert rt.browser_event(STUDENT, SESSION, "TAB_SWITCH", {}, cid) is None
     assert len(store.violations) == 1
+
+
+def test_the_status_says_degraded_with_the_share_analysed(store, tmp_path):
+    """Under overload a student is analysed 1 frame in N: the status says so, with the results' age."""
+    rt, _ = make_runtime(store, tmp_path, respond=result_for)
+    clock = [1000.0]
+    stream_status = lambda: rt._streams[STUDENT].status(0.0, clock[0], None, {"received": received[0]})  # noqa: E731
+    feed(rt, 100.0)
+    rt._streams[STUDENT].load_marks.clear()  # the step's own status used the real clock
+    received = [1]
+    assert stream_status()["load"]["degraded"] is False  # too early to say
+    rt._streams[STUDENT].processed += 3  # 4 of 12 frames analysed over 4 s
+    received[0] = 12
+    clock[0] += 4.0
+    load = stream_status()["load"]
+    assert load == {"analysed_share": 0.27, "one_in": 3.7, "result_age_p95_s": load["result_age_p95_s"], "degraded": True}
+    assert load["result_age_p95_s"] is not None and load["result_age_p95_s"] >= 0
+    rt._streams[STUDENT].processed += 20  # catching up: every frame of the window analysed
+    received[0] = 30
+    clock[0] += 11.0
+    assert stream_status()["load"]["degraded"] is False

@@ -54,8 +54,8 @@ def test_face_and_empty_room_on_real_photos(pool):
     assert face.face is not None and face.face.face_detected and face.face.face_count == 1
     assert face.detector_ran and face.detections.person_count >= 1
     assert face.frame_size == (640, 480)
-    shown = cv2.imdecode(np.frombuffer(face.processed_jpeg, np.uint8), cv2.IMREAD_COLOR)
-    assert shown is not None and shown.shape == (480, 640, 3)
+    assert not hasattr(face, "processed_jpeg")  # workers draw nothing: views.py draws where somebody looks
+    assert face.timings_ms["cpu"] > 0  # the worker's CPU for the job: what the pool balances on
 
     room = _run(pool, _job(1, 2, fit(load_photo("f_5_living_room_empty.jpg")), detector=False))
     assert room.face is not None and not room.face.face_detected and room.face.face_count == 0
@@ -76,6 +76,7 @@ def test_jpeg_frames_are_decoded_in_the_worker_and_bad_bytes_reported(pool):
     assert res.face.face_detected and "decode" in res.timings_ms
     bad = _run(pool, _job(3, 2, jpeg=b"\xff\xd8 truncated"))
     assert bad.errors == ["could not decode frame"] and bad.face is None
+    assert (bad.frame_mean, bad.frame_diff) == (0.0, 0.0)  # a black, frozen camera to the rules: CAMERA_OFF
 
 
 def test_frozen_and_black_frames_are_measured(pool):
@@ -93,14 +94,21 @@ def test_sticky_assignment_spreads_students_over_workers(pool):
     assert ids == {0, 1}
 
 
-def test_a_busy_worker_takes_no_second_job(pool):
+def test_a_student_has_one_job_out_and_a_worker_holds_two(pool):
+    from proctor.live.workers import PIPELINE_DEPTH
+
     img = fit(load_photo("a_1_webcam_woman_T1.jpg"))
+    wid = pool.worker_for(1)
+    same_worker = [s for s in range(100, 140) if pool.worker_for(s) == wid][:PIPELINE_DEPTH]
     wait_for(lambda: pool.can_take(1), RESULT_TIMEOUT_S, "worker idle")
     assert pool.submit(_job(1, 10, img))
-    assert not pool.submit(_job(1, 11, img))  # one in flight per worker: the slot keeps the newer frame
+    assert not pool.submit(_job(1, 11, img))  # one job out per student: the slot keeps the newer frame
+    assert pool.submit(_job(same_worker[0], 1, img))  # the worker's second job waits in its pipe
+    assert not pool.submit(_job(same_worker[1], 1, img))  # PIPELINE_DEPTH jobs at most
     got = []
-    wait_for(lambda: got.extend(pool.results()) or got, RESULT_TIMEOUT_S, "result")
-    assert [r.seq for r in got] == [10]
+    wait_for(lambda: got.extend(pool.results()) or len(got) >= 2, RESULT_TIMEOUT_S, "results")
+    assert [(r.student_id, r.seq) for r in got] == [(1, 10), (same_worker[0], 1)]
+    assert pool.can_take(1)
 
 
 def test_killed_worker_is_restarted_and_the_next_frame_is_processed(pool):
@@ -126,7 +134,7 @@ def test_pipeline_in_process_matches_contract(config):
     pipe = FramePipeline(config)
     try:
         res = pipe.process(_job(6, 1, fit(load_photo("a_3_face_closeup_sergey.png"))))
-        assert res.face.face_detected and res.processed_jpeg.startswith(b"\xff\xd8")
+        assert res.face.face_detected and res.errors == [] and {"face", "total", "cpu"} <= set(res.timings_ms)
         pipe.forget(6)
         assert 6 not in pipe._analyzers
     finally:
@@ -196,3 +204,72 @@ def test_an_exams_identity_threshold_reaches_the_identity_check(config):
     assert loose.identity_distance == pytest.approx(d) and strict.identity_distance == pytest.approx(d)
     assert default.identity_match is True and loose.identity_match is True
     assert strict.identity_match is False
+
+
+class _FakeChild:
+    """A worker process stand-in for the pool's bookkeeping: takes every message."""
+
+    def __init__(self):
+        self.sent = []
+
+    def send(self, msg):
+        self.sent.append(msg)
+        return True
+
+
+def _bookkeeping_pool(config, ready=(True, True)):
+    p = WorkerPool(len(ready), config)
+    for w, up in zip(p._workers, ready):
+        w.child, w.ready = _FakeChild(), up
+    return p
+
+
+def _finish(p, job, cpu_ms):
+    """The worker's answer to job, as results() takes it in."""
+    w = p._workers[p._assign[job.student_id]]
+    w.jobs.popleft()
+    p._inflight.discard(job.student_id)
+    old = p._cost.get(job.student_id)
+    p._cost[job.student_id] = cpu_ms if old is None else old + 0.2 * (cpu_ms - old)
+
+
+def test_students_are_placed_by_measured_cost_not_by_count(config):
+    p = _bookkeeping_pool(config)
+    p._cost.update({1: 200.0, 2: 20.0, 3: 20.0})
+    for sid in (1, 2, 3):
+        p._move(sid, p._workers[0] if sid == 1 else p._workers[1])
+    # worker 0: one expensive student (200 ms); worker 1: two cheap ones (40 ms): the next goes to 1
+    assert p.worker_for(4) == 1
+
+
+def test_students_pinned_to_the_first_ready_worker_are_spread_when_the_other_comes_up(config):
+    from proctor.live import workers
+
+    p = _bookkeeping_pool(config, ready=(True, False))
+    for sid in range(1, 9):
+        assert p.worker_for(sid) == 0
+        p._cost[sid] = 50.0
+    p._workers[1].ready = True
+    p._rebalance(now=1000.0)
+    loads = [p._load(w) for w in p._workers]
+    assert loads == [200.0, 200.0], loads
+    assert p.moves == 4 and {sid for sid in range(1, 9) if p._assign[sid] == 1} == p._workers[1].streams
+    # the old worker was told to drop the moved students' trackers
+    assert sorted(m[1] for m in p._workers[0].child.sent if m[0] == "forget") == sorted(p._workers[1].streams)
+    p._rebalance(now=1000.0 + workers.REBALANCE_EVERY_S)  # balanced: nobody moves again
+    assert p.moves == 4
+
+
+def test_a_student_with_a_job_out_is_not_moved(config):
+    img = np.zeros((48, 64, 3), np.uint8)
+    p = _bookkeeping_pool(config, ready=(True, False))
+    for sid in (1, 2):
+        p.worker_for(sid)
+        p._cost[sid] = 80.0
+        assert p.submit(_job(sid, 1, img))
+    p._workers[1].ready = True
+    p._rebalance(now=1000.0)
+    assert p.moves == 0  # both have a job running on worker 0: their results must come back there
+    _finish(p, _job(2, 1, img), 80.0)
+    p._rebalance(now=1000.0 + 10)
+    assert p.moves == 1 and p._assign[2] == 1 and p._assign[1] == 0

@@ -69,7 +69,13 @@
     const rules = status.active_rules || {};
     const ruleText = (Array.isArray(rules) ? rules : Object.keys(rules)).join(", ");
     const age = num(status.frame_age_s, 1);
+    const load = status.load || {};
+    // Overloaded server: every student is still analysed, at a reduced equal rate; say how much.
+    const degraded = load.degraded === true && typeof load.one_in === "number";
     return {
+      degraded: degraded,
+      loadText: degraded ? "degraded: 1 frame in " + load.one_in.toFixed(1)
+        + (typeof load.result_age_p95_s === "number" ? " · results " + load.result_age_p95_s.toFixed(1) + " s old" : "") : "",
       faceText: faceText,
       faceBad: faces !== null ? faces !== 1 : false,
       objectText: objectText,

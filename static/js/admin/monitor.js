@@ -29,6 +29,7 @@
     chips.appendChild(chip(d.warnings > 0 ? "text-bg-warning" : "text-bg-light", "warnings: " + d.warnings, "warnings"));
     chips.appendChild(chip(d.suspicion !== null && d.suspicion >= 50 ? "text-bg-danger" : "text-bg-light", "suspicion: " + d.suspicionText, "suspicion"));
     chips.appendChild(chip(d.stale ? "text-bg-secondary" : "text-bg-light", "frame: " + d.ageText, "frame_age"));
+    if (d.degraded) chips.appendChild(chip("text-bg-warning", d.loadText, "load"));
   }
 
   function makeCard(data) {

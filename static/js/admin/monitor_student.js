@@ -22,6 +22,7 @@
       if (el) el.textContent = text;
     };
     set("frame_age", d.ageText);
+    set("load", d.degraded ? d.loadText : "every frame analysed");
     set("face", d.faceText);
     set("objects", d.objectText);
     set("warnings", String(d.warnings));

@@ -1,0 +1,103 @@
+"""What a proctor sees of a student: the HUD drawn on the analysed camera frame, only when looked at.
+
+The workers return observations, not pictures (proctor/live/pipeline.py). The runtime keeps the
+camera frame each result was computed on (its JPEG bytes as the page sent them) and this module
+draws the HUD on it when somebody asks: the live view (MJPEG or snapshot) or a violation's
+evidence snapshot. The drawing is cached per frame and per HUD content, so several viewers of
+one student share one drawing, and a student nobody watches costs no drawing and no encoding.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+VIEW_JPEG_QUALITY = 80
+
+
+@dataclass(frozen=True)
+class LiveView:
+    jpeg: bytes
+    kind: str        # "processed" (with HUD overlays) or "raw"
+    age_s: float
+    status: dict
+
+
+def risk_order(row: dict):
+    """Sort key of the dashboard: the status's `risk` (suspicion score, warnings) descending, then name.
+    The page re-sorts live updates by the same `risk` list, so the weighting lives here only."""
+    return tuple(-v for v in row["status"].get("risk", (0.0, 0))) + (row["name"],)
+
+
+def frame_pixels(frame) -> np.ndarray | None:
+    """The frame as BGR pixels (decoded from its JPEG when that is what it holds)."""
+    if frame.image is not None:
+        return frame.image
+    if frame.jpeg is None:
+        return None
+    return cv2.imdecode(np.frombuffer(frame.jpeg, np.uint8), cv2.IMREAD_COLOR)
+
+
+def encode_jpeg(image: np.ndarray, quality: int = VIEW_JPEG_QUALITY) -> bytes | None:
+    ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    return buf.tobytes() if ok else None
+
+
+def frame_jpeg(frame) -> bytes | None:
+    """The frame as JPEG bytes: the page's own bytes when it sent a JPEG (no re-encoding)."""
+    if frame.jpeg is not None:
+        return frame.jpeg
+    return encode_jpeg(frame.image) if frame.image is not None else None
+
+
+def hud_status(stream) -> dict:
+    """The keys vision_ui.draw_hud reads (its docstring): "label" names the student on the HUD."""
+    frame = stream.last_frame
+    return {"label": stream.name, "session_id": stream.session_id,
+            "warnings": stream.warnings.count(stream.student_id), "seq": None if frame is None else frame.seq}
+
+
+def processed_jpeg(stream) -> bytes | None:
+    """The stream's last analysed frame with its HUD (faces, objects, status, alerts) as JPEG; None
+    before the first result. Drawn on the first call after a change, then served from the cache."""
+    frame = stream.last_frame
+    if frame is None:
+        return None
+    status = hud_status(stream)
+    alerts = tuple(stream.alerts)
+    key = (frame.seq, id(frame), status["warnings"], alerts)
+    cached = stream.drawn
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    image = frame_pixels(frame)
+    if image is None:
+        return None
+    try:
+        from vision_ui import draw_hud
+
+        image = draw_hud(image, stream.last_face, stream.last_detections, status, list(alerts))
+    except Exception:  # noqa: BLE001 - a drawing bug must not cost the proctor the picture
+        log.exception("draw_hud failed for student %s; showing the plain frame", stream.student_id)
+    jpeg = encode_jpeg(image)
+    if jpeg is not None:
+        stream.drawn = (key, jpeg)
+    return jpeg
+
+
+def raw_jpeg(frame, cache: dict) -> bytes | None:
+    """The raw frame as JPEG, encoded at most once per frame (`cache`: student id -> ((student, seq), jpeg))."""
+    if frame.jpeg is not None:
+        return frame.jpeg
+    key = (frame.student_id, frame.seq)
+    cached = cache.get(frame.student_id)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    jpeg = encode_jpeg(frame.image, 75)
+    if jpeg is None:
+        return None
+    cache[frame.student_id] = (key, jpeg)
+    return cache[frame.student_id][1]
