@@ -96,6 +96,7 @@ def create_app(config: dict | None = None, env=None) -> Flask:
         app.register_blueprint(blueprint)
     live.init_app(app, socketio, store=SqlLiveStore(app))  # the live runtime (starts lazily on first use)
     sockets.init_app(app, socketio)
+    api.frame_socket.init_app(app, socketio)  # camera frames on the students' sockets
     expiry.init_app(app)
     page_data.init_app(app)
     register_error_handlers(app)

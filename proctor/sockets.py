@@ -4,14 +4,16 @@ The live runtime publishes events on its bus from whatever thread produced them 
 request). The bridge here only appends them to a bounded queue; one background task started by
 Socket.IO (a green thread under eventlet, a thread otherwise) drains the queue and emits, so
 every emit happens in the server's own concurrency model. Clients cannot change any state through
-these namespaces: their events are ignored; admin actions go through the audited HTTP routes.
+these namespaces: their events are ignored (but for a student's camera frames, which go to the live
+runtime exactly as the upload route's do); admin actions go through the audited HTTP routes.
 
 /admin (admins only; room "admins"): on connect `active_students` {students: [...]} to that admin,
 then student_violation {student_id, name, session_id, type, details, time, evidence_url, clip_url,
 violation_id, severity, count, message}, student_status, student_joined, student_left,
 exam_terminated, warnings_cleared (the runtime's payloads).
 /student (students only; room "student:<id>"): warning {type, message, count} and
-terminated {reason, result_url}, for that student only.
+terminated {reason, result_url}, for that student only; the page sends its camera frames on it
+(event "frame", handled by api/frame_socket.py).
 "/" (the default namespace) is closed: the pages use only /admin and /student.
 
 A socket outlives the HTTP session it was opened with, so each account's sockets are kept by sid;
@@ -72,6 +74,7 @@ class SocketBridge:
         self._idle_since: float | None = None
         self._names: dict[int, str] = {}
         self._sids: dict[int, set[tuple[str, str]]] = {}  # account id -> {(sid, namespace)}
+        self._owners: dict[tuple[str, str], int] = {}      # (sid, namespace) -> account id
         self.emitted = 0
 
     # -- called from any thread --------------------------------------------------------
@@ -100,9 +103,15 @@ class SocketBridge:
     def track(self, user_id: int, sid: str, namespace: str) -> None:
         with self._lock:
             self._sids.setdefault(int(user_id), set()).add((sid, namespace))
+            self._owners[(sid, namespace)] = int(user_id)
+
+    def owner(self, sid: str, namespace: str) -> int | None:
+        """The account that opened this socket (recorded at its authenticated handshake); None once closed."""
+        return self._owners.get((sid, namespace))
 
     def untrack(self, sid: str, namespace: str) -> None:
         with self._lock:
+            self._owners.pop((sid, namespace), None)
             for user_id, sids in list(self._sids.items()):
                 sids.discard((sid, namespace))
                 if not sids:
@@ -112,6 +121,8 @@ class SocketBridge:
         """Close every socket of this account (in this server process); returns how many."""
         with self._lock:
             sids = self._sids.pop(int(user_id), set())
+            for key in sids:
+                self._owners.pop(key, None)
         for sid, namespace in sids:
             try:
                 self.socketio.server.disconnect(sid, namespace=namespace)

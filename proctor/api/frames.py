@@ -45,28 +45,20 @@ def live_call(method, *args):
         raise ApiError(str(exc), exc.status) from None
 
 
-def current_session() -> ExamSession:
+def current_session(student_id: int | None = None) -> ExamSession:
     """The logged-in student's exam session in progress; 409 when there is none or its time is over.
 
     exam_service.active_session submits a session whose deadline has passed, so a late frame both
     gets its 409 and closes the exam at the server's deadline.
     """
-    exam_session = exam_service.active_session(current_user.id)
+    exam_session = exam_service.active_session(current_user.id if student_id is None else student_id)
     if exam_session is None:
         raise ApiError("no exam in progress for this account (not started, finished or out of time)", 409)
     return exam_session
 
 
-@bp.route("/student-frame", methods=["POST"])
-@access(STUDENT)
-@per_user_limit("PROCTOR_FRAME_RATE_LIMIT")
-def student_frame():
-    config = current_app.config
-    body = json_body(int(config["PROCTOR_FRAME_MAX_BYTES"]))
-    exam_session = current_session()
-    if body.get("ts") is None:
-        raise ApiError("'ts' (the client's time in ms) is required")
-    ts = number_field(body.get("ts"), "ts", 0, CLIENT_TS_MAX_MS)
+def checked_frame(config, raw: bytes, student_id: int):
+    """The camera frame to store (JPEG bytes, or pixels when it had to be decoded); ApiError when refused."""
     try:
         # A JPEG that fits the frame size goes on as bytes (the workers decode it; camera_frame only
         # proves it is a picture); a PNG or a larger picture is decoded and scaled here. Either is CPU:
@@ -75,17 +67,38 @@ def student_frame():
         check = partial(camera_frame, min_side=int(config["PROCTOR_FRAME_MIN_SIDE_PX"]),
                         max_side=int(config["PROCTOR_FRAME_MAX_SIDE_PX"]),
                         max_w=int(config["PROCTOR_FRAME_MAX_WIDTH_PX"]), max_h=int(config["PROCTOR_FRAME_MAX_HEIGHT_PX"]))
-        raw = data_url_bytes(body.get("image"), bare_base64=True)
-        frame = run_blocking(check, raw, timeout_s=float(config["PROCTOR_FRAME_DECODE_TIMEOUT_S"]))
+        return run_blocking(check, raw, timeout_s=float(config["PROCTOR_FRAME_DECODE_TIMEOUT_S"]))
     except ApiError as exc:
-        log.info("frame refused for student %s: %s", current_user.id, exc.message)
+        log.info("frame refused for student %s: %s", student_id, exc.message)
         raise
     except TimeoutError:
-        log.warning("frame from student %s took too long to decode", current_user.id)
+        log.warning("frame from student %s took too long to decode", student_id)
         raise ApiError("the frame took too long to decode", 503) from None
-    receipt = current_runtime().submit_frame(current_user.id, exam_session.id, frame, ts)
+
+
+def client_ts(value) -> float:
+    if value is None:
+        raise ApiError("'ts' (the client's time in ms) is required")
+    return number_field(value, "ts", 0, CLIENT_TS_MAX_MS)
+
+
+def receipt_body(receipt, frame) -> dict:
     _, width, height = image_dimensions(frame) if isinstance(frame, bytes) else (None, frame.shape[1], frame.shape[0])
-    return jsonify(seq=receipt.seq, replaced_older=bool(receipt.replaced_older), width=int(width), height=int(height)), 202
+    return {"seq": receipt.seq, "replaced_older": bool(receipt.replaced_older), "width": int(width), "height": int(height)}
+
+
+@bp.route("/student-frame", methods=["POST"])
+@access(STUDENT)
+@per_user_limit("PROCTOR_FRAME_RATE_LIMIT")
+def student_frame():
+    """One camera frame as a JSON data URL (the pages without a socket; frame_socket.py takes the rest)."""
+    config = current_app.config
+    body = json_body(int(config["PROCTOR_FRAME_MAX_BYTES"]))
+    exam_session = current_session()
+    ts = client_ts(body.get("ts"))
+    frame = checked_frame(config, data_url_bytes(body.get("image"), bare_base64=True), current_user.id)
+    receipt = current_runtime().submit_frame(current_user.id, exam_session.id, frame, ts)
+    return jsonify(receipt_body(receipt, frame)), 202
 
 
 def event_details(kind: str, body: dict) -> dict:

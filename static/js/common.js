@@ -83,6 +83,23 @@
     return {dataUrl: canvas.toDataURL("image/jpeg", quality || 0.8), ctx: ctx};
   }
 
+  // The same picture as JPEG bytes (for a binary message): resolves to {bytes: ArrayBuffer, ctx} or null.
+  function grabBytes(video, canvas, quality, maxWidth) {
+    const w0 = video.videoWidth, h0 = video.videoHeight;
+    if (!w0 || !h0) return Promise.resolve(null);
+    const scale = Math.min(1, (maxWidth || w0) / w0);
+    canvas.width = Math.round(w0 * scale);
+    canvas.height = Math.round(h0 * scale);
+    const ctx = canvas.getContext("2d");
+    ctx.drawImage(video, 0, 0, canvas.width, canvas.height);
+    return new Promise((resolve) => {
+      canvas.toBlob((blob) => {
+        if (!blob) { resolve(null); return; }
+        blob.arrayBuffer().then((bytes) => resolve({bytes: bytes, ctx: ctx}), () => resolve(null));
+      }, "image/jpeg", quality || 0.8);
+    });
+  }
+
   // A check result cell: data-state (ok, fail, pending) styles it.
   function setResult(el, state, text) {
     el.dataset.state = state;
@@ -143,5 +160,5 @@
     return {add: add, pump: pump, flushNow: flushNow, state: state};
   }
 
-  window.Proctor = {csrf, postJSON, getJSON, rules, rule, ruleLabel, openCamera, grab, setResult, sleep, uuid, outbox};
+  window.Proctor = {csrf, postJSON, getJSON, rules, rule, ruleLabel, openCamera, grab, grabBytes, setResult, sleep, uuid, outbox};
 })();

@@ -94,6 +94,8 @@ def test_absent_face_warns_and_is_stored_and_silence_is_not_voice(live_server, n
     assert live_server.sql("SELECT COUNT(*) FROM violations WHERE SessionID = :s AND Type = 'VOICE_DETECTED'",
                            s=session_id) == [(0,)]
     assert page.evaluate("() => document.getElementById('exam').dataset.noiseFloorDb") is not None
+    # The frames went as binary messages on the page's Socket.IO connection, not as HTTP uploads.
+    assert page.evaluate("() => document.getElementById('exam').dataset.frameTransport") == "socket"
 
 
 def test_speech_is_reported_as_voice_detected(live_server, new_page, media, shots):
@@ -138,6 +140,8 @@ def test_covered_camera_is_reported_as_camera_off(live_server, new_page, media, 
 def test_slow_upload_lowers_quality_then_rate_with_one_upload_in_flight(live_server, new_page, media):
     page = new_page(video=media.face(FACE), audio=media.silence())
     start_proctored_exam(page, live_server, "slowlink@example.edu", "Proctoring: slow link")
+    # The socket down: the page falls back to HTTP uploads, whose back-pressure this test watches.
+    page.evaluate("() => window.ExamProctor.socket.close()")
     cdp = page.context.new_cdp_session(page)
     in_flight, peak, done = set(), [0], [0]
 

@@ -63,16 +63,38 @@
     frameTimer = setTimeout(sendFrame, interval);
   }
 
+  // A frame goes as a binary message on the page's own Socket.IO connection while it is up (no HTTP
+  // request per frame for the server to parse); as a JSON data URL over HTTP otherwise. Either way
+  // the answer is {ok, status, error}.
+  async function uploadFrame() {
+    const socket = window.ExamProctor && window.ExamProctor.socket;
+    if (socket && socket.connected && typeof socket.timeout === "function") {
+      const shot = await P.grabBytes(video, canvas, quality, 640);
+      if (!shot) return null;
+      checkCamera(shot.ctx);
+      try {
+        const ack = await socket.timeout(10000).emitWithAck("frame", {image: shot.bytes, ts: Date.now()});
+        const failed = !ack || typeof ack.status === "number";
+        return {ok: !failed, status: failed ? (ack && ack.status) || 500 : 202, error: ack && ack.error, via: "socket"};
+      } catch (e) {
+        throw new Error("no answer on the socket");
+      }
+    }
+    const shot = P.grab(video, canvas, quality, 640);
+    if (!shot) return null;
+    checkCamera(shot.ctx);
+    const r = await P.postJSON(root.dataset.frameUrl, {image: shot.dataUrl, ts: Date.now()});
+    return {ok: r.ok, status: r.status, error: r.data && r.data.error, via: "http"};
+  }
+
   async function sendFrame() {
     if (stopped) return;
     if (inFlight) { scheduleFrame(); return; }  // back-pressure: never two uploads at once
-    const shot = P.grab(video, canvas, quality, 640);
-    if (!shot) { checkCamera(null); scheduleFrame(); return; }
-    checkCamera(shot.ctx);
     inFlight = true;
     const t0 = performance.now();
     try {
-      const r = await P.postJSON(root.dataset.frameUrl, {image: shot.dataUrl, ts: Date.now()});
+      const r = await uploadFrame();
+      if (r === null) { checkCamera(null); return; }
       const took = performance.now() - t0;
       adapt(took);
       if (r.status === 409 && page()) {
@@ -80,8 +102,9 @@
         const s = await P.getJSON(root.dataset.sessionUrl);
         if (s.ok && s.data.status !== "IN_PROGRESS") page().terminated(s.data.result_url);
       } else if (!r.ok && r.status !== 429) {
-        say("Camera upload refused: " + (r.data.error || r.status));
+        say("Camera upload refused: " + (r.error || r.status));
       } else if (r.ok) {
+        root.dataset.frameTransport = r.via;
         say("Camera on · " + (1000 / interval).toFixed(1) + " frames/s");
       }
     } catch (e) {
