@@ -157,14 +157,19 @@ class FaceIdentity:
                 return Enrolment(False, None, quality, "face could not be encoded")
             return Enrolment(True, embedding, quality, None)
 
-    def verify(self, enrolled: np.ndarray, frame_bgr: np.ndarray, config: Any = None) -> Verification:
-        """Compare the largest face in the frame with the enrolment.
+    def verify(self, enrolled: np.ndarray, frame_bgr: np.ndarray, config: Any = None,
+               box: Box | None = None) -> Verification:
+        """Compare the largest face in the frame (or the face in ``box``) with the enrolment.
+
+        ``box`` is the main face the caller's own face stage already found in this very frame (the
+        live pipeline's tracker): given, the frame is not searched for faces again, which is most of
+        a check's cost; the 5-point alignment and the embedding are the same.
 
         ``config`` (optional) is an exam's own settings (``VisionConfig.with_overrides``): its
         IDENTITY_DISTANCE_THRESHOLD decides the match for this call; the models stay the same.
         """
         reference = _check_embedding(enrolled)
-        live = self.embed(frame_bgr)
+        live = self.embed(frame_bgr, box)
         if live is None:
             return Verification(face_found=False, distance=None, match=None)
         distance = float(np.linalg.norm(live - reference))

@@ -218,8 +218,10 @@ class FramePipeline:
             try:
                 from face_identity import embedding_from_bytes
 
+                # The main face the face stage found in this frame: the check need not search again.
+                box = res.face.box if res.face is not None and res.face.face_detected else None
                 ver = self._identity.verify(embedding_from_bytes(job.identity_embedding), frame,
-                                            config=self._config_for(job.vision_overrides))
+                                            config=self._config_for(job.vision_overrides), box=box)
                 res.identity_ran = True
                 res.identity_face_found = bool(ver.face_found)
                 res.identity_distance = None if ver.distance is None else float(ver.distance)

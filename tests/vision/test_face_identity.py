@@ -168,3 +168,23 @@ def test_bad_frames_are_refused(identity, obama):
         identity.enrol(np.zeros((10, 10), dtype=np.float64))
     with pytest.raises(ValueError, match="frame"):
         identity.verify(obama, None)
+
+
+def test_verify_with_the_trackers_box_gives_the_same_answer_without_searching(cfg, identity, obama, load_image,
+                                                                               monkeypatch):
+    """The live pipeline hands verify() the main face its tracker found in the same frame: the same
+    distance as when verify() searches the frame itself, and no face search is run."""
+    from face_pipeline import FaceAnalyzer
+
+    frame = load_image("identity/obama2.jpg")
+    tracker = FaceAnalyzer(cfg, static_image_mode=False)
+    try:
+        box = tracker.analyze(frame).box
+    finally:
+        tracker.close()
+    searched = identity.verify(obama, frame)
+    calls = []
+    monkeypatch.setattr(identity._faces, "analyze", lambda *a: calls.append(a) or pytest.fail("searched again"))
+    given = identity.verify(obama, frame, box=box)
+    assert calls == [] and given.face_found and given.match
+    assert given.distance == pytest.approx(searched.distance, abs=0.02)
