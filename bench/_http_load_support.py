@@ -163,7 +163,8 @@ def descendants(pid: int) -> list[int]:
 def cpu_snapshot(server_pid: int, worker_pids: set[int]) -> dict[str, float]:
     """CPU seconds so far: the web process, the vision workers, and every other descendant
     (plus the server's reaped children, e.g. a finished ffmpeg clip encoder)."""
-    snap = {"web": cpu_s(server_pid), "workers": 0.0, "other": cpu_s(server_pid, True) - cpu_s(server_pid)}
+    web = cpu_s(server_pid)
+    snap = {"web": web, "workers": 0.0, "other": cpu_s(server_pid, True) - web}
     for pid in descendants(server_pid):
         snap["workers" if pid in worker_pids else "other"] += cpu_s(pid)
     return snap

@@ -135,18 +135,16 @@ class AdminMonitor:
                 self.status[data.get("session_id")].append((now, (st.get("frames") or {}).get("processed"),
                                                             st.get("result_age_s")))
 
-    def window(self, t0: float, t1: float, sessions: list[int]) -> tuple[list, list, int]:
-        """(analysed frames/s per student, result ages, students without two pushes) within [t0, t1]."""
-        rates, ages, missing = [], [], 0
+    def window(self, t0: float, t1: float, sessions: list[int]) -> tuple[list, list]:
+        """(analysed frames/s of each session, None without two pushes; result ages) within [t0, t1]."""
+        rates, ages = [], []
         with self.lock:
             for sid in sessions:
                 pts = [p for p in self.status.get(sid, []) if t0 <= p[0] <= t1 and p[1] is not None]
                 ages += [p[2] for p in pts if p[2] is not None]
-                if len(pts) < 2 or pts[-1][0] <= pts[0][0]:
-                    missing += 1
-                    continue
-                rates.append((pts[-1][1] - pts[0][1]) / (pts[-1][0] - pts[0][0]))
-        return rates, ages, missing
+                ok = len(pts) >= 2 and pts[-1][0] > pts[0][0]
+                rates.append((pts[-1][1] - pts[0][1]) / (pts[-1][0] - pts[0][0]) if ok else None)
+        return rates, ages
 
 
 # --- settings, setup, one measured window -------------------------------------------------------------------
@@ -218,7 +216,8 @@ def measure(server, admin, monitor, senders, args) -> dict:
     analysed = p1["counters"]["processed"] - p0["counters"]["processed"]
     received = p1["frames"]["received"] - p0["frames"]["received"]
     dropped = p1["frames"]["dropped"] - p0["frames"]["dropped"]
-    rates, ages, missing = monitor.window(t0, t1, [s.session_id for s in senders])
+    each, ages = monitor.window(t0, t1, [s.session_id for s in senders])
+    rates, missing = [r for r in each if r is not None], each.count(None)
     cpu = {k: cpu1[k] - cpu0[k] for k in cpu0}
     lat = p1.get("latency_ms") or {}
     r2 = lambda x: None if x is None else round(x, 2)  # noqa: E731
@@ -232,7 +231,8 @@ def measure(server, admin, monitor, senders, args) -> dict:
                        "samples_in_window": min(lat.get("samples") or 0, analysed), "worst_p95_polled": worst_p95 or None},
         "result_age_s": {"p50": r2(percentile(ages, 50)), "p95": r2(percentile(ages, 95))},
         "per_student_fps": {"min": r2(min(rates, default=None)), "median": r2(statistics.median(rates) if rates else None),
-                            "max": r2(max(rates, default=None)), "without_status": missing},
+                            "max": r2(max(rates, default=None)), "without_status": missing,
+                            "slowest": sorted((r2(r), s.photo) for r, s in zip(each, senders) if r is not None)[:3]},
         "http_ms": {"p50": r2(percentile(http_ms, 50)), "p99": r2(percentile(http_ms, 99)), "requests": len(sends)},
         "http_errors": dict(errors),
         "cpu_pct": {"web": round(100 * cpu["web"] / elapsed, 1), "workers": round(100 * cpu["workers"] / elapsed, 1),
@@ -359,7 +359,8 @@ def main(argv=None) -> int:
               f"HTTP errors {s['http_errors'] or 'none'}; violations {s['violations']}; "
               f"latency over the server's last {s['latency_ms']['samples']} results ({s['latency_ms']['samples_in_window']} "
               f"in the window), p95 worst 5 s poll {s['latency_ms']['worst_p95_polled']} ms; "
-              f"result age at status push p50/p95 {s['result_age_s']['p50']}/{s['result_age_s']['p95']} s")
+              f"result age at status push p50/p95 {s['result_age_s']['p50']}/{s['result_age_s']['p95']} s; "
+              f"slowest students {s['per_student_fps']['slowest']}")
     cap = report["capacity"]
     print(f"capacity: {'N=' + str(cap) if cap else 'none of the N tried'} (the largest N with >= 90 % of offered frames "
           f"analysed, p95 < 1 s and HTTP p99 < 50 ms)")
