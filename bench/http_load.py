@@ -84,7 +84,60 @@ class HttpFrames:
             return type(exc).__name__
 
 
-TRANSPORTS = {"http": HttpFrames}
+class SocketFrames:
+    """The exam page's default: a binary message "frame" {image: JPEG bytes, ts} on the student's own
+    /student Socket.IO connection (websocket, login cookie), answered by an ack."""
+
+    name = "socket"
+
+    def __init__(self, browser: Browser):
+        import socketio
+
+        self.client = socketio.Client(reconnection=False)
+        self.client.connect(browser.base, namespaces=["/student"], transports=["websocket"], wait_timeout=20,
+                            headers={"Cookie": browser.cookie_header(), "User-Agent": browser.http.headers["User-Agent"]})
+
+    @staticmethod
+    def prepare(jpeg: bytes) -> bytes:
+        return jpeg
+
+    def send(self, payload: bytes) -> int | str:
+        try:
+            ack = self.client.call("frame", {"image": payload, "ts": int(time.time() * 1000)}, namespace="/student",
+                                   timeout=30)
+        except Exception as exc:  # noqa: BLE001
+            return type(exc).__name__
+        return 202 if isinstance(ack, dict) and "seq" in ack else (ack or {}).get("status", "bad ack")
+
+
+TRANSPORTS = {"http": HttpFrames, "socket": SocketFrames}
+
+
+class Thumbnails(threading.Thread):
+    """The live grid (static/js/admin/monitor.js): each student's snapshot.jpg every THUMB_S, as an
+    admin watching the dashboard fetches them."""
+
+    THUMB_S = 2.0
+
+    def __init__(self, admin: Browser, stop: threading.Event):
+        super().__init__(name="admin-grid", daemon=True)
+        self.admin, self.stop, self.students, self.fetched, self.failed = admin, stop, [], 0, 0
+
+    def run(self):
+        while not self.stop.is_set():
+            ids = list(self.students)
+            gap = self.THUMB_S / max(1, len(ids))
+            for sid in ids:
+                if self.stop.wait(gap):
+                    return
+                try:
+                    r = self.admin.http.get(f"{self.admin.base}/admin/monitor/{sid}/snapshot.jpg", timeout=30)
+                    self.fetched += r.status_code == 200
+                    self.failed += r.status_code not in (200, 404)
+                except Exception:  # noqa: BLE001
+                    self.failed += 1
+            if not ids and self.stop.wait(self.THUMB_S):
+                return
 
 
 class Sender(threading.Thread):
@@ -182,6 +235,7 @@ def enrol(server, exam_id, indices, args, transport, stop, payload_cache) -> tup
             payload_cache[photo] = [transport.prepare(j) for j in webcam_jpegs(photo, FRAMES_PER_STUDENT, args.quality)]
         sender = Sender(k, transport(browser), payload_cache[photo], args.fps, stop)
         sender.session_id, sender.photo = session_id, photo
+        sender.student_id = browser.http.get(browser.base + "/api/me", timeout=30).json()["id"]
         sender.start()
         return sender, took
 
@@ -283,6 +337,8 @@ def parse_args(argv=None):
     p.add_argument("--warmup", type=float, default=10.0, help="seconds of posting before each window (default 10)")
     p.add_argument("--workers", type=int, help="PROCTOR_LIVE_WORKERS (default: the server's default)")
     p.add_argument("--transport", choices=sorted(TRANSPORTS), default="http", help="how frames are sent (default http)")
+    p.add_argument("--no-thumbnails", dest="thumbnails", action="store_false",
+                   help="no admin grid: by default the admin fetches every student's thumbnail every 2 s, as the live grid does")
     p.add_argument("--quality", type=int, default=70, help="JPEG quality of the frames (default 70)")
     p.add_argument("--setup-threads", type=int, default=8, help="students set up at once (default 8)")
     p.add_argument("--keep", action="store_true", help="keep the server's temp folder (database, log)")
@@ -319,11 +375,15 @@ def main(argv=None) -> int:
         admin, _ = new_admin(server)
         exam_id = create_exam(admin, "Load exam")
         monitor = AdminMonitor(admin)
+        grid = Thumbnails(admin, stop)
+        if args.thumbnails:
+            grid.start()
         say(f"server {server.url} up, admin and exam {exam_id} made in {time.monotonic() - t:.1f} s "
             f"(log {server.log_path})")
         for n in args.ramp:
             new, took, each = enrol(server, exam_id, range(len(senders), n), args, transport, stop, payloads)
             senders += new
+            grid.students = [x.student_id for x in senders]
             setup = {"students": n, "added": len(new), "seconds": round(took, 1),
                      "per_student_s": {"median": round(statistics.median(each), 1), "max": round(max(each), 1)}}
             if len(report["setup"]) == 0:
@@ -332,7 +392,9 @@ def main(argv=None) -> int:
             say(f"setup: {len(new)} students added in {took:.1f} s (each {setup['per_student_s']['median']} s median, "
                 f"{setup['per_student_s']['max']} s max); warm-up {args.warmup:g} s, then {args.seconds:g} s measured")
             time.sleep(args.warmup)
+            thumbs0 = grid.fetched
             step = measure(server, admin, monitor, senders, args)
+            step["thumbnails_per_s"] = round((grid.fetched - thumbs0) / step["seconds"], 2)
             report["steps"].append(step)
             if not args.json:
                 print(("\n" + COLUMNS + "\n" if len(report["steps"]) == 1 else "") + row(step), flush=True)
@@ -365,6 +427,7 @@ def main(argv=None) -> int:
     print(f"capacity: {'N=' + str(cap) if cap else 'none of the N tried'} (the largest N with >= 90 % of offered frames "
           f"analysed, p95 < 1 s and HTTP p99 < 50 ms)")
     print(f"load average at the end {' '.join(f'{x:.2f}' for x in os.getloadavg())}; transport {args.transport}, "
+          f"admin grid thumbnails {'on' if args.thumbnails else 'off'}, "
           f"{args.fps:g} fps, workers {settings.get('PROCTOR_LIVE_WORKERS', 'default')}")
     return status
 

@@ -201,7 +201,9 @@ def test_an_exams_identity_threshold_reaches_the_identity_check(config):
         assert res.errors == [] and res.identity_ran and res.identity_face_found
     d = default.identity_distance
     assert 0.2 < d <= min(0.8, config.IDENTITY_DISTANCE_THRESHOLD)  # the probe lies between the two exam thresholds
-    assert loose.identity_distance == pytest.approx(d) and strict.identity_distance == pytest.approx(d)
+    # The check embeds the face the tracker found in that frame; FaceMesh's tracked box settles over
+    # the first frames of a still photo, so the three distances agree closely, not to the bit.
+    assert loose.identity_distance == pytest.approx(d, abs=0.02) and strict.identity_distance == pytest.approx(d, abs=0.02)
     assert default.identity_match is True and loose.identity_match is True
     assert strict.identity_match is False
 
