@@ -11,7 +11,7 @@ few pixels, exposure flicker):
   moving   the same student, her arms and torso moving all the time: the lower half of the picture
            shifts by up to 40 pixels from frame to frame (the upper half, her face, stays);
   object   a still student who raises a laptop held in both hands (d_3) into the lower half of the
-           picture for 10 s in every 30 s.
+           picture for 10 s in every 30.5 s.
 
 Each clip runs twice through the real Stream (cadence, ObjectEvidence, decision engine) and an
 in-process FramePipeline (JPEG-free: face stage, lower-half motion, CenterNet detector): "every 2"
@@ -95,10 +95,12 @@ def clip(name: str, frames: int):
         raised = student.copy()
         h, w = laptop.shape[:2]
         raised[480 - h:, (640 - w) // 2:(640 - w) // 2 + w] = laptop
-        period, held = int(30 * FPS), int(10 * FPS)
+        # 30.5 s periods, so the laptop comes up once on an even frame and once on an odd one (the old
+        # 1 in 2 frames then runs the detector on the frame itself or on the next).
+        period, held = 61, int(10 * FPS)
         out = [live_frame(raised if (i % period) >= period - held else student, i) for i in range(frames)]
         appear = [i for i in range(frames) if i % period == period - held]
-        return "a student raising a laptop for 10 s in every 30 s", out, appear
+        return "a student raising a laptop for 10 s in every 30.5 s", out, appear
     raise SystemExit(f"unknown clip {name!r}")
 
 
