@@ -188,7 +188,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("OBJECT_EVIDENCE_MIN_HITS", int, 2, "Prohibited-object evidence: a class counts only when seen in at least this many of the remembered runs.", 1, 50),
     # --- identity
     Setting("IDENTITY_DISTANCE_THRESHOLD", float, 0.45, "Face embedding distance at or below which two faces are the same person (calibrated on the test photos by bench/calibrate_identity.py, see docs/identity-calibration.md; dlib's customary 0.6 gave 28 false matches there, all among small faces).", 0.2, 0.8),
-    Setting("IDENTITY_CHECK_EVERY_S", float, 5.0, "How often (frame time) the live face is verified against the enrolment.", 0.5, 600),
+    Setting("IDENTITY_CHECK_EVERY_S", float, 10.0, "How often (frame time) the live face is verified against the enrolment while the same face stays in view (about 90 ms a check); a face that comes back, a change in the face count or a jump of the main face is checked on the next frame whatever this says.", 0.5, 600),
     Setting("ENROL_MIN_FACE_PX", int, 80, "Enrolment photo: the face box must be at least this many pixels on its short side.", 16, 2000),
     Setting("ENROL_MIN_BRIGHTNESS", float, 60.0, "Enrolment photo: mean luma (0-255) of the face below this is refused as too dark.", 0, 255),
     Setting("ENROL_MAX_BRIGHTNESS", float, 225.0, "Enrolment photo: mean luma (0-255) of the face above this is refused as too bright.", 0, 255),

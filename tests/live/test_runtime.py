@@ -170,14 +170,23 @@ def test_identity_checked_against_the_enrolment_and_a_killed_worker_is_replaced(
     ident = rt.status(student_id)["identity"]
     assert ident["enrolled"] and ident["match"] is True and ident["distance"] is not None
 
-    # Someone else sits down: the next check (IDENTITY_CHECK_EVERY_S later) sees a stranger.
-    for i in range(4, 20):
+    # Someone else sits down (the face jumps to where the stranger's is): checked at once, not at the
+    # next IDENTITY_CHECK_EVERY_S (10 s).
+    for i in range(4, 7):
+        _feed(rt, student_id, session_id, live_frame(other, i), t0 + i * 0.5)
+    st = rt.status(student_id)
+    assert st["identity"]["match"] is False and st["frames"]["identity_checks"] == 2
+    for i in range(7, 20):
         _feed(rt, student_id, session_id, live_frame(other, i), t0 + i * 0.5)
     st = rt.status(student_id)
     assert st["identity"]["match"] is False
-    # Compared at the start and IDENTITY_CHECK_EVERY_S (5 s) later, not on every frame (a frame where
-    # the identity model finds no face is retried on the next one).
-    assert st["frames"]["identity_checks"] == 2 and st["frames"]["identity_attempts"] < 8
+    # Compared at the start and on the change, then not on every frame: the stranger's face sits at the
+    # frame's top edge and FaceMesh loses it now and then; each return is checked again, at most once
+    # in IDENTITY_RECHECK_MIN_S (2 s): 6.5 s of such frames allow 3 more.
+    from proctor.live.streams import IDENTITY_RECHECK_MIN_S
+
+    assert 2 <= st["frames"]["identity_checks"] <= 2 + 6.5 // IDENTITY_RECHECK_MIN_S
+    assert st["frames"]["identity_attempts"] < 8
     assert "IDENTITY_MISMATCH" in [v.type for v in _violations(app, session_id)]
     wait_for(lambda: any(n == "student_status" and p["student_id"] == student_id for n, p in events), 30,
              "no student_status was published")
