@@ -7,7 +7,9 @@ open the clip pays for the WebM (VP8) encode: it runs off the event loop (blocki
 eventlet's native thread pool, else a thread pool) and is cached beside the frames (a temporary
 file renamed into place). Requests for one clip wait for each other here, so a second open that
 comes during the first one's encode reuses it; servers that share the data folder each write their
-own temporary file, so they cannot corrupt the cache either. Clips stored before this scheme are
+own temporary file, so they cannot corrupt the cache either. One encode runs at a time per process
+(CLIP_ENCODES_AT_ONCE): reviewers opening many clips during an exam cannot take the cores the live
+analysis needs. Clips stored before this scheme are
 WebM files already and are served as they are.
 """
 from __future__ import annotations
@@ -28,6 +30,8 @@ from .models import Violation
 log = logging.getLogger(__name__)
 
 CLIP_ENCODE_TIMEOUT_S = 120.0   # a first open waits this long for the encode; it goes on (and is cached) after
+CLIP_ENCODES_AT_ONCE = 1        # encodes running at once in this process: reviewers cannot take the live analysis' cores
+CLIP_QUEUE_WAIT_S = 60.0        # a first open waits this long for its turn to encode, then answers 503
 RETRY_AFTER_S = 30
 
 
@@ -41,6 +45,7 @@ class ClipUnavailable(Exception):
 
 _locks: dict[str, list] = {}     # cached clip path -> [lock, requests holding or waiting for it]
 _locks_guard = threading.Lock()
+_encoding = threading.BoundedSemaphore(CLIP_ENCODES_AT_ONCE)  # green under eventlet (monkey-patched at start)
 
 
 @contextmanager
@@ -70,6 +75,9 @@ def playable_clip(path: Path, what: str) -> Path:
     with _one_encode_at_a_time(str(out)):
         if out.is_file():  # another request encoded it while this one waited
             return out
+        if not _encoding.acquire(timeout=CLIP_QUEUE_WAIT_S):
+            log.warning("%s: no turn to encode the clip within %g s (other clips are encoding)", what, CLIP_QUEUE_WAIT_S)
+            raise ClipUnavailable("The server is busy preparing other clips; try again in a minute.", 503)
         started = time.perf_counter()
         try:
             meta = run_blocking(encode_frames_file, path, timeout_s=CLIP_ENCODE_TIMEOUT_S)
@@ -91,6 +99,8 @@ def playable_clip(path: Path, what: str) -> Path:
                 raise
             log.error("%s: no room to cache the encoded clip: %s", what, exc)
             raise ClipUnavailable("This clip cannot be prepared: the server's storage is full.", 507) from None
+        finally:
+            _encoding.release()
     log.info("%s: clip encoded on first open in %.2f s: %s", what, time.perf_counter() - started, meta)
     return out
 

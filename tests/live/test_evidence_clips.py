@@ -110,6 +110,21 @@ def test_two_first_opens_at_once_encode_once(app, admin, student, caplog):
     assert key not in evidence_files._locks  # nothing kept once nobody waits
 
 
+def test_one_encode_at_a_time_and_a_first_open_that_gets_no_turn_is_a_503(app, admin, student, monkeypatch):
+    from proctor import evidence_files
+
+    vid, frames_file = stored_clip(app, student)
+    monkeypatch.setattr(evidence_files, "CLIP_QUEUE_WAIT_S", 0.2)
+    assert evidence_files._encoding.acquire(timeout=5)  # another clip is encoding
+    try:
+        resp = admin.get(f"/admin/evidence/{vid}/clip")
+    finally:
+        evidence_files._encoding.release()
+    assert resp.status_code == 503 and "busy preparing other clips" in resp.get_data(as_text=True)
+    assert resp.headers["Retry-After"] == "30" and not frames_file.with_suffix(".webm").exists()
+    assert admin.get(f"/admin/evidence/{vid}/clip").status_code == 200
+
+
 def test_damaged_or_missing_frames_are_a_clear_404(app, admin, student):
     vid, frames_file = stored_clip(app, student)
     frames_file.write_bytes(frames_file.read_bytes()[:-500])  # cut short (a disk fault; writes are whole)
