@@ -462,7 +462,7 @@ def test_runtime_under_a_real_eventlet_server(tmp_path):
             proc.kill()
     assert health and set(health) == {200}, health
     print(f"eventlet hub gaps while processing: {result['hub_gap_ms']}; /api/health answered {len(health)} times; "
-          f"latency {result['pipeline']['latency_ms']}")
+          f"latency {result['pipeline']['latency_ms']}; hub ticks while a clip encoded: {result['ticks_while_encoding']}")
     assert result["status"]["warnings"] == 1 and "NO_FACE" in result["status"]["active_rules"]
     assert result["pipeline"]["async_mode"] == "eventlet" and result["pipeline"]["counters"]["clips_written"] == 1
     # The first open's encode ran in eventlet's thread pool: the hub went on running the ticker meanwhile.
