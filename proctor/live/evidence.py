@@ -6,7 +6,7 @@ page's JPEG frames with their frame times, in one uncompressed frames file (`<st
 FRAMES_MAGIC then (time, length, JPEG) records), written whole or not at all. No encoding runs
 then. A reviewer's first open encodes it (encode_frames_file) to a WebM (VP8) cached beside it
 (`<stem>.webm`), by OpenCV's VideoWriter when it can, else by piping raw frames to Debian's
-ffmpeg; the web layer runs that off the event loop (proctor/clips.py). Clips from before this
+ffmpeg; the web layer runs that off the event loop (proctor/evidence_files.py). Clips from before this
 scheme are WebM files stored at violation time and are served as they are.
 """
 from __future__ import annotations

@@ -330,7 +330,7 @@ class LiveRuntime(ProctorActions):
 
     def _save_clip_frames(self, stream: Stream, stem: str) -> str | None:
         """The pre-roll as it is (the page's JPEGs with their times) in one file; encoded only when a
-        reviewer first opens it (proctor/clips.py). Its path relative to the data directory, or None."""
+        reviewer first opens it (proctor/evidence_files.py). Its path relative to the data directory, or None."""
         frames = self.preroll.clip(stream.student_id)
         if len(frames) < 2:
             if frames:
