@@ -401,10 +401,20 @@ def main():
             webm = playable_clip(stored_file(clip_path, "harness"), "harness")
             ticks_while_encoding = len(gaps) - ticks
             encode_gap_ms = round(max(gaps[ticks:], default=0.0) * 1000, 1)
+            # The ffmpeg fallback too: a (green) subprocess from eventlet's native thread pool.
+            import shutil
+            from proctor.live import evidence
+            copy = webm.with_name("ffmpeg_copy.frames")
+            shutil.copy(webm.with_suffix(".frames"), copy)
+            evidence.CLIP_WRITERS = (("ffmpeg", evidence._write_ffmpeg),)
+            ticks = len(gaps)
+            ffmpeg_webm = playable_clip(copy, "harness ffmpeg")
+            ffmpeg_ticks = len(gaps) - ticks
         gaps_sorted = sorted(gaps)
         print("DONE " + json.dumps({"session_id": sess_id, "status": rt.status(sid), "pipeline": rt.pipeline_status(),
                                     "webm": str(webm), "ticks_while_encoding": ticks_while_encoding,
                                     "hub_gap_ms_while_encoding": encode_gap_ms,
+                                    "ffmpeg_webm": str(ffmpeg_webm), "ffmpeg_ticks": ffmpeg_ticks,
                                     "hub_gap_ms": {"max": round(max(gaps) * 1000, 1),
                                                    "p99": round(gaps_sorted[int(0.99 * len(gaps_sorted))] * 1000, 1)}},
                                    default=str), flush=True)
@@ -465,11 +475,18 @@ def test_runtime_under_a_real_eventlet_server(tmp_path):
     assert health and set(health) == {200}, health
     print(f"eventlet hub gaps while processing: {result['hub_gap_ms']}; /api/health answered {len(health)} times; "
           f"latency {result['pipeline']['latency_ms']}; hub ticks while a clip encoded: {result['ticks_while_encoding']} "
-          f"(longest gap {result['hub_gap_ms_while_encoding']} ms)")
+          f"(longest gap {result['hub_gap_ms_while_encoding']} ms), with ffmpeg: {result['ffmpeg_ticks']}")
     assert result["status"]["warnings"] == 1 and "NO_FACE" in result["status"]["active_rules"]
     assert result["pipeline"]["async_mode"] == "eventlet" and result["pipeline"]["counters"]["clips_written"] == 1
     # The first open's encode ran in eventlet's thread pool: the hub went on running the ticker meanwhile.
-    assert result["ticks_while_encoding"] > 0, result
+    assert result["ticks_while_encoding"] > 0 and result["ffmpeg_ticks"] > 0, result
+    for path in (result["webm"], result["ffmpeg_webm"]):
+        cap = cv2.VideoCapture(path)
+        frames = 0
+        while cap.read()[0]:
+            frames += 1
+        cap.release()
+        assert frames >= 5, path
     import sqlite3
 
     with sqlite3.connect(tmp_path / "ev.db") as conn:
