@@ -21,7 +21,6 @@ class MemoryStore:
     def __init__(self):
         self.sessions: dict[int, dict] = {}
         self.violations: dict[int, ViolationRecord] = {}
-        self.clips: dict[int, str] = {}
         self.finished: list[tuple[int, str]] = []
         self.audits: list[AuditEntry] = []
 
@@ -49,9 +48,6 @@ class MemoryStore:
         vid = len(self.violations) + 1
         self.violations[vid] = violation
         return vid
-
-    def attach_clip(self, violation_id, rel_path):
-        self.clips[violation_id] = rel_path
 
     def finish_session(self, session_id, reason):
         if session_id not in self.sessions:
