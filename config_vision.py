@@ -156,6 +156,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("FACE_TILE_CONFIDENCE", float, 0.7, "Minimum confidence for face detections on tiles of the frame (large turned faces, small background faces); detectors fire on some non-faces at 0.5-0.67 on tiles in the test photos.", 0.05, 0.99),
     Setting("FACE_SMALL_SCAN_EVERY_N_FRAMES", int, 6, "In video mode, look for small background faces on zoomed tiles (about 35 ms on 640x480) once every N frames (6: every 3 s at 2 frames/s, so a small background face is counted within 3 s); the boxes found count until the next scan. 0 turns the scan off; photo mode scans every call.", 0, 30),
     Setting("FACE_TRACKING_CONFIDENCE", float, 0.5, "Minimum confidence for FaceMesh landmark tracking between frames.", 0.05, 0.99),
+    Setting("FACE_COUNTER_EVERY_N_FRAMES", int, 4, "In video mode, the independent face counter (MediaPipe FaceDetection on the frame and on square tiles, about 13 ms on 640x480) runs on every frame where FaceMesh's face count or tracked face changes, the face is lost, or the counter sees a face the mesh does not; otherwise once every N frames as an audit (4: every 2 s at 2 frames/s). 1 runs it on every frame.", 1, 30),
     Setting("MAX_FACES", int, 4, "Most faces FaceMesh analyses in one frame.", 1, 16),
     Setting("DARK_FRAME_MEAN", float, 80.0, "Frames whose mean luma is below this are normalised (CLAHE) before analysis.", 0, 255),
     Setting("BLACK_FRAME_MEAN", float, 12.0, "Frames whose mean luma is below this count as black (camera covered or off).", 0, 255),
@@ -195,7 +196,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("DETECTOR_POSE_CHANGE_DEG", float, 15.0, "A head yaw or pitch this many degrees away from where it was at the detector's previous run counts as a change (the tracked pose of a still face wanders by up to 7 degrees).", 3, 90),
     # --- identity
     Setting("IDENTITY_DISTANCE_THRESHOLD", float, 0.45, "Face embedding distance at or below which two faces are the same person (calibrated on the test photos by bench/calibrate_identity.py, see docs/identity-calibration.md; dlib's customary 0.6 gave 28 false matches there, all among small faces).", 0.2, 0.8),
-    Setting("IDENTITY_CHECK_EVERY_S", float, 5.0, "How often (frame time) the live face is verified against the enrolment.", 0.5, 600),
+    Setting("IDENTITY_CHECK_EVERY_S", float, 10.0, "How often (frame time) the live face is verified against the enrolment while the same face stays in view (about 90 ms a check); a face that comes back, a change in the face count or a jump of the main face is checked on the next frame whatever this says.", 0.5, 600),
     Setting("ENROL_MIN_FACE_PX", int, 80, "Enrolment photo: the face box must be at least this many pixels on its short side.", 16, 2000),
     Setting("ENROL_MIN_BRIGHTNESS", float, 60.0, "Enrolment photo: mean luma (0-255) of the face below this is refused as too dark.", 0, 255),
     Setting("ENROL_MAX_BRIGHTNESS", float, 225.0, "Enrolment photo: mean luma (0-255) of the face above this is refused as too bright.", 0, 255),

@@ -3,7 +3,8 @@
 Stages, one way:
   frame -> (dark? CLAHE) -> FaceMesh (478 landmarks per face)
         -> independent face counter (MediaPipe FaceDetection full range on the frame, short range
-           on square tiles) -> boxes merged by IoU -> main face -> pose (solvePnP), EAR, iris.
+           on square tiles; in video mode only when it can change the answer, see _counter_due)
+        -> boxes merged by IoU -> main face -> pose (solvePnP), EAR, iris.
 When MediaPipe cannot be imported, OpenCV's Haar cascade counts faces (no landmarks then).
 
 This module never imports Flask, the database or the web package. Every tunable number comes
@@ -81,6 +82,7 @@ _POSE_MODEL = np.array(
 # Two boxes are one face when they overlap this much (IoU) or the smaller lies mostly inside.
 _MERGE_IOU = 0.3
 _MERGE_CONTAINED = 0.6
+_TRACK_JUMP_IOU = 0.3  # the main face box moved this far between frames: a new track, count again
 
 
 def _dist(a: np.ndarray, b: np.ndarray) -> float:
@@ -310,6 +312,10 @@ class FaceAnalyzer:
         self._haar = None
         self._frame_no = 0
         self._small_cache: list[_Candidate] = []
+        self._mesh_seen: tuple[int, Box | None] = (-1, None)  # FaceMesh's count and main box on the last frame
+        self._since_counter = 0
+        self._counter_extra = False
+        self.counter_runs = 0  # frames the independent counter ran on (for benchmarks and tests)
         conf = float(config.FACE_DETECTION_CONFIDENCE)
         mp_solutions = None
         if backend != "haar":
@@ -422,11 +428,16 @@ class FaceAnalyzer:
                 # FaceMesh reports no per-face score: start from the floor its detector passed;
                 # merging raises it to the score of a face detection of the same face.
                 cands.append(_Candidate(box, float(self.config.FACE_DETECTION_CONFIDENCE), "facemesh", pts))
-        cands.extend(self._face_detection(self._fd_full, rgb, 0, 0))
         tile_min = float(self.config.FACE_TILE_CONFIDENCE)
-        for x1, y1, x2, y2 in _square_tiles(w, h):
-            tile = np.ascontiguousarray(rgb[y1:y2, x1:x2])
-            cands.extend(c for c in self._face_detection(self._fd_short, tile, x1, y1, (w, h)) if c.score >= tile_min)
+        if self._counter_due([c.box for c in cands]):
+            counted = self._face_detection(self._fd_full, rgb, 0, 0)
+            for x1, y1, x2, y2 in _square_tiles(w, h):
+                tile = np.ascontiguousarray(rgb[y1:y2, x1:x2])
+                counted.extend(c for c in self._face_detection(self._fd_short, tile, x1, y1, (w, h)) if c.score >= tile_min)
+            # A face the mesh does not track keeps the counter on every frame until the mesh agrees.
+            self._counter_extra = any(not any(_same_face(c.box, m.box) for m in cands) for c in counted)
+            self.counter_runs += 1
+            cands.extend(counted)
         known = [c.box for c in cands]
         smalls, fresh = self._small_faces(rgb, tile_min)
         if not fresh and not known:
@@ -441,6 +452,26 @@ class FaceAnalyzer:
             if small.confirmed:
                 cands.append(_Candidate(small.box, small.score, small.source))
         return cands
+
+    def _counter_due(self, mesh_boxes: list[Box]) -> bool:
+        """The independent counter (FaceDetection on the frame and on square tiles, about 13 ms on
+        640x480) runs only when it can change the answer: in photo mode; when FaceMesh's face count
+        changes, down to none included (a turned or half-hidden face the mesh lost); when the tracked face
+        jumps (a new track); while the counter sees a face the mesh does not track; and as an audit
+        once every FACE_COUNTER_EVERY_N_FRAMES frames. In video mode FaceMesh runs its own face
+        detector on every frame while it tracks fewer than MAX_FACES faces, so a second face that
+        comes in changes the mesh's count and brings the counter in at once."""
+        every = max(1, int(self.config.FACE_COUNTER_EVERY_N_FRAMES))
+        main = max(mesh_boxes, key=_area) if mesh_boxes else None
+        prev_count, prev_main = self._mesh_seen
+        self._mesh_seen = (len(mesh_boxes), main)
+        self._since_counter += 1
+        jumped = main is not None and prev_main is not None and box_iou(main, prev_main) < _TRACK_JUMP_IOU
+        due = (self.static_image_mode or every == 1 or len(mesh_boxes) != prev_count or jumped
+               or self._counter_extra or self._since_counter >= every)
+        if due:
+            self._since_counter = 0
+        return due
 
     def _small_faces(self, rgb: np.ndarray, min_score: float) -> tuple[list[_Candidate], bool]:
         """Full range on zoomed tiles: in photo mode every call, in video mode every Nth frame

@@ -226,10 +226,22 @@ def server_settings(args) -> tuple[dict, list[str]]:
     return settings, notes
 
 
+def student_photo(k: int, mix: str) -> str:
+    """What student k's camera shows. stress: the six scenes in turn (one honest student in six; the
+    others show people with phones, an empty room, two people, someone else). hall: an exam hall -
+    five students in six alone at their desk and registered as themselves (a_1), the sixth one of
+    the stress scenes in turn."""
+    if mix == "stress":
+        return PHOTOS[k % len(PHOTOS)]
+    if k % 6 != 5:
+        return PHOTOS[0]
+    return PHOTOS[1 + (k // 6) % (len(PHOTOS) - 1)]
+
+
 def enrol(server, exam_id, indices, args, transport, stop, payload_cache) -> tuple[list, float, list[float]]:
     """Students with these indices set up in parallel; each starts posting when its exam page is open."""
     def one(k):
-        photo = PHOTOS[k % len(PHOTOS)]
+        photo = student_photo(k, args.mix)
         browser, session_id, took = enrol_student(server, k, exam_id, registration_photo(photo))
         if photo not in payload_cache:
             payload_cache[photo] = [transport.prepare(j) for j in webcam_jpegs(photo, FRAMES_PER_STUDENT, args.quality)]
@@ -337,6 +349,8 @@ def parse_args(argv=None):
     p.add_argument("--warmup", type=float, default=10.0, help="seconds of posting before each window (default 10)")
     p.add_argument("--workers", type=int, help="PROCTOR_LIVE_WORKERS (default: the server's default)")
     p.add_argument("--transport", choices=sorted(TRANSPORTS), default="http", help="how frames are sent (default http)")
+    p.add_argument("--mix", choices=("hall", "stress"), default="stress",
+                   help="what the cameras show: stress (default; one honest student in six) or hall (five in six)")
     p.add_argument("--no-thumbnails", dest="thumbnails", action="store_false",
                    help="no admin grid: by default the admin fetches every student's thumbnail every 2 s, as the live grid does")
     p.add_argument("--quality", type=int, default=70, help="JPEG quality of the frames (default 70)")
@@ -427,7 +441,7 @@ def main(argv=None) -> int:
     print(f"capacity: {'N=' + str(cap) if cap else 'none of the N tried'} (the largest N with >= 90 % of offered frames "
           f"analysed, p95 < 1 s and HTTP p99 < 50 ms)")
     print(f"load average at the end {' '.join(f'{x:.2f}' for x in os.getloadavg())}; transport {args.transport}, "
-          f"admin grid thumbnails {'on' if args.thumbnails else 'off'}, "
+          f"admin grid thumbnails {'on' if args.thumbnails else 'off'}, mix {args.mix}, "
           f"{args.fps:g} fps, workers {settings.get('PROCTOR_LIVE_WORKERS', 'default')}")
     return status
 

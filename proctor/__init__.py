@@ -76,6 +76,10 @@ def create_app(config: dict | None = None, env=None) -> Flask:
     login_manager.login_view = "auth.login"
     login_manager.session_protection = "strong"
     # cors_allowed_origins left at its default: only pages of this same origin may open a socket.
+    if app.config["PROCTOR_ASYNC_MODE"] == "eventlet":
+        from . import websocket_mask
+
+        websocket_mask.install()  # eventlet unmasks client frames byte by byte in Python (see the module)
     socketio.init_app(app, async_mode=app.config["PROCTOR_ASYNC_MODE"], manage_session=False)
 
     from .models import User

@@ -17,20 +17,26 @@ def data_dir() -> Path:
     return Path(current_app.config["PROCTOR_DATA_DIR"]).resolve()
 
 
-def stored_file(stored: str | None, what: str) -> Path | None:
-    """The existing file a stored path names, only if it lies inside the data folder.
+def stored_path(stored: str | None, what: str) -> Path | None:
+    """The path a stored path names (it may not exist), only if it lies inside the data folder.
 
     Stored paths are relative to the data folder; whatever a row says (absolute, `..`), nothing
-    outside that folder is ever served. `what` names the row in the log line of a refusal."""
+    outside that folder is ever served or removed. `what` names the row in the log line of a refusal."""
     if not stored:
         return None
     root = data_dir()
     raw = Path(stored)
     path = (raw if raw.is_absolute() else root / raw).resolve()
-    if not path.is_relative_to(root):
+    if not path.is_relative_to(root) or path == root:
         log.warning("%s: stored path %r is outside the data folder; refused", what, stored)
         return None
-    return path if path.is_file() else None
+    return path
+
+
+def stored_file(stored: str | None, what: str) -> Path | None:
+    """The existing file a stored path names, only if it lies inside the data folder (stored_path)."""
+    path = stored_path(stored, what)
+    return path if path is not None and path.is_file() else None
 
 
 STORAGE_FULL = (errno.ENOSPC, errno.EDQUOT)

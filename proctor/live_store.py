@@ -73,7 +73,8 @@ class SqlLiveStore:
             row = Violation(student_id=violation.student_id, session_id=violation.session_id, type=violation.type,
                             severity=violation.severity,
                             details=json.dumps(violation.details, default=str)[:DETAILS_MAX_CHARS],
-                            evidence_path=violation.evidence_path, client_id=violation.client_id)
+                            evidence_path=violation.evidence_path, clip_path=violation.clip_path,
+                            client_id=violation.client_id)
             db.session.add(row)
             try:
                 db.session.commit()
@@ -93,14 +94,6 @@ class SqlLiveStore:
     @staticmethod
     def _violation_id(client_id: str) -> int | None:
         return db.session.scalar(select(Violation.id).where(Violation.client_id == client_id))
-
-    def attach_clip(self, violation_id: int, rel_path: str) -> None:
-        with self._context():
-            row = db.session.get(Violation, violation_id)
-            if row is None:
-                return
-            row.clip_path = rel_path
-            db.session.commit()
 
     def finish_session(self, session_id: int, reason: str) -> None:
         with self._context():

@@ -11,8 +11,9 @@ from sqlalchemy import func, select
 
 import config_vision
 
+from ..evidence_files import remove_evidence_files, violation_files
 from ..extensions import db
-from ..models import Exam, ExamResult, ExamSession, Question
+from ..models import Exam, ExamResult, ExamSession, Question, Violation
 from ..security import ADMIN, access
 from . import bp
 from .fields import FieldError, audit, bool_field, get_or_404, int_field, read_upload, text_field
@@ -194,9 +195,11 @@ def exam_delete(exam_id: int):
         if request.form.get("confirm_title", "").strip() != exam.title:
             flash("Type the exam's title to confirm the deletion.", "danger")
             return render_template("admin/exam_delete.html", exam=exam, n_sessions=n_sessions, n_results=n_results), 400
+        evidence = violation_files(Violation.session_id.in_(select(ExamSession.id).where(ExamSession.exam_id == exam.id)))
         audit("exam.delete", "exam", exam.id, title=exam.title, sessions=n_sessions, results=n_results)
         db.session.delete(exam)
         db.session.commit()
+        remove_evidence_files(evidence)  # snapshots and clips (frames, cached encodes) of the deleted violations
         flash(f"Deleted exam '{exam.title}' with its questions, sessions and results.", "success")
         return redirect(url_for("admin.exams"))
     return render_template("admin/exam_delete.html", exam=exam, n_sessions=n_sessions, n_results=n_results)

@@ -14,6 +14,7 @@ from sqlalchemy import select
 import config_vision
 
 from ..datafiles import stored_file
+from ..evidence_files import RETRY_AFTER_S, ClipUnavailable, playable_clip
 from ..extensions import db, socketio
 from ..live.mjpeg import BOUNDARY, LiveViewSource, mjpeg_parts, stream_counter
 from ..live_hooks import current_runtime
@@ -104,6 +105,8 @@ EVIDENCE_KINDS = {"snapshot": "evidence_path", "clip": "clip_path"}
 @bp.route("/evidence/<int:violation_id>/<kind>")
 @access(ADMIN)
 def evidence(violation_id: int, kind: str):
+    """A violation's snapshot, or its clip as WebM: a clip stored as frames is encoded on its first
+    open (off the event loop) and cached; Range requests are answered (send_file, conditional)."""
     column = EVIDENCE_KINDS.get(kind)
     if column is None:
         abort(404)
@@ -111,11 +114,20 @@ def evidence(violation_id: int, kind: str):
     stored = getattr(violation, column, None) if violation is not None else None
     if not stored:
         abort(404)
-    path = stored_file(stored, f"evidence {violation_id}/{kind}")
+    what = f"evidence {violation_id}/{kind}"
+    path = stored_file(stored, what)
     if path is None:
         abort(404)
-    mimetype = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    if kind == "clip":
+        try:
+            path = playable_clip(path, what)
+        except ClipUnavailable as exc:
+            resp = Response(exc.message + "\n", status=exc.status, mimetype="text/plain")
+            resp.headers["Cache-Control"] = "no-store"
+            if exc.status == 503:
+                resp.headers["Retry-After"] = str(RETRY_AFTER_S)
+            return resp
+    mimetype = "video/webm" if path.suffix == ".webm" else mimetypes.guess_type(path.name)[0] or "application/octet-stream"
     resp = send_file(path, mimetype=mimetype, conditional=True, max_age=0)
     resp.headers["Cache-Control"] = "private, no-store"
     return resp
-

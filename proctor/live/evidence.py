@@ -1,35 +1,45 @@
 """Evidence for violations: the processed frame (with HUD) as JPEG and a pre-roll clip.
 
 Files live under <PROCTOR_DATA_DIR>/evidence/<session_id>/; the database stores paths relative
-to the data directory. Clips are WebM (VP8), written by OpenCV's VideoWriter when it can, else
-by piping raw frames to Debian's ffmpeg, else not at all (logged). Encoding runs in its own
-process (ClipWriter), never on the event loop.
+to the data directory. At violation time the pre-roll is stored as what it already is: the
+page's JPEG frames with their frame times, in one uncompressed frames file (`<stem>.frames`,
+FRAMES_MAGIC then (time, length, JPEG) records), written whole or not at all. No encoding runs
+then. A reviewer's first open encodes it (encode_frames_file) to a WebM (VP8) cached beside it
+(`<stem>.webm`), by OpenCV's VideoWriter when it can, else by piping raw frames to Debian's
+ffmpeg; the web layer runs that off the event loop (proctor/evidence_files.py). Clips from before this
+scheme are WebM files stored at violation time and are served as they are.
 """
 from __future__ import annotations
 
+import glob
 import logging
 import os
 import re
 import shutil
+import struct
 import subprocess
 import threading
-import time
 from collections import deque
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from .workers import ChildProcess
-
 log = logging.getLogger(__name__)
 
 CLIP_FPS_MIN, CLIP_FPS_MAX = 1.0, 30.0
+FRAMES_SUFFIX = ".frames"             # the stored pre-roll: JPEG frames with their times
+FRAMES_MAGIC = b"PROCTOR-FRAMES1\n"   # 16 bytes, then records: <d time><I length><length bytes of JPEG>
+_RECORD = struct.Struct("<dI")
+FRAME_MAX_BYTES = 16 * 1024 * 1024    # one JPEG larger than this is not a frame the page sent: the file is damaged
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
 class ClipError(RuntimeError):
-    pass
+    """No clip can be made from these frames (none decodes, or the frames file is damaged)."""
+
+
+class NoEncoderError(ClipError):
+    """Neither OpenCV's VideoWriter nor ffmpeg can write VP8 WebM on this machine."""
 
 
 class PrerollBuffer:
@@ -65,6 +75,25 @@ def _safe(text: str) -> str:
     return _SAFE.sub("_", str(text))[:60] or "x"
 
 
+def _temp_beside(path: Path) -> Path:
+    """A temporary name beside `path`, unique to this writer, keeping its suffix (a writer picks
+    its container by the suffix); hidden, so nothing mistakes it for evidence."""
+    return path.with_name(f".{path.stem}.{os.urandom(4).hex()}.part{path.suffix}")
+
+
+def _write_whole(path: Path, chunks) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temp_beside(path)
+    try:
+        with open(tmp, "xb") as fh:
+            for chunk in chunks:
+                fh.write(chunk)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 class EvidenceStore:
     """Paths and files under <data_dir>/evidence/<session_id>/."""
 
@@ -80,10 +109,13 @@ class EvidenceStore:
 
     def save_snapshot(self, session_id: int, stem: str, jpeg: bytes) -> str:
         abs_path, rel = self.paths(session_id, stem, "jpg")
-        abs_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = abs_path.with_suffix(".jpg.part")
-        tmp.write_bytes(jpeg)
-        os.replace(tmp, abs_path)
+        _write_whole(abs_path, (jpeg,))
+        return rel
+
+    def save_clip_frames(self, session_id: int, stem: str, frames: list[tuple[float, bytes]]) -> str:
+        """The pre-roll as a frames file (no decoding, no encoding); its path relative to the data directory."""
+        abs_path, rel = self.paths(session_id, stem, FRAMES_SUFFIX.lstrip("."))
+        write_frames(abs_path, frames)
         return rel
 
     def resolve(self, rel: str) -> Path:
@@ -93,6 +125,66 @@ class EvidenceStore:
         if root not in path.parents:
             raise ValueError(f"evidence path {rel!r} is outside the evidence folder")
         return path
+
+
+# ------------------------------------------------------------------------------ frames files
+
+def write_frames(path: str | Path, frames: list[tuple[float, bytes]]) -> None:
+    """(frame_time, jpeg) records to `path`, whole or not at all (a temporary file renamed into place)."""
+    def chunks():
+        yield FRAMES_MAGIC
+        for t, jpeg in frames:
+            yield _RECORD.pack(float(t), len(jpeg))
+            yield jpeg
+
+    _write_whole(Path(path), chunks())
+
+
+def read_frames(path: str | Path) -> list[tuple[float, bytes]]:
+    """The (frame_time, jpeg) records of a frames file; ClipError when it is not one or is cut short."""
+    data = Path(path).read_bytes()
+    if not data.startswith(FRAMES_MAGIC):
+        raise ClipError(f"{Path(path).name} is not a frames file")
+    frames, pos = [], len(FRAMES_MAGIC)
+    while pos < len(data):
+        if pos + _RECORD.size > len(data):
+            raise ClipError(f"{Path(path).name} is cut short in a record header at byte {pos}")
+        t, n = _RECORD.unpack_from(data, pos)
+        pos += _RECORD.size
+        if n > FRAME_MAX_BYTES or pos + n > len(data) or not np.isfinite(t):
+            raise ClipError(f"{Path(path).name} has a damaged record at byte {pos - _RECORD.size}")
+        frames.append((t, data[pos:pos + n]))
+        pos += n
+    if not frames:
+        raise ClipError(f"{Path(path).name} holds no frames")
+    return frames
+
+
+def cached_webm(frames_path: str | Path) -> Path:
+    """Where the WebM encoded from a frames file is cached: beside it, same stem."""
+    return Path(frames_path).with_suffix(".webm")
+
+
+def clip_files(clip_path: str | Path) -> list[Path]:
+    """Every file a stored clip may have on disk: its frames file or old WebM, the cached encode,
+    and temporary files an interrupted write left beside them. Those that exist."""
+    path = Path(clip_path)
+    found = [p for p in {path, cached_webm(path), path.with_suffix(FRAMES_SUFFIX)} if p.is_file()]
+    if path.parent.is_dir():
+        found += [p for p in path.parent.glob(f".{glob.escape(path.stem)}.*.part.*") if p.is_file()]
+    return sorted(found)
+
+
+def remove_clip_files(clip_path: str | Path) -> int:
+    """Delete a clip's files (clip_files); how many were removed. A file that is already gone is no error."""
+    removed = 0
+    for p in clip_files(clip_path):
+        try:
+            p.unlink()
+            removed += 1
+        except FileNotFoundError:
+            pass
+    return removed
 
 
 # ------------------------------------------------------------------------------ clip encoding
@@ -154,16 +246,21 @@ def _write_ffmpeg(path: Path, images: list[np.ndarray], fps: float) -> bool:
     return path.exists() and path.stat().st_size > 0
 
 
-def write_clip(path: str | Path, frames: list[tuple[float, bytes]]) -> dict:
-    """Encode (frame_time, jpeg) pairs to a WebM (VP8) file. Returns {codec, writer, frames, fps, seconds}."""
+CLIP_WRITERS = (("opencv", _write_opencv), ("ffmpeg", _write_ffmpeg))
+
+
+def write_clip(path: str | Path, frames: list[tuple[float, bytes]], writers=None) -> dict:
+    """Encode (frame_time, jpeg) pairs to a WebM (VP8) file, whole or not at all (each attempt writes
+    its own temporary file, renamed into place). Returns {codec, writer, frames, fps, seconds}.
+    ClipError when no frame decodes; NoEncoderError when no writer can write VP8 WebM."""
     path = Path(path)
     images = _decode_frames(frames)
     if not images:
         raise ClipError("no decodable frames for the clip")
     fps = clip_fps(frames)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".part" + path.suffix)
-    for writer_name, writer in (("opencv", _write_opencv), ("ffmpeg", _write_ffmpeg)):
+    for writer_name, writer in (CLIP_WRITERS if writers is None else writers):
+        tmp = _temp_beside(path)
         try:
             if writer(tmp, images, fps):
                 os.replace(tmp, path)
@@ -171,128 +268,15 @@ def write_clip(path: str | Path, frames: list[tuple[float, bytes]]) -> dict:
                         "fps": round(fps, 3), "seconds": round(len(images) / fps, 3)}
         except Exception as exc:  # noqa: BLE001 - try the next writer
             log.warning("clip writer %s failed for %s: %s", writer_name, path, exc)
-        tmp.unlink(missing_ok=True)
-    raise ClipError("neither OpenCV's VideoWriter nor ffmpeg could write a WebM clip")
+        finally:
+            tmp.unlink(missing_ok=True)
+    raise NoEncoderError("neither OpenCV's VideoWriter nor ffmpeg could write a WebM (VP8) clip")
 
 
-@dataclass
-class ClipJob:
-    violation_id: int
-    abs_path: str
-    rel_path: str
-    frames: list = field(repr=False)  # [(t, jpeg)]
-
-
-@dataclass
-class ClipDone:
-    violation_id: int
-    rel_path: str | None
-    error: str | None
-    meta: dict = field(default_factory=dict)
-    seconds_to_write: float = 0.0
-
-
-def clip_writer_main(job_conn, result_conn) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s clip-writer %(name)s: %(message)s")
-    import cv2
-
-    cv2.setNumThreads(1)
-    result_conn.send(("ready", {"pid": os.getpid()}))
-    while True:
-        try:
-            msg = job_conn.recv()
-        except (EOFError, OSError):
-            break
-        if msg[0] == "stop":
-            break
-        job: ClipJob = msg[1]
-        t0 = time.perf_counter()
-        try:
-            meta = write_clip(job.abs_path, job.frames)
-            done = ClipDone(job.violation_id, job.rel_path, None, meta)
-        except Exception as exc:  # noqa: BLE001 - reported back; the violation keeps its snapshot
-            done = ClipDone(job.violation_id, None, f"{type(exc).__name__}: {exc}")
-        done.seconds_to_write = time.perf_counter() - t0
-        result_conn.send(("clip_done", done))
-
-
-CLIP_SEND_STALL_S = 30.0  # an encoder that takes no byte of its job for this long is stopped or hung: restarted
-
-
-class ClipWriter:
-    """One encoding process; jobs wait in the parent and go over one at a time, written without
-    blocking (a clip job is larger than the pipe: the rest goes on later polls)."""
-
-    def __init__(self, ctx=None, max_waiting: int = 50):
-        self._ctx = ctx
-        self.child: ChildProcess | None = None
-        self._waiting: deque[ClipJob] = deque()
-        self._in_flight: ClipJob | None = None
-        self.max_waiting = max_waiting
-        self.ready = False
-        self.restarts = 0
-        self.written = 0
-        self.failed = 0
-        self.skipped = 0
-
-    def start(self) -> None:
-        self.child = ChildProcess("proctor-clip-writer", clip_writer_main, (), self._ctx)
-        self.child.start()
-        self.ready = False
-
-    def stop(self) -> None:
-        if self.child is not None:
-            self.child.stop()
-
-    def submit(self, job: ClipJob) -> bool:
-        if len(self._waiting) >= self.max_waiting:
-            self.skipped += 1
-            log.warning("clip queue full: no clip for violation %s", job.violation_id)
-            return False
-        self._waiting.append(job)
-        return True
-
-    def poll(self) -> list[ClipDone]:
-        """Finished clips; sends the next job; restarts a dead encoder. Never blocks for long."""
-        out: list[ClipDone] = []
-        if self.child is None:
-            return out
-        self.child.flush()
-        for msg in self.child.poll_messages():
-            if msg[0] == "ready":
-                self.ready = True
-            elif msg[0] == "clip_done":
-                self._in_flight = None
-                done: ClipDone = msg[1]
-                if done.error:
-                    self.failed += 1
-                else:
-                    self.written += 1
-                out.append(done)
-        if not self.child.alive() or self.child.pipe_broken or self.child.send_stalled_s() > CLIP_SEND_STALL_S:
-            lost = self._in_flight
-            log.error("clip writer (pid %s) exited with %s or stopped reading its jobs; restarting", self.child.pid,
-                      self.child.exitcode)
-            self.child.stop(timeout=1.0)
-            self.restarts += 1
-            self._in_flight = None
-            if lost is not None:
-                self.failed += 1
-                out.append(ClipDone(lost.violation_id, None, "clip writer process died"))
-            self.start()
-            return out
-        if self.ready and self._in_flight is None and self._waiting:
-            job = self._waiting.popleft()
-            if self.child.send(("clip", job)):
-                self._in_flight = job
-            else:
-                self._waiting.appendleft(job)
-        return out
-
-    def pending(self) -> int:
-        return len(self._waiting) + (1 if self._in_flight is not None else 0)
-
-    def status(self) -> dict:
-        return {"pid": self.child.pid if self.child else None, "alive": bool(self.child and self.child.alive()),
-                "ready": self.ready, "pending": self.pending(), "written": self.written, "failed": self.failed,
-                "skipped": self.skipped, "restarts": self.restarts}
+def encode_frames_file(frames_path: str | Path, writers=None) -> dict:
+    """Encode a frames file to its cached WebM (cached_webm) unless that exists already. Blocking and
+    CPU-heavy: call it off the event loop. Returns write_clip's figures, or {"cached": True}."""
+    out = cached_webm(frames_path)
+    if out.is_file() and out.stat().st_size > 0:
+        return {"cached": True}
+    return write_clip(out, read_frames(frames_path), writers)

@@ -23,7 +23,7 @@ import time
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 from .store import LiveError, LiveStore, ViolationRecord
 
@@ -39,13 +39,12 @@ SEEN_SESSIONS_MAX = 4096
 @dataclass
 class PendingViolation:
     record: ViolationRecord
-    clip: Any = None            # what the runtime needs to write the clip once stored (in memory only)
     attempts: int = 0
     next_mono: float = field(default=0.0)
 
 
 class ViolationQueue:
-    def __init__(self, store: LiveStore, data_dir: str | os.PathLike, on_stored: Callable[[ViolationRecord, Any, int], None],
+    def __init__(self, store: LiveStore, data_dir: str | os.PathLike, on_stored: Callable[[ViolationRecord, int], None],
                  monotonic: Callable[[], float] = time.monotonic):
         self.store = store
         self.on_stored = on_stored
@@ -60,9 +59,9 @@ class ViolationQueue:
     def __len__(self) -> int:
         return len(self.pending)
 
-    def submit(self, record: ViolationRecord, clip=None) -> int | None:
+    def submit(self, record: ViolationRecord) -> int | None:
         """Store now when nothing waits before it; else (or when the store fails) queue it. The id, or None if queued."""
-        item = PendingViolation(record, clip)
+        item = PendingViolation(record)
         if not self.pending:
             vid = self._try(item)
             if vid is not None:
@@ -88,7 +87,7 @@ class ViolationQueue:
             if vid is not None:
                 log.info("queued violation stored id=%s session=%s rule=%s after %d attempt(s)", vid,
                          item.record.session_id, item.record.type, item.attempts + 1)
-                self.on_stored(item.record, item.clip, vid)
+                self.on_stored(item.record, vid)
         return done
 
     def _try(self, item: PendingViolation) -> int | None:

@@ -219,7 +219,12 @@ class FramePipeline:
                 log.exception("worker %s: detector failed (student %s seq %s)", self.worker_id, job.student_id, job.seq)
             res.timings_ms["detector"] = (time.perf_counter() - t) * 1000
 
-        if job.identity_embedding is not None and self._identity is not None:
+        if job.identity_embedding is not None and self._identity is not None and res.face is not None \
+                and not res.face.face_detected:
+            # The face stage (FaceMesh and the independent counter) found no face: nothing to check, and
+            # a second face search of its own would cost the identity model ~100 ms on every such frame.
+            res.identity_ran, res.identity_face_found = True, False
+        elif job.identity_embedding is not None and self._identity is not None:
             t = time.perf_counter()
             try:
                 from face_identity import embedding_from_bytes

@@ -23,7 +23,7 @@ from typing import Callable
 
 from .actions import ProctorActions
 from .events import EventBus
-from .evidence import ClipJob, ClipWriter, EvidenceStore, PrerollBuffer
+from .evidence import EvidenceStore, PrerollBuffer
 from .frames import FrameReceipt, FrameSlots
 from .health import LoopHeartbeat, read_lock
 from .outbox import SeenEvents, ViolationQueue
@@ -69,7 +69,6 @@ class LiveRuntime(ProctorActions):
         self.preroll = PrerollBuffer(float(settings.preroll_s))
         self.evidence = EvidenceStore(settings.data_dir)
         self.pool: WorkerPool | None = None
-        self.clips: ClipWriter | None = None
         self._streams: dict[int, Stream] = {}
         self._exam_rules = ExamRulesCache(self.config)
         self._lock = threading.RLock()
@@ -103,8 +102,6 @@ class LiveRuntime(ProctorActions):
             if self.enabled:
                 self.pool = WorkerPool(self.worker_count, self.config, on_crash=self._on_worker_crash)
                 self.pool.start()
-            self.clips = ClipWriter()
-            self.clips.start()
             self._running = True
             if self._green():
                 self.socketio.start_background_task(self._run)
@@ -125,8 +122,6 @@ class LiveRuntime(ProctorActions):
                 self._sleep(0.01)
             if self.pool is not None:
                 self.pool.stop()
-            if self.clips is not None:
-                self.clips.stop()
             self._started = False
             log.info("live runtime stopped")
 
@@ -164,7 +159,7 @@ class LiveRuntime(ProctorActions):
             self.heartbeat.loop_stopped()
 
     def step(self) -> bool:
-        """One pass: dispatch waiting frames, collect results and clips, tick and publish status."""
+        """One pass: dispatch waiting frames, collect results, tick and publish status."""
         busy = self.violation_queue.retry_due()
         busy |= self._dispatch()
         if self.pool is not None:
@@ -172,9 +167,6 @@ class LiveRuntime(ProctorActions):
             for result in results:
                 self._handle_result(result)
             busy |= bool(results)
-        if self.clips is not None:
-            for done in self.clips.poll():
-                self._clip_done(done)
         self._tick_and_publish()
         return busy
 
@@ -323,39 +315,41 @@ class LiveRuntime(ProctorActions):
                 evidence_rel = self.evidence.save_snapshot(stream.session_id, stem, jpeg)
             except OSError as exc:
                 log.error("evidence snapshot not written student=%s session=%s: %s", stream.student_id, stream.session_id, exc)
+        clip_rel = self._save_clip_frames(stream, stem)
         # The session's suspicion score when this violation was stored: the result page's timeline draws it.
         suspicion = stream.warnings.suspicion(stream.student_id, event.t).score
         details = {"state": event.state, "frame_t": round(event.t, 3), "warning_count": decision.count,
                    "reason": decision.reason, "seq": seq, **{k: v for k, v in event.details.items()},
                    "suspicion": round(float(suspicion), 1)}
         record = ViolationRecord(stream.student_id, stream.session_id, event.rule, event.severity, details, evidence_rel,
-                                 client_id=str(uuid.uuid4()))
-        clip = (stem, self.preroll.clip(stream.student_id))  # the pre-roll now; written once the violation has an id
-        violation_id = self.violation_queue.submit(record, clip)  # None: queued (the store failed), stored later
+                                 client_id=str(uuid.uuid4()), clip_path=clip_rel)
+        violation_id = self.violation_queue.submit(record)  # None: queued (the store failed), stored later
         if violation_id is not None:
-            self._violation_stored(record, clip, violation_id)
+            self._violation_stored(record, violation_id)
         return violation_id
 
-    def _violation_stored(self, record: ViolationRecord, clip, violation_id: int) -> None:
-        stem, frames = clip or (None, ())  # a violation replayed after a restart has no pre-roll left
-        self.stats.count("violations")
-        log.info("violation stored student=%s session=%s id=%s rule=%s evidence=%s", record.student_id,
-                 record.session_id, violation_id, record.type, record.evidence_path)
-        if len(frames) >= 2 and self.clips is not None:
-            abs_path, rel = self.evidence.paths(record.session_id, stem, "webm")
-            self.clips.submit(ClipJob(violation_id, str(abs_path), rel, frames))
-        elif frames:
-            log.info("no clip for violation %s: only %d processed frame(s) in the pre-roll", violation_id, len(frames))
-
-    def _clip_done(self, done) -> None:
-        if done.error or not done.rel_path:
+    def _save_clip_frames(self, stream: Stream, stem: str) -> str | None:
+        """The pre-roll as it is (the page's JPEGs with their times) in one file; encoded only when a
+        reviewer first opens it (proctor/evidence_files.py). Its path relative to the data directory, or None."""
+        frames = self.preroll.clip(stream.student_id)
+        if len(frames) < 2:
+            if frames:
+                log.info("no clip student=%s session=%s: only %d processed frame in the pre-roll", stream.student_id,
+                         stream.session_id, len(frames))
+            return None
+        try:
+            rel = self.evidence.save_clip_frames(stream.session_id, stem, frames)
+        except OSError as exc:
             self.stats.count("clips_failed")
-            log.warning("no clip for violation %s: %s", done.violation_id, done.error)
-            return
-        self.store.attach_clip(done.violation_id, done.rel_path)
+            log.error("clip frames not written student=%s session=%s: %s", stream.student_id, stream.session_id, exc)
+            return None
         self.stats.count("clips_written")
-        log.info("clip stored violation=%s path=%s %s (%.2f s to write)", done.violation_id, done.rel_path, done.meta,
-                 done.seconds_to_write)
+        return rel
+
+    def _violation_stored(self, record: ViolationRecord, violation_id: int) -> None:
+        self.stats.count("violations")
+        log.info("violation stored student=%s session=%s id=%s rule=%s evidence=%s clip=%s", record.student_id,
+                 record.session_id, violation_id, record.type, record.evidence_path, record.clip_path)
 
     def _on_worker_crash(self, crash: dict) -> None:
         log.error("live worker crashed and is being restarted: %s", crash)
@@ -495,7 +489,6 @@ class LiveRuntime(ProctorActions):
             "running": self._loop_alive,
             "async_mode": self.settings.async_mode,
             "workers": self.pool.status() if self.pool is not None else None,
-            "clip_writer": self.clips.status() if self.clips is not None else None,
             "frames": self.slots.totals(),
             "violations_waiting": len(self.violation_queue),  # not stored yet (the database is down): retried
             **self.stats.as_dict(time.monotonic()),

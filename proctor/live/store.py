@@ -4,7 +4,7 @@ The runtime decides, warns and publishes; it never touches the database itself. 
 reads or writes goes through one LiveStore, handed in by the web layer (proctor/live_store.py:
 SqlLiveStore, SQLAlchemy through Flask-SQLAlchemy). Only the plain values below cross it: no
 Flask objects, no ORM rows, no sessions. A second implementation (a distributed mode, the fake
-in tests/live/test_runtime_unit.py) only has to provide these eight methods.
+in tests/live/test_runtime_unit.py) only has to provide these seven methods.
 
 Errors: a store raises LiveError when the request names something that is not there (its
 `status` is the HTTP code the web layer answers with); anything else it raises is a failure
@@ -55,6 +55,7 @@ class ViolationRecord:
     details: dict[str, Any]               # JSON-able
     evidence_path: str | None             # the snapshot, relative to the data directory
     client_id: str | None = None          # a UUID made when the warning was issued: the store saves it once
+    clip_path: str | None = None          # the pre-roll clip (a frames file), relative to the data directory
 
 
 @dataclass(frozen=True)
@@ -79,9 +80,6 @@ class LiveStore(Protocol):
     def save_violation(self, violation: ViolationRecord) -> int:
         """Store the violation; returns its id (the stored one's, when its client_id is stored already).
         Raises LiveError when it can never be stored (the session is gone), anything else when not now."""
-
-    def attach_clip(self, violation_id: int, rel_path: str) -> None:
-        """Record the violation's clip (relative to the data directory); nothing when the violation is gone."""
 
     def finish_session(self, session_id: int, reason: str) -> None:
         """End the session as TERMINATED with this reason, graded (idempotent); LiveError 404 if unknown."""

@@ -30,6 +30,8 @@ DETAILS_MAX_ITEMS = 20
 DETAILS_MAX_TEXT = 200
 LOAD_WINDOW_S = 10.0     # the share of frames analysed is measured over this many seconds
 DEGRADED_SHARE = 0.9     # fewer analysed than this share of the frames received: the status says degraded
+IDENTITY_RECHECK_MIN_S = 2.0  # an early identity re-check (the face changed) comes at most this often
+FACE_JUMP_IOU = 0.3      # the main face box overlaps its last position less than this: identity is checked again at once
 
 
 @dataclass
@@ -106,6 +108,13 @@ def clean_details(details: Any) -> dict:
     return out
 
 
+def _jumped(before, now) -> bool:
+    """The main face box moved so far between two results that it may be someone else."""
+    from face_pipeline import box_iou
+
+    return before is not None and now is not None and box_iou(before, now) < FACE_JUMP_IOU
+
+
 def face_summary(face) -> dict | None:
     if face is None:
         return None
@@ -157,6 +166,8 @@ class Stream:
     identity_distance: float | None = None
     identity_t: float | None = None
     last_face: Any = None
+    last_face_box: tuple | None = None  # the main face's box in the latest result (None: no face)
+    identity_recheck: bool = False      # the face changed since the last identity check: check again soon
     last_result_mono: float | None = None
     last_errors: list = field(default_factory=list)
     pending: dict = field(default_factory=dict)   # seq -> the Frame sent to a worker, until its result
@@ -209,18 +220,20 @@ class Stream:
 
     # ------------------------------------------------------------------ frames out, results in
     def frame_job(self, frame, config) -> FrameJob:
-        """The worker's job for this frame: the detector when the cadence says so, identity when due."""
+        """The worker's job for this frame: the detector when the cadence says so (cadence.py); identity
+        every IDENTITY_CHECK_EVERY_S, and sooner when the face changed (see absorb)."""
         reason = self.cadence.due(frame.server_ts)
         run_detector = reason is not None
         if run_detector:
             self.cadence.ran(frame.server_ts, reason)
         embedding = None
+        since = None if self.last_identity_dispatch_t is None else frame.server_ts - self.last_identity_dispatch_t
         if self.embedding is not None and (
-            self.last_identity_dispatch_t is None
-            or frame.server_ts - self.last_identity_dispatch_t >= float(config.IDENTITY_CHECK_EVERY_S)
+            since is None or since >= float(config.IDENTITY_CHECK_EVERY_S)
+            or (self.identity_recheck and since >= IDENTITY_RECHECK_MIN_S)
         ):
             embedding = self.embedding
-            self.last_identity_dispatch_t = frame.server_ts
+            self.last_identity_dispatch_t, self.identity_recheck = frame.server_ts, False
         self.dispatched += 1
         self.pending[frame.seq] = frame
         while len(self.pending) > 4:  # results lost with a crashed worker never come back
@@ -256,6 +269,16 @@ class Stream:
         if frame is not None:
             self.last_frame, self.processed_mono = frame, now_mono
         face_state = None if r.face is None else ("no_face" if not r.face.face_detected else f"faces={r.face.face_count}")
+        checked_now = r.identity_ran and r.identity_face_found
+        if r.face is not None and r.face.face_detected and self.embedding is not None and not checked_now and (
+                face_state != self.face_state or _jumped(self.last_face_box, r.face.box)):
+            # A face came back, the count changed or the main face jumped: whoever sits there now is
+            # checked on the next frame (IDENTITY_RECHECK_MIN_S after the last check at the earliest, so
+            # that a flickering face does not bring a check on every frame), not at the next
+            # IDENTITY_CHECK_EVERY_S.
+            self.identity_recheck = True
+        if r.face is not None:
+            self.last_face_box = r.face.box if r.face.face_detected else None
         if face_state != self.face_state:
             log.info("face status student=%s session=%s seq=%s: %s -> %s", r.student_id, r.session_id, r.seq,
                      self.face_state, face_state)

@@ -1,4 +1,5 @@
-"""Evidence: pre-roll buffer, snapshot paths, WebM clips that a browser can play (VP8), the clip process."""
+"""Evidence: pre-roll buffer, snapshot paths, the pre-roll stored as a frames file, and WebM clips that a
+browser can play (VP8) encoded from it on demand and cached."""
 from __future__ import annotations
 
 import json
@@ -9,9 +10,10 @@ import cv2
 import numpy as np
 import pytest
 
-from proctor.live.evidence import (ClipJob, ClipWriter, EvidenceStore, PrerollBuffer, _decode_frames, _write_ffmpeg,
-                                   clip_fps, write_clip)
-from tests.live import fit, load_photo, wait_for
+from proctor.live.evidence import (FRAMES_MAGIC, ClipError, EvidenceStore, NoEncoderError, PrerollBuffer, _decode_frames,
+                                   _write_ffmpeg, cached_webm, clip_files, clip_fps, encode_frames_file, read_frames,
+                                   remove_clip_files, write_clip, write_frames)
+from tests.live import fit, load_photo
 
 
 def _jpeg(img) -> bytes:
@@ -104,26 +106,68 @@ def test_store_paths_are_relative_and_confined(tmp_path):
             store.resolve(bad)
 
 
-def test_clip_writer_process_round_trip_and_restart(tmp_path, frames):
-    import os
-    import signal
+def test_the_pre_roll_is_stored_as_its_jpeg_frames_whole(tmp_path, frames):
+    store = EvidenceStore(tmp_path)
+    rel = store.save_clip_frames(42, store.stem("NO_FACE", 110.0, 3), frames)
+    path = tmp_path / rel
+    assert rel.startswith("evidence/42/110000_no_face_3_") and rel.endswith(".frames")
+    assert read_frames(path) == frames  # the page's own bytes and times, nothing re-encoded
+    # Compact: the JPEGs plus 12 bytes a frame and the 16-byte header.
+    assert path.stat().st_size == len(FRAMES_MAGIC) + sum(12 + len(j) for _, j in frames)
+    assert not cached_webm(path).exists()  # no encoding at violation time
+    assert sorted(p.name for p in path.parent.iterdir()) == [path.name]  # no temporary file left
 
-    writer = ClipWriter()
-    writer.start()
-    try:
-        path = tmp_path / "evidence" / "9" / "v1.webm"
-        writer.submit(ClipJob(1, str(path), "evidence/9/v1.webm", frames[:8]))
-        done = []
-        wait_for(lambda: done.extend(writer.poll()) or done, 120, "the clip writer never answered")
-        assert done[0].violation_id == 1 and done[0].error is None and done[0].rel_path == "evidence/9/v1.webm"
-        assert _probe(path)["codec_name"] == "vp8"
 
-        os.kill(writer.child.pid, signal.SIGKILL)
-        wait_for(lambda: writer.poll() is not None and writer.restarts == 1, 60, "the clip writer was not restarted")
-        writer.submit(ClipJob(2, str(tmp_path / "v2.webm"), "v2.webm", frames[:4]))
-        done = []
-        wait_for(lambda: done.extend(writer.poll()) or done, 120, "no clip after the restart")
-        assert done[0].violation_id == 2 and done[0].error is None
-        assert writer.status()["written"] == 2
-    finally:
-        writer.stop()
+def test_a_frames_file_that_is_not_one_or_is_cut_short_is_refused(tmp_path, frames):
+    good = tmp_path / "good.frames"
+    write_frames(good, frames[:3])
+    data = good.read_bytes()
+    cases = {"cut.frames": data[:-10], "header.frames": data[:len(FRAMES_MAGIC) + 5], "empty.frames": FRAMES_MAGIC,
+             "other.frames": b"RIFF" + data[4:], "huge.frames": FRAMES_MAGIC + b"\0" * 8 + b"\xff\xff\xff\x7f"}
+    for name, raw in cases.items():
+        (tmp_path / name).write_bytes(raw)
+        with pytest.raises(ClipError):
+            read_frames(tmp_path / name)
+        with pytest.raises(ClipError):
+            encode_frames_file(tmp_path / name)
+        assert not cached_webm(tmp_path / name).exists(), name
+
+
+def test_encode_on_demand_is_cached_beside_the_frames(tmp_path, frames):
+    path = tmp_path / "evidence" / "5" / "v.frames"
+    write_frames(path, frames)
+    meta = encode_frames_file(path)
+    out = cached_webm(path)
+    assert out == path.with_suffix(".webm") and meta["frames"] == 20 and meta["codec"] == "vp8"
+    info = _probe(out)
+    assert info["codec_name"] == "vp8" and int(info["nb_read_frames"]) == 20
+    stamp = out.stat().st_mtime_ns
+    assert encode_frames_file(path) == {"cached": True}
+    assert out.stat().st_mtime_ns == stamp
+    assert sorted(p.name for p in path.parent.iterdir()) == ["v.frames", "v.webm"]
+
+
+def test_without_an_encoder_nothing_is_cached(tmp_path, frames):
+    path = tmp_path / "v.frames"
+    write_frames(path, frames[:4])
+    with pytest.raises(NoEncoderError):
+        encode_frames_file(path, writers=())
+    failing = (("broken", lambda p, images, fps: p.write_bytes(b"half a file") and False),)
+    with pytest.raises(NoEncoderError):
+        encode_frames_file(path, writers=failing)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["v.frames"]  # neither a cache nor a temporary file
+
+
+def test_a_clips_files_are_found_and_removed_together(tmp_path, frames):
+    folder = tmp_path / "evidence" / "8"
+    path = folder / "a.frames"
+    write_frames(path, frames[:3])
+    encode_frames_file(path)
+    (folder / ".a.0badf00d.part.webm").write_bytes(b"left by a killed encode")
+    write_frames(folder / "b.frames", frames[:3])  # another clip: untouched
+    assert [p.name for p in clip_files(path)] == [".a.0badf00d.part.webm", "a.frames", "a.webm"]
+    assert remove_clip_files(path) == 3 and remove_clip_files(path) == 0
+    assert sorted(p.name for p in folder.iterdir()) == ["b.frames"]
+    old = folder / "c.webm"  # a clip from before the frames files: a WebM written at violation time
+    write_clip(old, frames[:3])
+    assert clip_files(old) == [old] and remove_clip_files(old) == 1 and not old.exists()

@@ -21,7 +21,6 @@ class MemoryStore:
     def __init__(self):
         self.sessions: dict[int, dict] = {}
         self.violations: dict[int, ViolationRecord] = {}
-        self.clips: dict[int, str] = {}
         self.finished: list[tuple[int, str]] = []
         self.audits: list[AuditEntry] = []
 
@@ -37,7 +36,7 @@ class MemoryStore:
                            exam_auto_terminate=s.get("exam_auto_terminate", False),
                            session_auto_terminate=s["auto_terminate"],
                            exam_disabled_rules=frozenset(s.get("exam_disabled", ())), session_disabled_rules=s["disabled"],
-                           exam_thresholds=s.get("thresholds", "{}"), embedding=None)
+                           exam_thresholds=s.get("thresholds", "{}"), embedding=s.get("embedding"))
 
     def session_states(self, session_ids):
         return {i: self.sessions[i]["status"] for i in session_ids if i in self.sessions}
@@ -49,9 +48,6 @@ class MemoryStore:
         vid = len(self.violations) + 1
         self.violations[vid] = violation
         return vid
-
-    def attach_clip(self, violation_id, rel_path):
-        self.clips[violation_id] = rel_path
 
     def finish_session(self, session_id, reason):
         if session_id not in self.sessions:
@@ -443,3 +439,40 @@ def test_the_status_says_degraded_with_the_share_analysed(store, tmp_path):
     received[0] = 30
     clock[0] += 11.0
     assert stream_status()["load"]["degraded"] is False
+
+
+def test_identity_is_checked_again_when_the_face_changes_not_only_on_the_clock(store, tmp_path):
+    """Identity every IDENTITY_CHECK_EVERY_S while the same face stays; a face that comes back or
+    jumps is checked on the next frame (at most once in IDENTITY_RECHECK_MIN_S); a frame whose face
+    stage found no face costs no identity model run and the check waits for a face."""
+    from face_pipeline import FaceObservation
+    from proctor.live.streams import IDENTITY_RECHECK_MIN_S
+
+    store.add_session(embedding=b"\0" * 512)
+    here, there = (200, 100, 400, 340), (20, 10, 140, 150)
+    scene = {}  # frame time -> the main face box (None: no face)
+
+    def respond(job):
+        box = scene[job.frame_ts]
+        face = FaceObservation(face_detected=box is not None, face_count=int(box is not None), box=box)
+        checked = job.identity_embedding is not None
+        return FrameResult(job.student_id, job.session_id, job.seq, job.frame_ts, job.received_mono, worker_id=0,
+                           face=face, frame_mean=90.0, frame_diff=3.0, identity_ran=checked,
+                           identity_face_found=checked and box is not None,
+                           identity_match=True if checked and box is not None else None)
+
+    rt, _ = make_runtime(store, tmp_path, respond=respond, IDENTITY_CHECK_EVERY_S=10.0)
+    t0 = 1000.0
+    # 0-3.5 s the student; 4-5 s nobody; 5.5-8 s the student again; 8.5 s the face jumps elsewhere;
+    # 10-13.5 s it flickers (lost on every other frame); then 16 s of a steady face.
+    plan = [here] * 8 + [None] * 3 + [here] * 6 + [there] * 3 + [None, there] * 4 + [there] * 32
+    for i, box in enumerate(plan):
+        scene[t0 + i * 0.5] = box
+        feed(rt, t0 + i * 0.5)
+    jobs = [(round(j.frame_ts - t0, 1), scene[j.frame_ts] is not None) for j in rt.pool.jobs if j.identity_embedding is not None]
+    checked = [t for t, face in jobs if face]
+    # The results come back at once here, so a change seen in frame k's result is checked in frame k+1.
+    assert checked[:3] == [0.0, 6.0, 9.0], jobs       # the start, the face back, the jump
+    assert all(b - a >= IDENTITY_RECHECK_MIN_S for a, b in zip(checked, checked[1:])), jobs
+    assert 2 <= len([t for t in checked if 10.0 <= t < 14.0]) <= 2, jobs  # the flicker: one in 2 s
+    assert checked[-1] >= 14.0 and checked[-1] - checked[-2] == pytest.approx(10.0), jobs  # then the clock

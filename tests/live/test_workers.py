@@ -208,6 +208,28 @@ def test_an_exams_identity_threshold_reaches_the_identity_check(config):
     assert strict.identity_match is False
 
 
+def test_no_identity_model_run_on_a_frame_without_a_face(config):
+    """The face stage found nobody (a real empty room): the identity check reports no face without a
+    face search of its own; a frame with the enrolled person is compared as before."""
+    from face_identity import FaceIdentity, embedding_to_bytes
+
+    enrolment = FaceIdentity(config).enrol(load_photo("identity/obama.jpg"))
+    assert enrolment.ok, enrolment.error
+    emb = embedding_to_bytes(enrolment.embedding)
+    pipeline = FramePipeline(config)
+    try:
+        room = pipeline.process(FrameJob(9, 90, 1, 1000.0, time.monotonic(), image=fit(load_photo("f_5_living_room_empty.jpg")),
+                                         run_detector=False, identity_embedding=emb))
+        face = pipeline.process(FrameJob(9, 90, 2, 1000.5, time.monotonic(), image=fit(load_photo("identity/obama2.jpg")),
+                                         run_detector=False, identity_embedding=emb))
+    finally:
+        pipeline.close()
+    assert room.face is not None and not room.face.face_detected
+    assert room.identity_ran and room.identity_face_found is False and room.identity_match is None
+    assert "identity" not in room.timings_ms  # the identity model did not run
+    assert face.identity_ran and face.identity_face_found and face.identity_match is True and "identity" in face.timings_ms
+
+
 class _FakeChild:
     """A worker process stand-in for the pool's bookkeeping: takes every message."""
 

@@ -267,6 +267,48 @@ def test_tracking_mode_on_a_video_sequence(cfg, load_image):
         video.analyze(frame)
 
 
+def _webcam(img: np.ndarray, rng, w: int = 640, h: int = 480) -> np.ndarray:
+    """A photo as a webcam delivers it: letterboxed to 640x480, sensor noise, JPEG quality 70."""
+    s = min(w / img.shape[1], h / img.shape[0])
+    small = cv2.resize(img, (int(img.shape[1] * s), int(img.shape[0] * s)), interpolation=cv2.INTER_AREA)
+    out = np.zeros((h, w, 3), np.uint8)
+    y, x = (h - small.shape[0]) // 2, (w - small.shape[1]) // 2
+    out[y:y + small.shape[0], x:x + small.shape[1]] = small
+    out = np.clip(out.astype(np.int16) + rng.integers(-3, 4, out.shape), 0, 255).astype(np.uint8)
+    return cv2.imdecode(cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, 70])[1], cv2.IMREAD_COLOR)
+
+
+def test_face_counter_runs_only_when_it_can_change_the_count(cfg, load_image):
+    """Video mode: the independent counter on every frame (FACE_COUNTER_EVERY_N_FRAMES=1, the old
+    behaviour) and gated (the default) give the same face count on every frame of a sequence of
+    real scenes, each held for 8 frames as a webcam would show it (one person, three people, two
+    men, an empty room, a person holding a phone), while the gated counter runs on far fewer frames."""
+    names = ["a_1_webcam_woman_T1.jpg", "e_2_three_business.jpg", "a_1_webcam_woman_T1.jpg",
+             "e_5_zidane_two_men.jpg", "f_5_living_room_empty.jpg", "b_3_coco536_women_on_phones.jpg",
+             "a_6_grace_hopper.jpg"]
+    rng = np.random.default_rng(3)
+    frames = [_webcam(load_image(n), rng) for n in names for _ in range(8)]
+    every = load_vision_config(env={}, FACE_COUNTER_EVERY_N_FRAMES=1)
+    assert cfg.FACE_COUNTER_EVERY_N_FRAMES > 1
+    with FaceAnalyzer(every) as always, FaceAnalyzer(cfg) as gated:
+        want = [always.analyze(f).face_count for f in frames]
+        got, ran = [], []
+        for f in frames:
+            before = gated.counter_runs
+            got.append(gated.analyze(f).face_count)
+            ran.append(gated.counter_runs > before)
+        assert always.counter_runs == len(frames)
+    assert got == want
+    assert {want[i * 8 + 7] for i in range(len(names))} >= {0, 1, 2}  # the scenes do differ
+    # One face the mesh tracks (the single-person scenes, 3 of them): the counter on the scene's first
+    # frame (the count changed) and then one audit in FACE_COUNTER_EVERY_N_FRAMES frames.
+    for i, name in enumerate(names):
+        if name.startswith("a_"):
+            assert ran[i * 8] and sum(ran[i * 8:i * 8 + 8]) == 1 + 7 // cfg.FACE_COUNTER_EVERY_N_FRAMES, (name, ran)
+    # Faces the mesh does not track (the small faces of the group photos) keep it on every frame.
+    assert all(ran[8:16]), ran[8:16]
+
+
 def test_instances_run_in_parallel_threads(cfg, load_image):
     """One analyser per thread, no shared state: results match a single-threaded run."""
     names = ["a_1_webcam_woman_T1.jpg", "e_2_three_business.jpg", "f_5_living_room_empty.jpg", "a_7_astronaut.png"]
