@@ -12,12 +12,15 @@ This module imports nothing from the web layer, the database or any model librar
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import dataclass, replace
 from typing import Any, Mapping
 
 ENV_PREFIX = "PROCTOR_"
 SETTINGS_FILE_ENV = "PROCTOR_VISION_SETTINGS"
+
+log = logging.getLogger(__name__)
 
 SEVERITIES = ("low", "medium", "high", "critical")
 SOURCES = ("frame", "browser")
@@ -166,7 +169,6 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("DETECTOR_BACKEND", str, "auto", "Object detector backend; 'auto' takes the first whose model file is present.", choices=DETECTOR_BACKENDS),
     Setting("DETECTOR_MODEL_PATH", str, "", "Model file for the detector; empty means the backend's file in MODELS_DIR."),
     Setting("MODELS_DIR", str, "models", "Folder holding model files (relative to the repository root unless absolute)."),
-    Setting("DETECTOR_EVERY_N_FRAMES", int, 2, "Run the object detector on one processed frame in N (the face stage runs on every frame).", 1, 30),
     Setting("DETECTOR_THREADS", int, 1, "CPU threads each detector instance may use.", 1, 16),
     Setting("PERSON_CONFIDENCE", float, 0.35, "Minimum score for a person detection.", 0.01, 0.99),
     Setting("PHONE_CONFIDENCE", float, 0.25, "Minimum score for a cell phone (COCO 67).", 0.01, 0.99),
@@ -186,6 +188,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SECOND_LOOK_MAX_AREA_FRACTION", float, 0.6, "Crops covering more than this fraction of the frame are skipped (too little zoom to help).", 0.05, 1.0),
     Setting("OBJECT_EVIDENCE_WINDOW_RUNS", int, 5, "Prohibited-object evidence: the last N detector runs are remembered.", 1, 50),
     Setting("OBJECT_EVIDENCE_MIN_HITS", int, 2, "Prohibited-object evidence: a class counts only when seen in at least this many of the remembered runs.", 1, 50),
+    # --- when the detector runs (proctor/live/cadence.py): by scene, not on one frame in N; the face stage runs on every frame
+    Setting("DETECTOR_STEADY_INTERVAL_S", float, 3.0, "In a steady scene the object detector runs once every this many seconds of frame time (sooner on a change or while an object is being confirmed). 3 s costs a third of running it every second; an object that turns up without any movement is still looked for within 3 s.", 0.5, 30),
+    Setting("DETECTOR_FAST_INTERVAL_S", float, 0.5, "While a prohibited object or an extra person is being confirmed or is present (seen in one of the last OBJECT_EVIDENCE_WINDOW_RUNS runs), the detector runs this often (0.5: every frame at 2 frames/s); never slower than TIME_BANNED_OBJECT_S, TIME_MULTIPLE_PERSONS_S or OBSERVATION_STALE_S (the smallest is used).", 0.0, 1.5),
+    Setting("DETECTOR_CHANGE_MIN_INTERVAL_S", float, 1.0, "A change in the scene (lower-half motion, face count, head pose) runs the detector on the next frame, but not sooner than this after its previous run, so continuous movement (writing) costs at most one run per this many seconds.", 0.0, 10),
+    Setting("DETECTOR_MOTION_DIFF", float, 6.0, "Motion in the lower half of the picture (hands, desk) above this counts as a change: mean absolute luma difference (0-255) between consecutive 64x48 greyscale thumbnails, each pixel against its best match one thumbnail pixel around, exposure evened out. Measured (bench/cadence_bench.py): still scenes with a 9-pixel camera shake and exposure flicker stay below 4.3; a laptop raised into the lower half gives 13-45.", 0.5, 255),
+    Setting("DETECTOR_POSE_CHANGE_DEG", float, 15.0, "A head yaw or pitch this many degrees away from where it was at the detector's previous run counts as a change (the tracked pose of a still face wanders by up to 7 degrees).", 3, 90),
     # --- identity
     Setting("IDENTITY_DISTANCE_THRESHOLD", float, 0.45, "Face embedding distance at or below which two faces are the same person (calibrated on the test photos by bench/calibrate_identity.py, see docs/identity-calibration.md; dlib's customary 0.6 gave 28 false matches there, all among small faces).", 0.2, 0.8),
     Setting("IDENTITY_CHECK_EVERY_S", float, 10.0, "How often (frame time) the live face is verified against the enrolment while the same face stays in view (about 90 ms a check); a face that comes back, a change in the face count or a jump of the main face is checked on the next frame whatever this says.", 0.5, 600),
@@ -201,6 +209,27 @@ SETTINGS: tuple[Setting, ...] = (
 ) + tuple(_rule_flag(r) for r in RULES)
 
 _BY_NAME = {s.name: s for s in SETTINGS}
+
+# Settings that no longer exist. A stored exam override, settings file, PROCTOR_VISION_OVERRIDES or
+# environment variable that still names one is ignored with a warning (never an error: an exam
+# stored before the change still opens with its other thresholds).
+RETIRED_SETTINGS: dict[str, str] = {
+    "DETECTOR_EVERY_N_FRAMES": "the detector now runs by scene: see DETECTOR_STEADY_INTERVAL_S, "
+                               "DETECTOR_FAST_INTERVAL_S and DETECTOR_CHANGE_MIN_INTERVAL_S",
+}
+
+
+_retired_warned: set[tuple[str, str]] = set()
+
+
+def _retired(name: str, source: str) -> bool:
+    """True when ``name`` is a retired setting (a warning is logged once per name and source)."""
+    if name not in RETIRED_SETTINGS:
+        return False
+    if (name, source) not in _retired_warned:
+        _retired_warned.add((name, source))
+        log.warning("ignoring retired vision setting %s (from %s): %s", name, source, RETIRED_SETTINGS[name])
+    return True
 
 for _rule in RULE_REGISTRY:  # a registry typo fails at import, not in a browser
     for _key, _setting in _rule.browser_settings:
@@ -260,6 +289,8 @@ class VisionConfig:
         """A copy with some settings changed (validated like any other source)."""
         merged = dict(self.values)
         for name, raw in overrides.items():
+            if _retired(name, "override"):
+                continue
             if name not in _BY_NAME:
                 raise VisionConfigError(f"unknown vision setting {name!r}")
             merged[name] = _parse(_BY_NAME[name], raw, "override")
@@ -295,6 +326,11 @@ def _validated(values: dict[str, Any]) -> dict[str, Any]:
         raise VisionConfigError(
             f"VOICE_MIN_S={values['VOICE_MIN_S']!r} must not exceed VOICE_WINDOW_S={values['VOICE_WINDOW_S']!r}"
         )
+    if values["DETECTOR_FAST_INTERVAL_S"] > values["DETECTOR_STEADY_INTERVAL_S"]:
+        raise VisionConfigError(
+            f"DETECTOR_FAST_INTERVAL_S={values['DETECTOR_FAST_INTERVAL_S']!r} must not exceed "
+            f"DETECTOR_STEADY_INTERVAL_S={values['DETECTOR_STEADY_INTERVAL_S']!r}"
+        )
     extra = values["EXTRA_BANNED_CLASSES"]
     for part in (p.strip() for p in extra.split(",") if p.strip()):
         if not part.isdigit() or int(part) not in _EXTRA_CLASS_IDS:
@@ -323,6 +359,8 @@ def load_vision_config(
         if not isinstance(data, dict):
             raise VisionConfigError(f"vision settings file {path!r} must hold a JSON object")
         for name, raw in data.items():
+            if _retired(name, path):
+                continue
             if name not in _BY_NAME:
                 raise VisionConfigError(f"vision settings file {path!r}: unknown setting {name!r}")
             values[name] = _parse(_BY_NAME[name], raw, path)
@@ -330,7 +368,12 @@ def load_vision_config(
         key = ENV_PREFIX + setting.name
         if key in env:
             values[setting.name] = _parse(setting, env[key], f"environment {key}")
+    for name in RETIRED_SETTINGS:
+        if ENV_PREFIX + name in env:
+            _retired(name, f"environment {ENV_PREFIX}{name}")
     for name, raw in overrides.items():
+        if _retired(name, "override"):
+            continue
         if name not in _BY_NAME:
             raise VisionConfigError(f"unknown vision setting {name!r}")
         values[name] = _parse(_BY_NAME[name], raw, "override")

@@ -226,6 +226,37 @@ def camera_activity(frame_bgr: np.ndarray, previous_grey: np.ndarray | None) -> 
     return float(grey.mean()), diff, grey
 
 
+MOTION_THUMB_SIZE = (64, 48)  # width, height of the whole frame's thumbnail; its lower half is compared
+MOTION_TOLERANCE_PX = 1       # each thumbnail pixel is compared with its best match this far around
+
+
+def lower_half_motion(grey: np.ndarray, previous_thumb: np.ndarray | None) -> tuple[float | None, np.ndarray]:
+    """How much the lower half of the picture (hands, desk) changed since the previous frame, and this
+    frame's thumbnail for the next call. None without a previous thumbnail.
+
+    The mean (0-255) over the lower half of 64x48 greyscale thumbnails of each pixel's absolute
+    difference to its best match within MOTION_TOLERANCE_PX thumbnail pixels (10 frame pixels at
+    640x480) in the previous thumbnail, scaled to this one's mean brightness first. The thumbnail
+    averages sensor and JPEG noise away, the best match absorbs a camera shake or a student shifting
+    by a few pixels, the brightness scaling an exposure change; a hand or an object that was not
+    there stays (bench/cadence_bench.py measures both). Well under 1 ms on 640x480; the object
+    detector's cadence (proctor/live/cadence.py) reads it."""
+    w, h = MOTION_THUMB_SIZE
+    thumb = cv2.resize(grey, (w, h), interpolation=cv2.INTER_AREA)[h // 2:].astype(np.float32)
+    if previous_thumb is None or previous_thumb.shape != thumb.shape:
+        return None, thumb
+    r = MOTION_TOLERANCE_PX
+    prev = previous_thumb * (float(thumb.mean()) / max(float(previous_thumb.mean()), 1.0))
+    padded = cv2.copyMakeBorder(prev, r, r, r, r, cv2.BORDER_REPLICATE)
+    th, tw = thumb.shape
+    best = None
+    for dy in range(2 * r + 1):
+        for dx in range(2 * r + 1):
+            diff = cv2.absdiff(thumb, padded[dy:dy + th, dx:dx + tw])
+            best = diff if best is None else cv2.min(best, diff)
+    return float(best.mean()), thumb
+
+
 def normalise_dark(frame_bgr: np.ndarray) -> np.ndarray:
     """CLAHE on the L channel (LAB), after stretching L to the full range."""
     lab = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2LAB)

@@ -11,9 +11,10 @@ mode and in static-image mode, object detector, identity check, decision engine 
 system, HUD drawing.
 
 Part 2, whole pipeline (face + detector + decision + warning) over all students' frames:
-  ours     FaceMesh in tracking mode, one FaceAnalyzer per stream, the detector on one frame in
-           DETECTOR_EVERY_N_FRAMES per stream, one detector per worker (DETECTOR_THREADS each),
-           students spread over --workers processes (sticky), no shared locks;
+  ours     FaceMesh in tracking mode, one FaceAnalyzer per stream, the detector when the stream's
+           DetectorCadence says so (proctor/live/cadence.py: by scene; the streams here are still
+           photos, so mostly once per DETECTOR_STEADY_INTERVAL_S), one detector per worker
+           (DETECTOR_THREADS each), students spread over --workers processes (sticky), no shared locks;
   baseline the seed's shape: one FaceAnalyzer in static-image mode and one detector (onnxruntime
            using every core) shared behind one global lock per model, the detector on every
            frame, all frames handled serially in one process.
@@ -36,7 +37,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
-from face_pipeline import camera_activity  # noqa: E402  (the live workers' CAMERA_OFF measure)
+from face_pipeline import camera_activity, lower_half_motion  # noqa: E402  (what the live workers measure)
 from tests.photos import cover  # noqa: E402
 os.environ.setdefault("GLOG_minloglevel", "2")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -180,6 +181,8 @@ def our_worker(worker_id, students, n_frames, overrides, ready, start, results):
     from decision_engine import DecisionEngine, FrameObservation
     from face_pipeline import FaceAnalyzer
     from person_pipeline import create_detector
+    from proctor.live.cadence import DetectorCadence
+    from proctor.live.pipeline import FrameResult
     from warning_system import WarningSystem
 
     config = load_vision_config(**overrides)
@@ -187,7 +190,7 @@ def our_worker(worker_id, students, n_frames, overrides, ready, start, results):
     analyzers = {s: FaceAnalyzer(config, static_image_mode=False) for s in students}
     detector = create_detector(config)
     engine, warnings = DecisionEngine(config), WarningSystem(config)
-    every = int(config.DETECTOR_EVERY_N_FRAMES)
+    cadences = {s: DetectorCadence(config) for s in students}
     for s in students:  # warm-up outside the timed part (same as the baseline)
         analyzers[s].analyze(frames[s][0])
         analyzers[s].close()
@@ -199,15 +202,21 @@ def our_worker(worker_id, students, n_frames, overrides, ready, start, results):
     start.wait()
     t0, cpu0 = time.monotonic(), time.process_time()
     dets_out, faces_out, n_events = {}, {}, 0
-    last_dets, prev = {}, {}
+    last_dets, prev, thumbs = {}, {}, {}
     for s, i, frame in interleaved(students, frames):
         t = i / STREAM_FPS
         mean, diff, prev[s] = camera_activity(frame, prev.get(s))
+        motion, thumbs[s] = lower_half_motion(prev[s], thumbs.get(s))
         face = analyzers[s].analyze(frame)
-        if detector is not None and i % every == 0:
+        reason = cadences[s].due(t)
+        ran = detector is not None and reason is not None
+        if ran:
+            cadences[s].ran(t, reason)
             last_dets[s] = (detector.detect(frame), t)
             dets_out[(s, i)] = det_key(last_dets[s][0])
         d, dt = last_dets.get(s, (None, None))
+        cadences[s].observe(FrameResult(s, s, i + 1, t, 0.0, worker_id, face=face, detections=d if ran else None,
+                                        detector_ran=ran, lower_motion=motion), d if ran else None)
         obs = FrameObservation(t=t, face=face, detections=d, detections_t=dt, frame_mean=mean, frame_diff=diff)
         for e in engine.evaluate(s, obs, t):
             warnings.on_event(s, e)
@@ -305,7 +314,7 @@ def main(argv=None) -> int:
     info = detector.info() if detector is not None else {"backend": "none (no model file)"}
     print(f"machine: {os.cpu_count()} CPU(s), load average {os.getloadavg()[0]:.1f} at start; "
           f"frames {FRAME_SIZE[0]}x{FRAME_SIZE[1]}; detector {info.get('backend')} input {info.get('input_size')}; "
-          f"DETECTOR_EVERY_N_FRAMES={config.DETECTOR_EVERY_N_FRAMES}")
+          f"detector by scene: DETECTOR_STEADY_INTERVAL_S={config.DETECTOR_STEADY_INTERVAL_S}, frame step {1 / STREAM_FPS:g} s")
     if detector is not None:
         detector.close()
 
@@ -325,7 +334,7 @@ def main(argv=None) -> int:
     print(f"  baseline (static FaceMesh, detector every frame, global locks, serial): "
           f"{base_wall:7.2f} s  {base_fps:7.1f} frames/s  {1000 * base_cpu / total:7.1f} CPU ms/frame  "
           f"({base_events} rule events)")
-    print(f"  ours ({args.workers} workers, tracking FaceMesh, detector 1 in {config.DETECTOR_EVERY_N_FRAMES}, "
+    print(f"  ours ({args.workers} workers, tracking FaceMesh, detector on {len(our_dets)} of {total} frames by scene, "
           f"per-worker models): {ours_wall:7.2f} s  {ours_fps:7.1f} frames/s  {1000 * our_cpu / total:7.1f} CPU ms/frame  "
           f"({our_events} rule events; worker busy s {per_worker})")
     print(f"  ratio ours / baseline: {ours_fps / base_fps:.2f}x frames/s (target >= 3x); "

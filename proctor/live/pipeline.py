@@ -63,6 +63,7 @@ class FrameResult:
     identity_match: bool | None = None
     frame_mean: float | None = None  # mean luma 0-255
     frame_diff: float | None = None  # mean abs luma difference to this stream's previous frame
+    lower_motion: float | None = None  # lower-half thumbnail change since the previous frame (cadence.py)
     frame_size: tuple[int, int] | None = None
     timings_ms: dict = field(default_factory=dict)
     errors: list = field(default_factory=list)
@@ -81,6 +82,7 @@ class FramePipeline:
         self._analyzers: dict[int, Any] = {}
         self._last_used: dict[int, float] = {}
         self._prev_small: dict[int, np.ndarray] = {}
+        self._prev_thumb: dict[int, np.ndarray] = {}
         self._face_cls = self._detector = self._identity = None
         self._load()
 
@@ -131,6 +133,7 @@ class FramePipeline:
         analyzer = self._analyzers.pop(student_id, None)
         self._last_used.pop(student_id, None)
         self._prev_small.pop(student_id, None)
+        self._prev_thumb.pop(student_id, None)
         if analyzer is not None:
             try:
                 analyzer.close()
@@ -186,11 +189,14 @@ class FramePipeline:
             return res
         res.frame_size = (int(frame.shape[1]), int(frame.shape[0]))
 
-        # Frame statistics for CAMERA_OFF (black or frozen picture).
-        from face_pipeline import camera_activity
+        # Frame statistics for CAMERA_OFF (black or frozen picture), and lower-half motion for the
+        # detector's cadence (proctor/live/cadence.py).
+        from face_pipeline import camera_activity, lower_half_motion
 
-        res.frame_mean, res.frame_diff, self._prev_small[job.student_id] = camera_activity(
-            frame, self._prev_small.get(job.student_id))
+        sid = job.student_id
+        res.frame_mean, res.frame_diff, grey = camera_activity(frame, self._prev_small.get(sid))
+        self._prev_small[sid] = grey
+        res.lower_motion, self._prev_thumb[sid] = lower_half_motion(grey, self._prev_thumb.get(sid))
 
         if self._face_cls is not None:
             t = time.perf_counter()

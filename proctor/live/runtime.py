@@ -498,5 +498,8 @@ class LiveRuntime(ProctorActions):
 
     def detector_status(self) -> dict:
         info = self.pool.detector_info() if self.pool is not None else {"loaded": False, "reason": "live processing disabled"}
-        return {**info, "every_n_frames": int(self.config.DETECTOR_EVERY_N_FRAMES),
-                "backend_setting": self.config.DETECTOR_BACKEND}
+        c = self.config
+        cadence = {"steady_interval_s": c.DETECTOR_STEADY_INTERVAL_S, "fast_interval_s": c.DETECTOR_FAST_INTERVAL_S,
+                   "change_min_interval_s": c.DETECTOR_CHANGE_MIN_INTERVAL_S, "motion_diff": c.DETECTOR_MOTION_DIFF,
+                   "pose_change_deg": c.DETECTOR_POSE_CHANGE_DEG}
+        return {**info, "cadence": cadence, "backend_setting": c.DETECTOR_BACKEND}

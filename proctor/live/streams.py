@@ -4,7 +4,8 @@ A Stream is opened from the store's SessionInfo (proctor/live/store.py). It hold
 settings (auto-terminate, disabled rules, the exam's vision overrides, the enrolment), the
 DecisionEngine and WarningSystem of its exam (shared by the exam's streams: their state is kept
 per student), its own ObjectEvidence (person_pipeline: a prohibited object counts only when seen
-in OBJECT_EVIDENCE_MIN_HITS of the last OBJECT_EVIDENCE_WINDOW_RUNS detector runs), the latest
+in OBJECT_EVIDENCE_MIN_HITS of the last OBJECT_EVIDENCE_WINDOW_RUNS detector runs), its own
+DetectorCadence (cadence.py: which frames get the object detector, by scene), the latest
 observations, counters and the newest processed frame. `frame_job` turns a frame into the
 worker's job; `absorb` takes the worker's result in and returns the observation the decision
 engine sees. No I/O and no locking here: the runtime (proctor/live/runtime.py) holds the lock.
@@ -19,6 +20,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from .cadence import DetectorCadence
 from .pipeline import FrameJob, FrameResult
 from .store import SessionInfo
 
@@ -150,6 +152,7 @@ class Stream:
     session_disabled: frozenset
     embedding: bytes | None
     objects: Any = None          # person_pipeline.ObjectEvidence: a prohibited object needs k of the last n runs
+    cadence: DetectorCadence | None = None  # which frames get the detector (made from the exam's config)
     joined_mono: float = field(default_factory=time.monotonic)
     dispatched: int = 0
     processed: int = 0
@@ -177,6 +180,10 @@ class Stream:
     last_status_mono: float = 0.0
     terminated: bool = False
     face_state: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.cadence is None:
+            self.cadence = DetectorCadence(self.rules.config)
 
     @classmethod
     def open(cls, info: SessionInfo, rules: ExamRules) -> "Stream":
@@ -213,9 +220,12 @@ class Stream:
 
     # ------------------------------------------------------------------ frames out, results in
     def frame_job(self, frame, config) -> FrameJob:
-        """The worker's job for this frame: the detector every DETECTOR_EVERY_N_FRAMES; identity every
-        IDENTITY_CHECK_EVERY_S, and sooner when the face changed (see absorb)."""
-        run_detector = self.dispatched % int(config.DETECTOR_EVERY_N_FRAMES) == 0
+        """The worker's job for this frame: the detector when the cadence says so (cadence.py); identity
+        every IDENTITY_CHECK_EVERY_S, and sooner when the face changed (see absorb)."""
+        reason = self.cadence.due(frame.server_ts)
+        run_detector = reason is not None
+        if run_detector:
+            self.cadence.ran(frame.server_ts, reason)
         embedding = None
         since = None if self.last_identity_dispatch_t is None else frame.server_ts - self.last_identity_dispatch_t
         if self.embedding is not None and (
@@ -243,6 +253,7 @@ class Stream:
             if dets is not None and self.objects is not None:
                 dets = self.objects.update(dets)  # a prohibited object counts once seen in k of the last n runs
             self.last_detections, self.last_detections_t = dets, r.frame_ts
+        self.cadence.observe(r, self.last_detections if r.detector_ran else None)
         if r.identity_ran:
             self.identity_attempts += 1
             self.identity_checks += 1 if r.identity_face_found else 0
@@ -327,6 +338,7 @@ class Stream:
             "disabled_rules": sorted(self.disabled_rules),
             "frames": frame_stats | {
                 "processed": self.processed, "detector_runs": self.detector_runs,
+                "detector_cadence": self.cadence.summary(),
                 "identity_checks": self.identity_checks, "identity_attempts": self.identity_attempts},
             "load": self.load(now_mono, int(frame_stats.get("received", 0))),
             "errors": list(self.last_errors),

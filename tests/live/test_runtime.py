@@ -153,7 +153,11 @@ def test_no_face_violation_with_evidence_jpeg_and_clip(app, runtime_factory):
     st = rt.status(student_id)
     assert st["warnings"] == 1 and "NO_FACE" in st["active_rules"] and st["suspicion"]["score"] > 0
     assert st["frames"]["received"] == 14 and st["frames"]["processed"] == 14
-    assert st["frames"]["detector_runs"] == 7  # DETECTOR_EVERY_N_FRAMES = 2: the face stage runs on all 14
+    # The face stage runs on all 14 frames, the detector by scene (proctor/live/cadence.py): the first
+    # frame, the frame after the room replaced the student (t0 + 3.0: face lost, lower-half motion) and
+    # 3 s later in the steady empty room (t0 + 6.0). One frame in two would have been 7.
+    assert st["frames"]["detector_runs"] == 3
+    assert st["frames"]["detector_cadence"]["runs"] == {"first": 1, "motion": 1, "steady": 1}
     assert st["frames"]["identity_checks"] == 0  # nobody enrolled: no identity checks
     pipe = rt.pipeline_status()
     assert pipe["counters"]["violations"] == 1 and pipe["latency_ms"]["samples"] == 14

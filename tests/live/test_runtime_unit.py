@@ -247,9 +247,11 @@ def test_a_frame_the_worker_could_not_decode_counts_as_a_black_camera(store, tmp
     assert [v.type for v in store.violations.values()] == ["CAMERA_OFF"]
 
 
-def _phone_runs(runs_with_phone: set[int], frames: int, t0=200.0, every_s=0.5):
-    """Frames every `every_s` s with the detector on every 4th (DETECTOR_EVERY_N_FRAMES=4, as a
-    CPU-saving setting would have it); detector run i sees a phone when i is in runs_with_phone."""
+def _phone_runs(runs_with_phone, frames: int, t0=200.0, every_s=0.5):
+    """Frames every `every_s` s (2 frames/s, as the exam page sends them); the detector runs when the
+    stream's cadence says so (proctor/live/cadence.py) and its run i sees a phone when i is in
+    runs_with_phone. The scripted results carry no face and no motion: only the cadence's steady
+    interval and its watching over a seen object decide."""
     runs = iter(range(10 ** 6))
 
     def respond(job):
@@ -267,27 +269,63 @@ def _prohibited(store):
 
 def test_a_single_phone_sighting_is_not_a_prohibited_object(store, tmp_path):
     """One detector run with a phone, then runs without: ObjectEvidence (2 of the last 5 runs) never
-    confirms it, even though that run's result is used for the next 1.5 s of frames."""
+    confirms it. The sighting makes the cadence watch (a run on every frame) until it has left the
+    evidence window (5 runs), then the steady interval (3 s) is back."""
     respond, times = _phone_runs({0}, frames=12)
-    rt, events = make_runtime(store, tmp_path, respond, DETECTOR_EVERY_N_FRAMES=4)
+    rt, events = make_runtime(store, tmp_path, respond)
     for t in times:
         feed(rt, t)
-    assert rt.stats.counters["processed"] == 12 and rt.status(STUDENT)["frames"]["detector_runs"] == 3
+    frames = rt.status(STUDENT)["frames"]
+    assert rt.stats.counters["processed"] == 12 and frames["detector_runs"] == 7
+    # frame 0 (first), frames 1-5 while the sighting is in the window, frame 11 (3 s after frame 5)
+    assert frames["detector_cadence"] == {"watching": False, "runs": {"first": 1, "watch": 5, "steady": 1}}
     assert _prohibited(store) == [] and "PROHIBITED_OBJECT" not in rt.status(STUDENT)["active_rules"]
 
 
 def test_repeated_phone_sightings_are_a_prohibited_object(store, tmp_path):
-    """A phone in every detector run: confirmed at the second run (t0 + 2 s), reported
-    TIME_BANNED_OBJECT_S (1.5 s) of frame time later."""
-    respond, times = _phone_runs({0, 1, 2, 3}, frames=12)
-    rt, events = make_runtime(store, tmp_path, respond, DETECTOR_EVERY_N_FRAMES=4)
+    """A phone in every detector run: seen on the first frame, looked at again on the next frame
+    (the cadence watches a candidate), confirmed there (t0 + 0.5 s) and reported TIME_BANNED_OBJECT_S
+    (1.5 s) of frame time later. The detector keeps running on every frame while the phone is there."""
+    respond, times = _phone_runs(range(10 ** 6), frames=12)
+    rt, events = make_runtime(store, tmp_path, respond)
     for t in times:
         feed(rt, t)
     found = _prohibited(store)
     assert len(found) == 1, store.violations
-    assert found[0].details["frame_t"] == pytest.approx(200.0 + 2.0 + 1.5)
+    assert found[0].details["frame_t"] == pytest.approx(200.0 + 0.5 + 1.5)
     assert [o["label"] for o in found[0].details["objects"]] == ["cell phone"]
     assert [o["label"] for o in rt.status(STUDENT)["objects"]] == ["person", "cell phone"]
+    assert rt.status(STUDENT)["frames"]["detector_runs"] == 12
+
+
+def test_a_phone_seen_by_a_steady_run_is_confirmed_on_the_next_frame(store, tmp_path):
+    """Nothing for 4 s (the detector on frames 0 and 6 only, 3 s apart), then a phone from frame 8 on:
+    the steady run at frame 12 (t0 + 6 s) sees it, the next frame confirms it, and it is reported
+    TIME_BANNED_OBJECT_S later."""
+    runs_with_phone = set(range(2, 10 ** 6))  # runs 0 and 1 are frames 0 and 6
+    respond, times = _phone_runs(runs_with_phone, frames=20)
+    rt, events = make_runtime(store, tmp_path, respond)
+    for t in times:
+        feed(rt, t)
+    found = _prohibited(store)
+    assert len(found) == 1 and found[0].details["frame_t"] == pytest.approx(200.0 + 6.5 + 1.5)
+    assert rt.status(STUDENT)["frames"]["detector_cadence"]["runs"] == {"first": 1, "steady": 2, "watch": 7}
+
+
+def test_an_exam_stored_with_the_retired_detector_every_n_frames_still_opens(store, tmp_path, caplog):
+    """DETECTOR_EVERY_N_FRAMES is gone (the cadence replaced it): an exam whose stored thresholds still
+    name it keeps its other overrides, and the old key is ignored with a warning, never an error."""
+    store.sessions[SESSION]["thresholds"] = '{"DETECTOR_EVERY_N_FRAMES": 4, "TIME_BANNED_OBJECT_S": 3.0}'
+    respond, times = _phone_runs(range(10 ** 6), frames=10)
+    rt, events = make_runtime(store, tmp_path, respond)
+    with caplog.at_level("WARNING", logger="config_vision"):
+        for t in times:
+            feed(rt, t)
+    stream = rt._streams[STUDENT]
+    assert stream.rules.config.TIME_BANNED_OBJECT_S == 3.0 and rt.status(STUDENT)["frames"]["processed"] == 10
+    assert not any("bad vision thresholds" in r.getMessage() for r in caplog.records)
+    # Confirmed at t0 + 0.5 s, reported after the exam's own 3 s.
+    assert [v.details["frame_t"] for v in _prohibited(store)] == [pytest.approx(200.0 + 0.5 + 3.0)]
 
 
 def test_the_dashboard_order_is_the_servers_risk(store, tmp_path):

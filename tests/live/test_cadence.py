@@ -1,0 +1,196 @@
+"""DetectorCadence on its own (proctor/live/cadence.py): the real vision config, real FrameResult,
+FaceObservation and Detections values; frames carry their time, nothing sleeps."""
+from __future__ import annotations
+
+import pytest
+
+from config_vision import VisionConfigError, load_vision_config
+from face_pipeline import FaceObservation
+from person_pipeline import Detection, Detections
+from proctor.live.cadence import DetectorCadence
+from proctor.live.pipeline import FrameResult
+
+PERSON = Detection(0, "person", 0.9, (120, 40, 520, 480))
+OTHER_PERSON = Detection(0, "person", 0.7, (520, 100, 640, 480))
+PHONE = Detection(67, "cell phone", 0.4, (300, 300, 360, 400))
+FACE = FaceObservation(True, 1, yaw_deg=2.0, pitch_deg=-8.0)
+
+
+@pytest.fixture(scope="module")
+def config():
+    return load_vision_config(env={})
+
+
+def face(count=1, yaw=2.0, pitch=-8.0):
+    return FaceObservation(count > 0, count, yaw_deg=yaw if count else None, pitch_deg=pitch if count else None)
+
+
+def run_stream(cadence, frames, sees=lambda t: (PERSON,), every_s=0.5):
+    """Feed frames (a list of (face, lower_motion) per frame, at `every_s` apart from t=0) through the
+    cadence as the runtime does: due -> ran -> the worker's result -> observe. `sees(t)` is what a
+    detector run at frame time t finds. Returns the frame times the detector ran at, with the reason."""
+    ran = []
+    for i, (f, motion) in enumerate(frames):
+        t = round(i * every_s, 6)
+        reason = cadence.due(t)
+        if reason:
+            cadence.ran(t, reason)
+            ran.append((t, reason))
+        dets = Detections(tuple(sees(t)), "unit", (640, 480)) if reason else None
+        result = FrameResult(1, 1, i + 1, t, 0.0, worker_id=0, face=f, detections=dets, detector_ran=bool(reason),
+                             lower_motion=motion)
+        cadence.observe(result, dets)
+    return ran
+
+
+def still(n, motion=1.0):
+    return [(face(), motion) for _ in range(n)]
+
+
+def test_a_steady_scene_gets_the_detector_once_per_steady_interval(config):
+    cadence = DetectorCadence(config)
+    ran = run_stream(cadence, still(20))  # 10 s at 2 frames/s, a still face, sensor-noise motion
+    assert ran == [(0.0, "first"), (3.0, "steady"), (6.0, "steady"), (9.0, "steady")]
+    assert not cadence.watching
+
+
+def test_the_steady_interval_is_a_setting(config):
+    cadence = DetectorCadence(config.with_overrides(DETECTOR_STEADY_INTERVAL_S=2.0))
+    assert [t for t, _ in run_stream(cadence, still(12))] == [0.0, 2.0, 4.0]
+
+
+@pytest.mark.parametrize("changed, reason", [
+    ((face(), 20.0), "motion"),                     # a hand or an object in the lower half
+    ((face(count=2), 1.0), "faces"),                # another face
+    ((face(count=0), 1.0), "face_lost"),
+    ((face(yaw=2.0 + 16), 1.0), "pose"),            # turned beyond DETECTOR_POSE_CHANGE_DEG (15)
+    ((face(pitch=-8.0 - 16), 1.0), "pose"),
+])
+def test_each_change_runs_the_detector_on_the_next_frame(config, changed, reason):
+    """A change on frame 4 (t = 2.0 s, 2 s after the first run): the detector runs on frame 5."""
+    cadence = DetectorCadence(config)
+    assert run_stream(cadence, still(4) + [changed] + still(3)) == [(0.0, "first"), (2.5, reason)]
+
+
+def test_a_face_coming_back_runs_the_detector_on_the_next_frame(config):
+    cadence = DetectorCadence(config)
+    away = [(face(count=0), 1.0)]
+    ran = run_stream(cadence, still(2) + away * 4 + still(2))
+    # lost on frame 2 -> run on frame 3 (1.5 s); back on frame 6 (3.0 s) -> run on frame 7 (3.5 s)
+    assert ran == [(0.0, "first"), (1.5, "face_lost"), (3.5, "face_back")]
+
+
+@pytest.mark.parametrize("frame", [(face(), 5.0), (face(yaw=2.0 + 10), 1.0), (face(pitch=-8.0 + 12), 1.0), (None, 1.0)])
+def test_small_changes_and_a_failed_face_stage_are_no_change(config, frame):
+    """Below DETECTOR_MOTION_DIFF (6) and DETECTOR_POSE_CHANGE_DEG (15); the face stage not run (None)."""
+    cadence = DetectorCadence(config)
+    assert run_stream(cadence, still(3) + [frame] * 3) == [(0.0, "first")]
+
+
+def test_the_pose_is_compared_with_the_last_run_not_the_last_frame(config):
+    """A head turning slowly (8 degrees a frame) is a change once it is 15 degrees from the last run:
+    frame 3 (18 degrees at 1.5 s) is, so frame 4 gets the detector."""
+    cadence = DetectorCadence(config)
+    turning = [(face(yaw=2.0 + 8 * k), 1.0) for k in range(1, 4)]  # 10, 18, 26 degrees
+    assert run_stream(cadence, still(2) + turning) == [(0.0, "first"), (2.0, "pose")]
+
+
+def test_a_change_right_after_a_run_waits_for_the_change_min_interval(config):
+    """Motion on every frame (a student writing), 4 frames/s: at most one run per
+    DETECTOR_CHANGE_MIN_INTERVAL_S (1 s: the old 1 in 2 frames at 2 frames/s). Without that bound a
+    change seen on a frame runs the detector on the next, so every other frame (the motion a run's own
+    frame shows was seen by that run)."""
+    cadence = DetectorCadence(config)
+    ran = run_stream(cadence, still(17, motion=20.0), every_s=0.25)
+    assert ran == [(0.0, "first"), (1.0, "motion"), (2.0, "motion"), (3.0, "motion"), (4.0, "motion")]
+    cadence = DetectorCadence(config.with_overrides(DETECTOR_CHANGE_MIN_INTERVAL_S=0.0))
+    assert [t for t, _ in run_stream(cadence, still(17, motion=20.0), every_s=0.25)] == [k / 2 for k in range(9)]
+
+
+def test_fast_while_a_candidate_is_confirmed_and_present_then_steady_again(config):
+    """A phone from t = 2.0 s to 5.0 s, seen first by a run triggered by motion: the detector then runs
+    on every frame (DETECTOR_FAST_INTERVAL_S 0.5) while the phone is there and until the last sighting
+    has left the OBJECT_EVIDENCE_WINDOW_RUNS (5) window, then once per steady interval again."""
+    cadence = DetectorCadence(config)
+    frames = still(4) + [(face(), 20.0)] + still(19)  # the hand moves on frame 4 (2.0 s)
+    ran = run_stream(cadence, frames, sees=lambda t: (PERSON, PHONE) if 2.0 <= t < 5.0 else (PERSON,))
+    assert ran[:2] == [(0.0, "first"), (2.5, "motion")]
+    # 3.0 .. 4.5 see the phone; 5.0 .. 7.0 do not (the last sighting at 4.5 is in the window until 7.0)
+    assert ran[2:11] == [(t / 2, "watch") for t in range(6, 15)]
+    assert ran[11:] == [(10.0, "steady")]
+    assert not cadence.watching and cadence.summary() == {"watching": False,
+                                                          "runs": {"first": 1, "motion": 1, "watch": 9, "steady": 1}}
+
+
+def test_an_extra_person_is_watched_like_an_object(config):
+    cadence = DetectorCadence(config)
+    ran = run_stream(cadence, still(8), sees=lambda t: (PERSON, OTHER_PERSON) if t < 1 else (PERSON,))
+    # Two persons on frames 0 and 1; then every frame until 5 runs have seen one person only (frame 6).
+    assert [r for _, r in ran] == ["first"] + ["watch"] * 6
+
+
+def test_a_confirmed_object_keeps_it_watching(config):
+    """The rules' detections (after ObjectEvidence) still hold a confirmed object: watch."""
+    cadence = DetectorCadence(config)
+    cadence.ran(0.0, "first")
+    for i in range(6):
+        t = i * 0.5
+        cadence.quiet_runs = cadence.window_runs  # as if the raw runs saw nothing
+        confirmed = Detections((PERSON, PHONE), "unit", (640, 480))
+        cadence.observe(FrameResult(1, 1, i + 1, t, 0.0, 0, face=FACE, detections=Detections((PERSON,), "unit", (640, 480)),
+                                    detector_ran=True), confirmed)
+        assert cadence.watching
+
+
+def test_the_fast_interval_is_bounded_by_the_persistence_times(config):
+    assert DetectorCadence(config).fast_s == 0.5
+    assert DetectorCadence(config.with_overrides(DETECTOR_FAST_INTERVAL_S=1.5)).fast_s == 1.5
+    # An exam that reports an object after 0.2 s: the cadence watches at least that often.
+    assert DetectorCadence(config.with_overrides(TIME_BANNED_OBJECT_S=0.2)).fast_s == 0.2
+    assert DetectorCadence(config.with_overrides(TIME_MULTIPLE_PERSONS_S=0.0)).fast_s == 0.0
+
+
+def test_frame_time_going_back_starts_over(config):
+    cadence = DetectorCadence(config)
+    cadence.ran(100.0, "first")
+    assert cadence.due(100.5) is None and cadence.due(99.0) == "first"
+
+
+def test_a_run_whose_detector_failed_still_sets_the_reference(config):
+    """No detector result (the model missing or failed): no watching, and the face it saw is the reference."""
+    cadence = DetectorCadence(config)
+    cadence.ran(0.0, "first")
+    cadence.observe(FrameResult(1, 1, 1, 0.0, 0.0, 0, face=face(count=2)), None)
+    cadence.observe(FrameResult(1, 1, 2, 0.5, 0.0, 0, face=face(count=2), lower_motion=1.0), None)
+    assert cadence.change is None and not cadence.watching
+
+
+@pytest.mark.parametrize("name, value", [
+    ("DETECTOR_STEADY_INTERVAL_S", 0.1), ("DETECTOR_STEADY_INTERVAL_S", 31), ("DETECTOR_FAST_INTERVAL_S", -0.1),
+    ("DETECTOR_FAST_INTERVAL_S", 1.6), ("DETECTOR_CHANGE_MIN_INTERVAL_S", 11), ("DETECTOR_MOTION_DIFF", 0),
+    ("DETECTOR_POSE_CHANGE_DEG", 2), ("DETECTOR_STEADY_INTERVAL_S", "often"),
+])
+def test_cadence_settings_are_validated(name, value):
+    with pytest.raises(VisionConfigError, match=name):
+        load_vision_config(env={}, **{name: value})
+
+
+def test_the_fast_interval_may_not_exceed_the_steady_one():
+    with pytest.raises(VisionConfigError, match="DETECTOR_FAST_INTERVAL_S=1.5 must not exceed DETECTOR_STEADY_INTERVAL_S=1.0"):
+        load_vision_config(env={}, DETECTOR_FAST_INTERVAL_S=1.5, DETECTOR_STEADY_INTERVAL_S=1.0)
+
+
+def test_the_retired_setting_is_ignored_everywhere(tmp_path, caplog):
+    """DETECTOR_EVERY_N_FRAMES in a settings file, the environment, keyword overrides or an exam's
+    overrides: ignored with a warning, the rest still read."""
+    settings = tmp_path / "vision.json"
+    settings.write_text('{"DETECTOR_EVERY_N_FRAMES": 3, "YAW_THRESHOLD_DEG": 30}')
+    with caplog.at_level("WARNING", logger="config_vision"):
+        cfg = load_vision_config(env={"PROCTOR_DETECTOR_EVERY_N_FRAMES": "5"}, settings_file=str(settings),
+                                 DETECTOR_EVERY_N_FRAMES=2)
+        exam = cfg.with_overrides(DETECTOR_EVERY_N_FRAMES=4, TIME_CLEAR_S=2.0)
+    assert cfg.YAW_THRESHOLD_DEG == 30 and exam.TIME_CLEAR_S == 2.0 and "DETECTOR_EVERY_N_FRAMES" not in exam.values
+    with pytest.raises(AttributeError):
+        cfg.DETECTOR_EVERY_N_FRAMES  # noqa: B018 - nothing reads it any more
+    with pytest.raises(VisionConfigError, match="unknown vision setting 'DETECTOR_EVERY_N_FRAME'"):
+        cfg.with_overrides(DETECTOR_EVERY_N_FRAME=4)  # a typo is still an error
