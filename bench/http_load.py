@@ -287,6 +287,12 @@ def measure(server, admin, monitor, senders, args) -> dict:
     cpu = {k: cpu1[k] - cpu0[k] for k in cpu0}
     lat = p1.get("latency_ms") or {}
     r2 = lambda x: None if x is None else round(x, 2)  # noqa: E731
+
+    def per_student_min(name):
+        if name not in p1["counters"]:
+            return None  # a server from before these counters
+        return round((p1["counters"][name] - p0["counters"][name]) / len(senders) / (elapsed / 60), 1)
+
     step = {
         "students": len(senders), "seconds": round(elapsed, 1), "target_fps": round(len(senders) * args.fps, 2),
         "offered_fps": round(len(sends) / elapsed, 2), "received_fps": round(received / elapsed, 2),
@@ -307,6 +313,10 @@ def measure(server, admin, monitor, senders, args) -> dict:
                                             / elapsed, 1)},
         "cpu_ms_per_frame": round(1000 * sum(cpu.values()) / analysed, 1) if analysed else None,
         "stage_ms": p1.get("stage_ms"),
+        # per student-minute, and the workers' mean CPU per job (the stage medians hide the rare costly jobs)
+        "detector_runs_per_student_min": per_student_min("detector_runs"),
+        "identity_runs_per_student_min": per_student_min("identity_runs"),
+        "worker_cpu_ms_per_job": round((p1.get("worker_cpu_ms", 0) - p0.get("worker_cpu_ms", 0)) / analysed, 1) if analysed else None,
         "admin_events": dict(Counter(monitor.counts) - ev0),
         "violations": p1["counters"]["violations"] - p0["counters"]["violations"],
         "worker_restarts": p1["workers"]["restarts"],
@@ -431,7 +441,8 @@ def main(argv=None) -> int:
         print(json.dumps(report))
         return status
     for s in report["steps"]:
-        print(f"  N={s['students']}: stage ms median {s['stage_ms']}; events {s['admin_events']}; "
+        print(f"  N={s['students']}: stage ms median {s['stage_ms']}; worker CPU ms per job (mean) {s['worker_cpu_ms_per_job']}; "
+              f"per student-minute: detector {s['detector_runs_per_student_min']}, identity {s['identity_runs_per_student_min']}; events {s['admin_events']}; "
               f"HTTP errors {s['http_errors'] or 'none'}; violations {s['violations']}; "
               f"latency over the server's last {s['latency_ms']['samples']} results ({s['latency_ms']['samples_in_window']} "
               f"in the window), p95 worst 5 s poll {s['latency_ms']['worst_p95_polled']} ms; "

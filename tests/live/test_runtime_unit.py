@@ -476,3 +476,17 @@ def test_identity_is_checked_again_when_the_face_changes_not_only_on_the_clock(s
     assert all(b - a >= IDENTITY_RECHECK_MIN_S for a, b in zip(checked, checked[1:])), jobs
     assert 2 <= len([t for t in checked if 10.0 <= t < 14.0]) <= 2, jobs  # the flicker: one in 2 s
     assert checked[-1] >= 14.0 and checked[-1] - checked[-2] == pytest.approx(10.0), jobs  # then the clock
+
+
+def test_pipeline_counters_say_how_often_the_costly_models_ran():
+    """The load bench reads these: detector and identity-model runs and the workers' CPU over all jobs."""
+    from proctor.live.stats import PipelineStats
+
+    stats = PipelineStats()
+    stats.result(0.1, {"face": 9.0, "cpu": 12.0}, 1.0)
+    stats.result(0.2, {"face": 9.0, "detector": 80.0, "cpu": 95.5}, 1.5)
+    stats.result(0.2, {"face": 9.0, "identity": 120.0, "cpu": 131.0}, 2.0)
+    out = stats.as_dict(2.0)
+    assert out["counters"]["processed"] == 3
+    assert out["counters"]["detector_runs"] == 1 and out["counters"]["identity_runs"] == 1
+    assert out["worker_cpu_ms"] == pytest.approx(238.5)

@@ -91,7 +91,7 @@ def test_frozen_and_black_frames_are_measured(pool):
 def test_sticky_assignment_spreads_students_over_workers(pool):
     assert pool.worker_for(1) == pool.worker_for(1)
     ids = {pool.worker_for(s) for s in (11, 12, 13, 14)}
-    assert ids == {0, 1}
+    assert ids == {0, 1}, pool.status()  # (seen once on a loaded machine: the status says why)
 
 
 def test_a_student_has_one_job_out_and_a_worker_holds_two(pool):
