@@ -65,8 +65,13 @@ class DetectorCadence:
         """A prohibited object or an extra person is being confirmed or is present."""
         return self.quiet_runs < self.window_runs
 
-    def due(self, frame_t: float) -> str | None:
-        """Why a frame at frame time `frame_t` should get the detector, or None (no state changes)."""
+    def due(self, frame_t: float, stretch: float = 1.0) -> str | None:
+        """Why a frame at frame time `frame_t` should get the detector, or None (no state changes).
+
+        `stretch` (>= 1) lengthens the steady and change intervals when the workers analyse only one
+        frame in N of this stream (overload): the detector then keeps its share of the analysed
+        frames instead of landing on nearly every one of them. Watching an object is not stretched."""
+        stretch = max(1.0, float(stretch))
         if self.last_run_t is None:
             return "first"
         since = frame_t - self.last_run_t
@@ -74,9 +79,9 @@ class DetectorCadence:
             return "first"  # frame time went back (the page reloaded): start over
         if self.watching and since + TIME_EPS_S >= self.fast_s:
             return "watch"
-        if self.change is not None and since + TIME_EPS_S >= self.change_min_s:
+        if self.change is not None and since + TIME_EPS_S >= self.change_min_s * stretch:
             return self.change
-        if since + TIME_EPS_S >= self.steady_s:
+        if since + TIME_EPS_S >= self.steady_s * stretch:
             return "steady"
         return None
 

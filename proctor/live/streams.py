@@ -30,6 +30,9 @@ DETAILS_MAX_ITEMS = 20
 DETAILS_MAX_TEXT = 200
 LOAD_WINDOW_S = 10.0     # the share of frames analysed is measured over this many seconds
 DEGRADED_SHARE = 0.9     # fewer analysed than this share of the frames received: the status says degraded
+MAX_LOAD_STRETCH = 4.0   # under overload the detector's and identity's intervals grow at most this much ...
+STRETCH_RELAX_SHARE = 0.97  # ... and shrink back by STRETCH_RELAX_STEP a status (about 1 s) once this share is analysed
+STRETCH_RELAX_STEP = 0.1
 IDENTITY_RECHECK_MIN_S = 2.0  # an early identity re-check (the face changed) comes at most this often
 FACE_JUMP_IOU = 0.3      # the main face box overlaps its last position less than this: identity is checked again at once
 
@@ -167,6 +170,7 @@ class Stream:
     identity_t: float | None = None
     last_face: Any = None
     last_face_box: tuple | None = None  # the main face's box in the latest result (None: no face)
+    stretch: float = 1.0                # > 1 under overload: detector and identity clocks slowed (see load)
     identity_recheck: bool = False      # the face changed since the last identity check: check again soon
     last_result_mono: float | None = None
     last_errors: list = field(default_factory=list)
@@ -222,15 +226,15 @@ class Stream:
     def frame_job(self, frame, config) -> FrameJob:
         """The worker's job for this frame: the detector when the cadence says so (cadence.py); identity
         every IDENTITY_CHECK_EVERY_S, and sooner when the face changed (see absorb)."""
-        reason = self.cadence.due(frame.server_ts)
+        reason = self.cadence.due(frame.server_ts, self.stretch)
         run_detector = reason is not None
         if run_detector:
             self.cadence.ran(frame.server_ts, reason)
         embedding = None
         since = None if self.last_identity_dispatch_t is None else frame.server_ts - self.last_identity_dispatch_t
         if self.embedding is not None and (
-            since is None or since >= float(config.IDENTITY_CHECK_EVERY_S)
-            or (self.identity_recheck and since >= IDENTITY_RECHECK_MIN_S)
+            since is None or since >= float(config.IDENTITY_CHECK_EVERY_S) * self.stretch
+            or (self.identity_recheck and since >= IDENTITY_RECHECK_MIN_S * self.stretch)
         ):
             embedding = self.embedding
             self.last_identity_dispatch_t, self.identity_recheck = frame.server_ts, False
@@ -304,10 +308,18 @@ class Stream:
         share = None if got <= 0 or now_mono - t0 < 1.0 else min(1.0, done / got)
         ages = sorted(self.result_ages)
         p95 = ages[min(len(ages) - 1, int(0.95 * len(ages)))] if ages else None
+        # Overload: the detector's and identity's clocks run slower by about the share not analysed
+        # (at most MAX_LOAD_STRETCH), so that they keep their part of the analysed frames and the cost
+        # of a frame does not grow as fewer frames are analysed (which would deepen the overload).
+        # Raised at once, lowered slowly once every frame is analysed again (no see-saw).
+        if share is not None and share < DEGRADED_SHARE:
+            self.stretch = min(MAX_LOAD_STRETCH, max(self.stretch, 1.0 / max(share, 1e-6)))
+        elif share is not None and share >= STRETCH_RELAX_SHARE:
+            self.stretch = max(1.0, self.stretch - STRETCH_RELAX_STEP)
         return {"analysed_share": None if share is None else round(share, 2),
                 "one_in": None if not share else round(1.0 / share, 1),
                 "result_age_p95_s": None if p95 is None else round(p95, 2),
-                "degraded": share is not None and share < DEGRADED_SHARE}
+                "degraded": share is not None and share < DEGRADED_SHARE, "intervals_x": round(self.stretch, 2)}
 
     def status(self, now: float, now_mono: float, frame, frame_stats: dict) -> dict:
         """The stream's status at student frame time `now`; `frame` is the newest frame in its slot."""

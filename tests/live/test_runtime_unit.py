@@ -433,12 +433,26 @@ def test_the_status_says_degraded_with_the_share_analysed(store, tmp_path):
     received[0] = 12
     clock[0] += 4.0
     load = stream_status()["load"]
-    assert load == {"analysed_share": 0.27, "one_in": 3.7, "result_age_p95_s": load["result_age_p95_s"], "degraded": True}
+    assert load == {"analysed_share": 0.27, "one_in": 3.7, "result_age_p95_s": load["result_age_p95_s"], "degraded": True,
+                    "intervals_x": 3.67}  # the detector's and identity's clocks slowed as much
     assert load["result_age_p95_s"] is not None and load["result_age_p95_s"] >= 0
+    stream = rt._streams[STUDENT]
+    # Slowed clocks: the steady detector interval and the identity interval are 3.7 times longer.
+    t = stream.cadence.last_run_t
+    steady = stream.rules.config.DETECTOR_STEADY_INTERVAL_S
+    assert stream.cadence.due(t + steady * 1.01, stream.stretch) is None
+    assert stream.cadence.due(t + steady * 3.8, stream.stretch) == "steady"
     rt._streams[STUDENT].processed += 20  # catching up: every frame of the window analysed
     received[0] = 30
     clock[0] += 11.0
-    assert stream_status()["load"]["degraded"] is False
+    load = stream_status()["load"]
+    assert load["degraded"] is False and load["intervals_x"] == pytest.approx(3.57)  # shrinks back slowly
+    for _ in range(40):
+        stream.processed += 2
+        received[0] += 2
+        clock[0] += 1.0
+        load = stream_status()["load"]
+    assert load["intervals_x"] == 1.0
 
 
 def test_identity_is_checked_again_when_the_face_changes_not_only_on_the_clock(store, tmp_path):
