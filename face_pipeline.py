@@ -82,7 +82,7 @@ _POSE_MODEL = np.array(
 # Two boxes are one face when they overlap this much (IoU) or the smaller lies mostly inside.
 _MERGE_IOU = 0.3
 _MERGE_CONTAINED = 0.6
-_TRACK_JUMP_IOU = 0.3  # the main face box moved this far between frames: a new track, count again
+_JUMP_IOU = 0.3  # the main face box overlaps its previous place less than this: a new track (maybe someone else)
 
 
 def _dist(a: np.ndarray, b: np.ndarray) -> float:
@@ -157,6 +157,12 @@ def box_iou(a: Box, b: Box) -> float:
     area_b = max(0, b[2] - b[0]) * max(0, b[3] - b[1])
     union = area_a + area_b - inter
     return inter / union if union > 0 else 0.0
+
+
+def face_jumped(before: Box | None, now: Box | None) -> bool:
+    """The main face box moved so far between two frames that it is a new track: the face counter counts
+    again (FaceAnalyzer) and the live identity check looks again (proctor/live/streams.py)."""
+    return before is not None and now is not None and box_iou(before, now) < _JUMP_IOU
 
 
 def _same_face(a: Box, b: Box) -> bool:
@@ -466,8 +472,7 @@ class FaceAnalyzer:
         prev_count, prev_main = self._mesh_seen
         self._mesh_seen = (len(mesh_boxes), main)
         self._since_counter += 1
-        jumped = main is not None and prev_main is not None and box_iou(main, prev_main) < _TRACK_JUMP_IOU
-        due = (self.static_image_mode or every == 1 or len(mesh_boxes) != prev_count or jumped
+        due = (self.static_image_mode or every == 1 or len(mesh_boxes) != prev_count or face_jumped(prev_main, main)
                or self._counter_extra or self._since_counter >= every)
         if due:
             self._since_counter = 0

@@ -219,33 +219,36 @@ class FramePipeline:
                 log.exception("worker %s: detector failed (student %s seq %s)", self.worker_id, job.student_id, job.seq)
             res.timings_ms["detector"] = (time.perf_counter() - t) * 1000
 
-        if job.identity_embedding is not None and self._identity is not None and res.face is not None \
-                and not res.face.face_detected:
-            # The face stage (FaceMesh and the independent counter) found no face: nothing to check, and
-            # a second face search of its own would cost the identity model ~100 ms on every such frame.
-            res.identity_ran, res.identity_face_found = True, False
-        elif job.identity_embedding is not None and self._identity is not None:
-            t = time.perf_counter()
-            try:
-                from face_identity import embedding_from_bytes
-
-                # The main face the face stage found in this frame: the check need not search again.
-                box = res.face.box if res.face is not None and res.face.face_detected else None
-                ver = self._identity.verify(embedding_from_bytes(job.identity_embedding), frame,
-                                            config=self._config_for(job.vision_overrides), box=box)
-                res.identity_ran = True
-                res.identity_face_found = bool(ver.face_found)
-                res.identity_distance = None if ver.distance is None else float(ver.distance)
-                res.identity_match = None if ver.match is None else bool(ver.match)
-            except Exception as exc:  # noqa: BLE001
-                res.errors.append(f"identity: {type(exc).__name__}: {exc}")
-                log.exception("worker %s: identity check failed (student %s)", self.worker_id, job.student_id)
-            res.timings_ms["identity"] = (time.perf_counter() - t) * 1000
+        if job.identity_embedding is not None and self._identity is not None:
+            self._check_identity(job, frame, res)
 
         res.timings_ms["total"] = (time.perf_counter() - t0) * 1000
         res.timings_ms["cpu"] = (time.process_time() - cpu0) * 1000  # the whole worker process's CPU for this job
         res.done_mono = time.monotonic()
         return res
+
+    def _check_identity(self, job: FrameJob, frame, res: FrameResult) -> None:
+        """Compare the frame's main face (the one the face stage found: no second search) with the enrolment."""
+        if res.face is not None and not res.face.face_detected:
+            # The face stage (FaceMesh and the independent counter) found no face: nothing to check, and
+            # a face search of the identity model's own would cost ~100 ms on every such frame.
+            res.identity_ran, res.identity_face_found = True, False
+            return
+        t = time.perf_counter()
+        try:
+            from face_identity import embedding_from_bytes
+
+            box = res.face.box if res.face is not None else None  # None: the face stage failed, search
+            ver = self._identity.verify(embedding_from_bytes(job.identity_embedding), frame,
+                                        config=self._config_for(job.vision_overrides), box=box)
+            res.identity_ran = True
+            res.identity_face_found = bool(ver.face_found)
+            res.identity_distance = None if ver.distance is None else float(ver.distance)
+            res.identity_match = None if ver.match is None else bool(ver.match)
+        except Exception as exc:  # noqa: BLE001
+            res.errors.append(f"identity: {type(exc).__name__}: {exc}")
+            log.exception("worker %s: identity check failed (student %s)", self.worker_id, job.student_id)
+        res.timings_ms["identity"] = (time.perf_counter() - t) * 1000
 
 
 def worker_main(worker_id: int, config, models_dir: str | None, job_conn, result_conn) -> None:

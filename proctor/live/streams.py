@@ -31,10 +31,9 @@ DETAILS_MAX_TEXT = 200
 LOAD_WINDOW_S = 10.0     # the share of frames analysed is measured over this many seconds
 DEGRADED_SHARE = 0.9     # fewer analysed than this share of the frames received: the status says degraded
 MAX_LOAD_STRETCH = 4.0   # under overload the detector's and identity's intervals grow at most this much ...
-STRETCH_RELAX_SHARE = 0.97  # ... and shrink back by STRETCH_RELAX_STEP a status (about 1 s) once this share is analysed
+STRETCH_RELAX_SHARE = 0.97  # ... and shrink back by STRETCH_RELAX_STEP a second once this share is analysed
 STRETCH_RELAX_STEP = 0.1
 IDENTITY_RECHECK_MIN_S = 2.0  # an early identity re-check (the face changed) comes at most this often
-FACE_JUMP_IOU = 0.3      # the main face box overlaps its last position less than this: identity is checked again at once
 
 
 @dataclass
@@ -111,13 +110,6 @@ def clean_details(details: Any) -> dict:
     return out
 
 
-def _jumped(before, now) -> bool:
-    """The main face box moved so far between two results that it may be someone else."""
-    from face_pipeline import box_iou
-
-    return before is not None and now is not None and box_iou(before, now) < FACE_JUMP_IOU
-
-
 def face_summary(face) -> dict | None:
     if face is None:
         return None
@@ -171,6 +163,7 @@ class Stream:
     last_face: Any = None
     last_face_box: tuple | None = None  # the main face's box in the latest result (None: no face)
     stretch: float = 1.0                # > 1 under overload: detector and identity clocks slowed (see load)
+    stretch_relaxed_mono: float = float("-inf")  # when the stretch last shrank a step
     identity_recheck: bool = False      # the face changed since the last identity check: check again soon
     last_result_mono: float | None = None
     last_errors: list = field(default_factory=list)
@@ -248,6 +241,7 @@ class Stream:
     def absorb(self, r: FrameResult, now_mono: float):
         """Take a worker's result in; returns the decision engine's FrameObservation for it."""
         from decision_engine import FrameObservation
+        from face_pipeline import face_jumped
 
         self.processed += 1
         self.last_errors = list(r.errors)
@@ -275,7 +269,7 @@ class Stream:
         face_state = None if r.face is None else ("no_face" if not r.face.face_detected else f"faces={r.face.face_count}")
         checked_now = r.identity_ran and r.identity_face_found
         if r.face is not None and r.face.face_detected and self.embedding is not None and not checked_now and (
-                face_state != self.face_state or _jumped(self.last_face_box, r.face.box)):
+                face_state != self.face_state or face_jumped(self.last_face_box, r.face.box)):
             # A face came back, the count changed or the main face jumped: whoever sits there now is
             # checked on the next frame (IDENTITY_RECHECK_MIN_S after the last check at the earliest, so
             # that a flickering face does not bring a check on every frame), not at the next
@@ -311,11 +305,13 @@ class Stream:
         # Overload: the detector's and identity's clocks run slower by about the share not analysed
         # (at most MAX_LOAD_STRETCH), so that they keep their part of the analysed frames and the cost
         # of a frame does not grow as fewer frames are analysed (which would deepen the overload).
-        # Raised at once, lowered slowly once every frame is analysed again (no see-saw).
+        # Raised at once, lowered slowly once every frame is analysed again (no see-saw): one step a
+        # second at most, however often the status is read (the loop's pushes, admins' requests).
         if share is not None and share < DEGRADED_SHARE:
             self.stretch = min(MAX_LOAD_STRETCH, max(self.stretch, 1.0 / max(share, 1e-6)))
-        elif share is not None and share >= STRETCH_RELAX_SHARE:
+        elif share is not None and share >= STRETCH_RELAX_SHARE and now_mono - self.stretch_relaxed_mono >= 1.0:
             self.stretch = max(1.0, self.stretch - STRETCH_RELAX_STEP)
+            self.stretch_relaxed_mono = now_mono
         return {"analysed_share": None if share is None else round(share, 2),
                 "one_in": None if not share else round(1.0 / share, 1),
                 "result_age_p95_s": None if p95 is None else round(p95, 2),

@@ -447,6 +447,7 @@ def test_the_status_says_degraded_with_the_share_analysed(store, tmp_path):
     clock[0] += 11.0
     load = stream_status()["load"]
     assert load["degraded"] is False and load["intervals_x"] == pytest.approx(3.57)  # shrinks back slowly
+    assert stream_status()["load"]["intervals_x"] == pytest.approx(3.57)  # a second read the same second: no step
     for _ in range(40):
         stream.processed += 2
         received[0] += 2
