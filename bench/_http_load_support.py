@@ -165,9 +165,50 @@ def cpu_snapshot(server_pid: int, worker_pids: set[int]) -> dict[str, float]:
     (plus the server's reaped children, e.g. a finished ffmpeg clip encoder)."""
     web = cpu_s(server_pid)
     snap = {"web": web, "workers": 0.0, "other": cpu_s(server_pid, True) - web}
-    for pid in descendants(server_pid):
+    kids = descendants(server_pid)
+    for pid in kids:
         snap["workers" if pid in worker_pids else "other"] += cpu_s(pid)
+    for pid in worker_pids - set(kids):  # the distributed mode's Celery workers are not the server's children
+        snap["workers"] += cpu_s(pid)
     return snap
+
+
+class CeleryWorkers:
+    """The distributed mode's analysis workers: `scripts/worker` processes (the README's command)."""
+
+    def __init__(self, count: int, root: Path, env: dict[str, str]):
+        self.count, self.root, self.env = count, Path(root), env
+        self.procs: list[subprocess.Popen] = []
+
+    def start(self) -> "CeleryWorkers":
+        self.root.mkdir(parents=True, exist_ok=True)
+        for i in range(self.count):
+            with open(self.root / f"worker{i}.log", "ab") as log:
+                self.procs.append(subprocess.Popen([str(REPO_ROOT / "scripts" / "worker"), "-n", f"bench{i}@%h"],
+                                                   cwd=REPO_ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT))
+        return self
+
+    def stop(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                p.terminate()
+        for p in self.procs:
+            try:
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(timeout=10)
+
+
+def redis_cpu_s(url: str) -> float:
+    """CPU seconds the Redis server has used (INFO cpu), or 0.0 when it cannot be asked."""
+    try:
+        import redis
+
+        info = redis.Redis.from_url(url, socket_timeout=3).info("cpu")
+        return float(info.get("used_cpu_user", 0.0)) + float(info.get("used_cpu_sys", 0.0))
+    except Exception:  # noqa: BLE001 - a figure, not a requirement
+        return 0.0
 
 
 # --- a browser: requests with the page's CSRF token --------------------------------------------------

@@ -52,7 +52,7 @@ from pathlib import Path
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench._http_load_support import (PHOTOS, Browser, Server, SetupError, cpu_snapshot, create_exam,  # noqa: E402
+from bench._http_load_support import (PHOTOS, Browser, CeleryWorkers, Server, SetupError, cpu_snapshot, create_exam, redis_cpu_s,  # noqa: E402
                                       data_url, enrol_student, new_admin, percentile, registration_photo,
                                       webcam_jpegs)
 
@@ -211,6 +211,9 @@ def server_settings(args) -> tuple[dict, list[str]]:
     settings, notes = {}, []
     if args.workers:
         settings["PROCTOR_LIVE_WORKERS"] = str(args.workers)
+    if args.celery_workers:
+        settings["PROCTOR_BROKER_URL"] = args.broker
+        settings["PROCTOR_BROKER_NAMESPACE"] = f"bench{os.getpid()}"
     logins = max(args.ramp) + 5  # every student signs up, the admin logs in, all from 127.0.0.1
     current = read(os.environ, "LOGIN_LIMIT_PER_ADDRESS")
     if any(item.amount < logins for item in parse_many(current)):
@@ -267,6 +270,8 @@ def pipeline(admin: Browser) -> dict:
 def measure(server, admin, monitor, senders, args) -> dict:
     p0 = pipeline(admin)
     workers = {w["pid"] for w in p0["workers"]["workers"] if w["pid"]}
+    broker = server.env.get("PROCTOR_BROKER_URL")
+    redis0 = redis_cpu_s(broker) if broker else 0.0
     cpu0, self0, ev0, t0 = cpu_snapshot(server.proc.pid, workers), resource.getrusage(resource.RUSAGE_SELF), \
         Counter(monitor.counts), time.monotonic()
     worst_p95 = 0.0
@@ -285,6 +290,8 @@ def measure(server, admin, monitor, senders, args) -> dict:
     each, ages = monitor.window(t0, t1, [s.session_id for s in senders])
     rates, missing = [r for r in each if r is not None], each.count(None)
     cpu = {k: cpu1[k] - cpu0[k] for k in cpu0}
+    if broker:  # the distributed mode's Redis works for the server: its CPU counts as "other"
+        cpu["other"] += redis_cpu_s(broker) - redis0
     lat = p1.get("latency_ms") or {}
     r2 = lambda x: None if x is None else round(x, 2)  # noqa: E731
 
@@ -358,6 +365,10 @@ def parse_args(argv=None):
     p.add_argument("--seconds", type=float, default=30.0, help="measured window per step (default 30)")
     p.add_argument("--warmup", type=float, default=10.0, help="seconds of posting before each window (default 10)")
     p.add_argument("--workers", type=int, help="PROCTOR_LIVE_WORKERS (default: the server's default)")
+    p.add_argument("--celery-workers", type=int, default=0,
+                   help="distributed mode: start this many scripts/worker processes and point the server at --broker "
+                        "(default 0: the embedded mode)")
+    p.add_argument("--broker", default="redis://127.0.0.1:6379/13", help="Redis for --celery-workers (default db 13)")
     p.add_argument("--transport", choices=sorted(TRANSPORTS), default="http", help="how frames are sent (default http)")
     p.add_argument("--mix", choices=("hall", "stress"), default="stress",
                    help="what the cameras show: stress (default; one honest student in six) or hall (five in six)")
@@ -392,9 +403,12 @@ def main(argv=None) -> int:
         say("note: " + note)
     transport, stop = TRANSPORTS[args.transport], threading.Event()
     server = Server(Path(tempfile.mkdtemp(prefix="http_load_")), settings)
+    celery_workers = CeleryWorkers(args.celery_workers, server.root, server.env) if args.celery_workers else None
     senders, monitor, payloads, status = [], None, {}, 0
     try:
         t = time.monotonic()
+        if celery_workers is not None:
+            celery_workers.start()
         server.start()
         admin, _ = new_admin(server)
         exam_id = create_exam(admin, "Load exam")
@@ -432,6 +446,8 @@ def main(argv=None) -> int:
         if monitor is not None:
             monitor.client.disconnect()
         server.stop()
+        if celery_workers is not None:
+            celery_workers.stop()
         if not args.keep:
             server.remove()
     report["machine"]["load_average_end"] = os.getloadavg()
@@ -453,7 +469,8 @@ def main(argv=None) -> int:
           f"analysed, p95 < 1 s and HTTP p99 < 50 ms)")
     print(f"load average at the end {' '.join(f'{x:.2f}' for x in os.getloadavg())}; transport {args.transport}, "
           f"admin grid thumbnails {'on' if args.thumbnails else 'off'}, mix {args.mix}, "
-          f"{args.fps:g} fps, workers {settings.get('PROCTOR_LIVE_WORKERS', 'default')}")
+          f"{args.fps:g} fps, " + (f"{args.celery_workers} Celery workers (distributed mode, {args.broker})"
+                                   if args.celery_workers else f"workers {settings.get('PROCTOR_LIVE_WORKERS', 'default')}"))
     return status
 
 

@@ -132,6 +132,11 @@ SETTINGS: tuple[AppSetting, ...] = (
     # --- live analysis
     _s("PROCTOR_LIVE_ENABLED", "bool", True, "Run the vision workers at all."),
     _s("PROCTOR_LIVE_WORKERS", "int", 2, "Vision worker processes (one core each).", 1, 16),
+    _s("PROCTOR_BROKER_URL", "text", "", "Distributed mode: a Redis URL (redis://host:6379/0); frames are analysed by Celery workers "
+       "started with scripts/worker on any machine, instead of this process's own (PROCTOR_LIVE_WORKERS is then unused). "
+       "Empty: the embedded mode.", secret=True),
+    _s("PROCTOR_BROKER_NAMESPACE", "text", "proctor", "Prefix of the distributed mode's Redis keys and Celery queues "
+       "(one per installation sharing a Redis; the workers' PROCTOR_BROKER_NAMESPACE must match)."),
     _s("PROCTOR_LIVE_PREROLL_S", "float", 8.0, "Seconds of processed frames kept for a violation's clip.", 2, 30),
     _s("PROCTOR_LIVE_STATUS_EVERY_S", "float", 1.0, "Period of each student's status push to admins.", 0.2, 10),
     _s("PROCTOR_LIVE_STALL_S", "float", 30.0, "No live-loop pass for this long: /api/health answers 503 and logs it (frames are not analysed).", 2, 600),
@@ -299,6 +304,15 @@ def check_config(config: Mapping[str, Any]) -> None:
                     load_vision_config(**value)
                 except VisionConfigError as exc:
                     raise ConfigError(f"{spec.name}: {exc}") from None
+    if config.get("PROCTOR_BROKER_URL") or "PROCTOR_BROKER_NAMESPACE" in config:
+        from .live.broker import check_broker_url, check_namespace
+
+        try:
+            if config.get("PROCTOR_BROKER_URL"):
+                check_broker_url(str(config["PROCTOR_BROKER_URL"]))
+            check_namespace(str(config.get("PROCTOR_BROKER_NAMESPACE", "proctor")))
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
     if config.get("MAIL_USE_TLS") and config.get("MAIL_USE_SSL"):
         raise ConfigError("MAIL_USE_TLS and MAIL_USE_SSL are exclusive: set one")
     if config.get("PROCTOR_PUBLIC_URL"):

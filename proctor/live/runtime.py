@@ -99,7 +99,12 @@ class LiveRuntime(ProctorActions):
             if live_log.level == logging.NOTSET:
                 # The migrations' logging config sets the root to WARN; the runtime's INFO lines are its record.
                 live_log.setLevel(self.settings.log_level)
-            if self.enabled:
+            if self.enabled and self.settings.broker_url:
+                from .remote import RemotePool
+
+                self.pool = RemotePool(self.settings.broker_url, self.config, self.settings.broker_namespace)
+                self.pool.start()
+            elif self.enabled:
                 self.pool = WorkerPool(self.worker_count, self.config, on_crash=self._on_worker_crash)
                 self.pool.start()
             self._running = True
@@ -107,7 +112,8 @@ class LiveRuntime(ProctorActions):
                 self.socketio.start_background_task(self._run)
             else:
                 threading.Thread(target=self._run, name="proctor-live-loop", daemon=True).start()
-            log.info("live runtime started: enabled=%s workers=%s mode=%s", self.enabled, self.worker_count,
+            log.info("live runtime started: enabled=%s workers=%s mode=%s", self.enabled,
+                     "celery via " + self.pool.status()["broker"] if self.settings.broker_url and self.pool else self.worker_count,
                      self.settings.async_mode)
         return self
 

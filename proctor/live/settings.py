@@ -21,6 +21,8 @@ class LiveSettings:
     log_level: str = "INFO"            # PROCTOR_LIVE_LOG_LEVEL
     vision_overrides: Mapping[str, Any] = field(default_factory=dict)  # PROCTOR_VISION_OVERRIDES
     async_mode: str = "threading"      # PROCTOR_ASYNC_MODE (reported in the pipeline status)
+    broker_url: str = ""               # PROCTOR_BROKER_URL: set -> analysis on Celery workers (remote.py)
+    broker_namespace: str = "proctor"  # PROCTOR_BROKER_NAMESPACE
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> "LiveSettings":
@@ -35,4 +37,6 @@ class LiveSettings:
             log_level=str(config["PROCTOR_LIVE_LOG_LEVEL"]),
             vision_overrides=dict(config.get("PROCTOR_VISION_OVERRIDES") or {}),
             async_mode=str(config.get("PROCTOR_ASYNC_MODE") or "threading"),
+            broker_url=str(config.get("PROCTOR_BROKER_URL") or ""),
+            broker_namespace=str(config.get("PROCTOR_BROKER_NAMESPACE") or "proctor"),
         )

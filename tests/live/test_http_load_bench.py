@@ -43,3 +43,21 @@ def test_http_load_bench_one_student_gives_sane_figures():
     assert step["per_student_fps"]["without_status"] == 0 and step["per_student_fps"]["median"] > 0
     assert step["cpu_pct"]["workers"] > 0 and step["cpu_pct"]["web"] > 0 and step["cpu_ms_per_frame"] > 0
     assert {"face", "total"} <= set(step["stage_ms"])
+
+
+def test_http_load_bench_distributed_mode_one_student(tmp_path):
+    """The same journey with the distributed mode: the server hands frames to a real `scripts/worker`
+    Celery process through the real Redis, and the admin's socket gets the student's statuses."""
+    proc = subprocess.run([sys.executable, "bench/http_load.py", "--students", "1", "--warmup", "3", "--seconds", "6",
+                           "--celery-workers", "1", "--broker", "redis://127.0.0.1:6379/12", "--json"], cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=540)
+    assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stderr[-3000:]}"
+    report = json.loads(proc.stdout)
+    assert "error" not in report, report.get("error")
+    settings = report["server_settings"]
+    assert settings["PROCTOR_BROKER_URL"] == "redis://127.0.0.1:6379/12" and settings["PROCTOR_BROKER_NAMESPACE"]
+    [step] = report["steps"]
+    assert step["analysed_fps"] * step["seconds"] >= 1 and step["http_errors"] == {}
+    assert step["admin_events"].get("student_status", 0) >= 2
+    assert step["cpu_pct"]["workers"] > 0  # the Celery worker's CPU, found through its heartbeat's pid
+    assert {"face", "total"} <= set(step["stage_ms"])
