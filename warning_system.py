@@ -105,6 +105,12 @@ class WarningSystem:
             st.count = 0
             st.last_warned.clear()
 
+    def restore_count(self, student: Hashable, count: int) -> None:
+        """Go on from a count kept elsewhere (the stored violations of a session opened again)."""
+        if not isinstance(count, int) or count < 0:
+            raise ValueError(f"count must be a whole number >= 0, got {count!r}")
+        self._students.setdefault(student, _StudentWarnings()).count = count
+
     def count(self, student: Hashable) -> int:
         st = self._students.get(student)
         return st.count if st is not None else 0

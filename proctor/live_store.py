@@ -12,14 +12,14 @@ from contextlib import nullcontext
 from typing import Iterable
 
 from flask import current_app, has_app_context
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from . import audit as audit_trail
 from . import exam_service
 from .extensions import db
 from .live.store import AuditEntry, LiveError, SessionInfo, ViolationRecord
-from .models import Exam, ExamSession, Profile, User, Violation
+from .models import AuditLog, Exam, ExamSession, Profile, User, Violation
 
 DETAILS_MAX_CHARS = 8000  # violations.details is Text; the runtime's details are small, this is a guard
 
@@ -54,7 +54,29 @@ class SqlLiveStore:
                 exam_disabled_rules=_rules(exam.disabled_rules), session_disabled_rules=_rules(session.disabled_rules),
                 exam_thresholds=exam.thresholds or "{}",
                 embedding=bytes(profile.embedding) if profile is not None and profile.embedding else None,
+                warning_count=self._warning_count(session.id),
             )
+
+    @staticmethod
+    def _warning_count(session_id: int) -> int:
+        """The session's warning count as the runtime left it: the count stored with its last violation,
+        or 0 when the proctor cleared the warnings after it. A stream opened again (a server restart, a
+        worker of another web process taking over) goes on counting from there, so a restart does not
+        reset the count that auto-termination is measured against."""
+        last = db.session.execute(select(Violation.details, Violation.timestamp).where(Violation.session_id == session_id)
+                                  .order_by(Violation.id.desc()).limit(1)).first()
+        if last is None:
+            return 0
+        cleared = db.session.scalar(select(func.max(AuditLog.created_at)).where(
+            AuditLog.action == "live.clear_warnings", AuditLog.target_type == "exam_session",
+            AuditLog.target_id == session_id))
+        if cleared is not None and cleared >= last.timestamp:
+            return 0
+        try:
+            count = json.loads(last.details or "{}").get("warning_count", 0)
+        except (ValueError, AttributeError):
+            return 0
+        return count if isinstance(count, int) and 0 <= count <= 10_000 else 0
 
     def session_states(self, session_ids: Iterable[int]) -> dict[int, str]:
         ids = list(session_ids)

@@ -415,11 +415,12 @@ class LiveRuntime(ProctorActions):
             stream = Stream.open(info, self._exam_rules.for_exam(info.exam_thresholds, info.exam_id))
             stream.forget()
             stream.engine.set_disabled_rules(student_id, set(stream.disabled_rules))
+            stream.warnings.restore_count(student_id, int(info.warning_count))
             self._streams[student_id] = stream
             self._refused.pop((student_id, session_id), None)
-            log.info("session started student=%s session=%s exam=%s auto_terminate=%s disabled=%s enrolled=%s",
+            log.info("session started student=%s session=%s exam=%s auto_terminate=%s disabled=%s enrolled=%s warnings=%s",
                      student_id, session_id, info.exam_id, stream.auto_terminate, sorted(stream.disabled_rules),
-                     stream.embedding is not None)
+                     stream.embedding is not None, info.warning_count)
         self.events.publish("student_joined", {"student_id": student_id, "session_id": session_id, "name": stream.name,
                                                "exam_id": stream.exam_id, "exam_title": stream.exam_title})
         return stream

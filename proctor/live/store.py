@@ -42,6 +42,7 @@ class SessionInfo:
     session_disabled_rules: frozenset[str]
     exam_thresholds: str                  # the exam's vision overrides, JSON text as stored ("{}" when none)
     embedding: bytes | None               # the student's enrolment face embedding, if enrolled
+    warning_count: int = 0                # warnings issued so far and not cleared (a stream opened again goes on from it)
 
 
 @dataclass(frozen=True)

@@ -75,6 +75,25 @@ def test_clear_warnings_for_unknown_or_admin_account_is_404(app, admin):
     assert audit_rows(app, "live.clear_warnings") == []
 
 
+def test_the_warning_count_survives_a_stream_opened_again(app, admin, student):
+    """A restart (or another process taking the student over) opens the stream again from the
+    database: the count goes on from the last stored violation, and a clear after it still counts."""
+    rt = runtime_of(app)
+    for _ in range(2):
+        assert student.post_event({"type": "TAB_SWITCH"}).status_code == 200
+        time.sleep(0.01)
+    count = rt.status(student.id)["warnings"]
+    assert count >= 1
+    rt.session_ended(student.id, student.session_id, "RESTARTED")  # the process's state is gone
+    assert "warnings" not in rt.status(student.id)
+    rt.session_started(student.id, student.session_id)
+    assert rt.status(student.id)["warnings"] == count
+    assert post(admin, f"/api/admin/students/{student.id}/clear-warnings").status_code == 200
+    rt.session_ended(student.id, student.session_id, "RESTARTED")
+    rt.session_started(student.id, student.session_id)
+    assert rt.status(student.id)["warnings"] == 0  # cleared after the last violation: stays cleared
+
+
 # --- terminate ------------------------------------------------------------------------------
 
 def test_terminate_ends_the_session_grades_it_and_is_audited(app, admin, student):

@@ -36,7 +36,8 @@ class MemoryStore:
                            exam_auto_terminate=s.get("exam_auto_terminate", False),
                            session_auto_terminate=s["auto_terminate"],
                            exam_disabled_rules=frozenset(s.get("exam_disabled", ())), session_disabled_rules=s["disabled"],
-                           exam_thresholds=s.get("thresholds", "{}"), embedding=s.get("embedding"))
+                           exam_thresholds=s.get("thresholds", "{}"), embedding=s.get("embedding"),
+                           warning_count=s.get("warning_count", 0))
 
     def session_states(self, session_ids):
         return {i: self.sessions[i]["status"] for i in session_ids if i in self.sessions}
@@ -140,6 +141,16 @@ def test_tab_switch_is_saved_through_the_store_and_warned(store, tmp_path):
     assert events[2][1] == {"student_id": STUDENT, "session_id": SESSION, "type": "TAB_SWITCH",
                             "message": issued[0]["message"], "count": 1}
     assert rt.status(STUDENT)["warnings"] == 1
+
+
+def test_a_reopened_stream_counts_on_from_the_stored_warnings(tmp_path):
+    """Two warnings before a restart, auto-termination at three: the first warning after it terminates."""
+    store = MemoryStore()
+    store.add_session(warning_count=2, exam_auto_terminate=True)
+    rt, events = make_runtime(store, tmp_path)
+    [issued] = rt.browser_event(STUDENT, SESSION, "TAB_SWITCH", {})
+    assert (issued["count"], issued["terminate"]) == (3, True)
+    assert store.finished and store.finished[0][0] == SESSION
 
 
 def test_terminate_finishes_through_the_store_and_publishes(store, tmp_path):
