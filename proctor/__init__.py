@@ -80,7 +80,12 @@ def create_app(config: dict | None = None, env=None) -> Flask:
         from . import websocket_mask
 
         websocket_mask.install()  # eventlet unmasks client frames byte by byte in Python (see the module)
-    socketio.init_app(app, async_mode=app.config["PROCTOR_ASYNC_MODE"], manage_session=False)
+    queue = {}
+    if app.config.get("PROCTOR_BROKER_URL"):
+        # Several web processes: an event emitted in one reaches the sockets of all (proctor/live/cluster.py).
+        queue = {"message_queue": app.config["PROCTOR_BROKER_URL"],
+                 "channel": f"{app.config.get('PROCTOR_BROKER_NAMESPACE') or 'proctor'}-socketio"}
+    socketio.init_app(app, async_mode=app.config["PROCTOR_ASYNC_MODE"], manage_session=False, **queue)
 
     from .models import User
 

@@ -76,9 +76,19 @@ class SocketBridge:
         self._sids: dict[int, set[tuple[str, str]]] = {}  # account id -> {(sid, namespace)}
         self._owners: dict[tuple[str, str], int] = {}      # (sid, namespace) -> account id
         self.emitted = 0
+        # Several web processes (a message queue): admins connected to another process listen to this
+        # one's events, so the bridge runs from the first event on, with or without clients here.
+        self.always = bool(app.config.get("PROCTOR_BROKER_URL"))
+        if self.always:
+            self._subscribe()
 
     # -- called from any thread --------------------------------------------------------
     def on_event(self, name: str, payload: dict) -> None:
+        if not self._running and self.always:
+            with self._lock:
+                start, self._running = not self._running, True
+            if start:
+                self.socketio.start_background_task(self._run)
         if self._running:
             self.queue.append((name, dict(payload)))
 
@@ -152,7 +162,7 @@ class SocketBridge:
                     except Exception:  # noqa: BLE001 - one bad event must not stop the pushes
                         log.exception("socket bridge could not emit %s", name)
                 with self._lock:
-                    if self._clients == 0 and self._idle_since is not None \
+                    if self._clients == 0 and self._idle_since is not None and not self.always \
                             and time.monotonic() - self._idle_since > IDLE_STOP_S:
                         self._running = False
                         self.queue.clear()

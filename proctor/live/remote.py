@@ -80,6 +80,12 @@ class RemotePool:
                                                health_check_interval=10)
         return self._redis
 
+    def blocking_redis(self):
+        """A client for calls that wait on Redis (BLPOP) longer than `redis`'s socket timeout."""
+        import redis
+
+        return redis.Redis.from_url(self.broker_url, socket_timeout=15, socket_connect_timeout=3, health_check_interval=10)
+
     @property
     def celery(self):
         if self._celery is None:

@@ -32,7 +32,8 @@ from .settings import LiveSettings
 from .stats import PipelineStats
 from .store import IN_PROGRESS, LiveError, LiveStore, ViolationRecord
 from .streams import ExamRulesCache, Stream, clean_details
-from .views import LiveView, frame_jpeg, processed_jpeg, raw_jpeg, risk_order
+from .cluster import ClusterMixin
+from .views import LiveView, LiveViews, frame_jpeg, processed_jpeg
 from .workers import WorkerPool
 
 __all__ = ["LiveRuntime", "LiveView", "LiveError"]
@@ -44,9 +45,11 @@ REFUSED_RETRY_S = 10.0     # a frame for a session that is not in progress is dr
 READ_LOCK_WAIT_S = 0.25    # views and status wait this long for the runtime's lock, then read without it
 
 
-class LiveRuntime(ProctorActions):
-    """The loop, the students' streams, their views and status; the proctor's actions come from
-    ProctorActions (actions.py). With `autostart=False`, submit_frame and browser_event do not start
+class LiveRuntime(ClusterMixin, LiveViews, ProctorActions):
+    """The loop and the students' streams; their views and status come from LiveViews (views.py), the
+    proctor's actions from ProctorActions (actions.py), and, with several web processes, ClusterMixin
+    (cluster.py) sends a call about a student another process holds to that process.
+    With `autostart=False`, submit_frame and browser_event do not start
     the loop: the caller calls start(), or drives step() itself (tests with a fake pool)."""
 
     def __init__(self, settings: LiveSettings, store: LiveStore, socketio=None, *,
@@ -100,18 +103,21 @@ class LiveRuntime(ProctorActions):
                 # The migrations' logging config sets the root to WARN; the runtime's INFO lines are its record.
                 live_log.setLevel(self.settings.log_level)
             if self.enabled and self.settings.broker_url:
+                from .cluster import Cluster
                 from .remote import RemotePool
 
                 self.pool = RemotePool(self.settings.broker_url, self.config, self.settings.broker_namespace)
                 self.pool.start()
+                self.cluster = Cluster(self.pool.redis, self.pool.ns, self.pool.runtime_id, self.pool.blocking_redis())
             elif self.enabled:
                 self.pool = WorkerPool(self.worker_count, self.config, on_crash=self._on_worker_crash)
                 self.pool.start()
             self._running = True
-            if self._green():
-                self.socketio.start_background_task(self._run)
-            else:
-                threading.Thread(target=self._run, name="proctor-live-loop", daemon=True).start()
+            for target in (self._run, self._serve_commands) if self.cluster is not None else (self._run,):
+                if self._green():
+                    self.socketio.start_background_task(target)
+                else:
+                    threading.Thread(target=target, name=f"proctor-live{target.__name__}", daemon=True).start()
             log.info("live runtime started: enabled=%s workers=%s mode=%s", self.enabled,
                      "celery via " + self.pool.status()["broker"] if self.settings.broker_url and self.pool else self.worker_count,
                      self.settings.async_mode)
@@ -168,6 +174,7 @@ class LiveRuntime(ProctorActions):
         """One pass: dispatch waiting frames, collect results, tick and publish status."""
         busy = self.violation_queue.retry_due()
         busy |= self._dispatch()
+        self._cluster_step()
         if self.pool is not None:
             results = self.pool.results()
             for result in results:
@@ -417,6 +424,7 @@ class LiveRuntime(ProctorActions):
             stream.engine.set_disabled_rules(student_id, set(stream.disabled_rules))
             stream.warnings.restore_count(student_id, int(info.warning_count))
             self._streams[student_id] = stream
+            self._cluster_claim(student_id, session_id)
             self._refused.pop((student_id, session_id), None)
             log.info("session started student=%s session=%s exam=%s auto_terminate=%s disabled=%s enrolled=%s warnings=%s",
                      student_id, session_id, info.exam_id, stream.auto_terminate, sorted(stream.disabled_rules),
@@ -442,50 +450,14 @@ class LiveRuntime(ProctorActions):
         if self.pool is not None:
             self.pool.forget(sid)
         log.info("session ended student=%s session=%s status=%s", sid, stream.session_id, status)
+        if status == "MOVED":  # another web process holds the student now (cluster.py): admins still see it
+            return
+        self._cluster_release(sid)
         self.events.publish("student_left", {"student_id": sid, "session_id": stream.session_id, "status": status})
 
     # ------------------------------------------------------------------ public API: views and status
     def _reading(self):  # the runtime's lock for a reader, waited for at most READ_LOCK_WAIT_S
         return read_lock(self._lock, READ_LOCK_WAIT_S, lambda: self.stats.count("reads_without_lock"))
-
-    def latest_view(self, student_id: int) -> LiveView | None:
-        """The newest processed frame (HUD drawn), else the newest raw JPEG; None when there is nothing yet."""
-        with self._reading():
-            stream = self._streams.get(student_id)
-            jpeg = processed_jpeg(stream) if stream is not None else None
-            if jpeg is not None:
-                return LiveView(jpeg, "processed", time.monotonic() - stream.processed_mono, self.status(student_id))
-        frame = self.slots.latest(student_id)
-        if frame is None:
-            return None
-        jpeg = raw_jpeg(frame, self._raw_cache)
-        if jpeg is None:
-            return None
-        return LiveView(jpeg, "raw", time.monotonic() - frame.received_mono, self.status(student_id))
-
-    def status(self, student_id: int) -> dict:
-        with self._reading() as locked:
-            stream = self._streams.get(student_id)
-            if stream is None:
-                return {"student_id": student_id, "session_id": None, "active": False}
-            try:
-                return stream.status(self._student_now(stream), time.monotonic(), self.slots.latest(student_id),
-                                     self.slots.stats(student_id).as_dict())
-            except RuntimeError:  # a torn read without the lock (threading mode): say so, do not fail
-                if locked:
-                    raise
-                return {"student_id": student_id, "session_id": stream.session_id, "active": True, "stale": True}
-
-    def active_students(self) -> list[dict]:
-        with self._reading():
-            streams = list(self._streams.values())
-            rows = []
-            for s in streams:
-                st = self.status(s.student_id)
-                rows.append({"student_id": s.student_id, "name": s.name, "session_id": s.session_id,
-                             "exam_id": s.exam_id, "exam_title": s.exam_title, "status": st})
-        rows.sort(key=risk_order)
-        return rows
 
     def loop_health(self) -> dict:  # the loop's heartbeat and the workers for /api/health; takes no lock
         return self.heartbeat.report(self._started, self.pool.health() if self.pool is not None else None)

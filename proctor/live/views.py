@@ -9,6 +9,7 @@ one student share one drawing, and a student nobody watches costs no drawing and
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 
 import cv2
@@ -101,3 +102,48 @@ def raw_jpeg(frame, cache: dict) -> bytes | None:
         return None
     cache[frame.student_id] = (key, jpeg)
     return cache[frame.student_id][1]
+
+
+class LiveViews:
+    """What the runtime shows of its students (a mixin of LiveRuntime). Provided by LiveRuntime:
+    _streams, slots, _raw_cache, _student_now, _reading."""
+
+    def latest_view(self, student_id: int) -> LiveView | None:
+        """The newest processed frame (HUD drawn), else the newest raw JPEG; None when there is nothing yet."""
+        with self._reading():
+            stream = self._streams.get(student_id)
+            jpeg = processed_jpeg(stream) if stream is not None else None
+            if jpeg is not None:
+                return LiveView(jpeg, "processed", time.monotonic() - stream.processed_mono, self.status(student_id))
+        frame = self.slots.latest(student_id)
+        if frame is None:
+            return None
+        jpeg = raw_jpeg(frame, self._raw_cache)
+        if jpeg is None:
+            return None
+        return LiveView(jpeg, "raw", time.monotonic() - frame.received_mono, self.status(student_id))
+
+    def status(self, student_id: int) -> dict:
+        with self._reading() as locked:
+            stream = self._streams.get(student_id)
+            if stream is None:
+                return {"student_id": student_id, "session_id": None, "active": False}
+            try:
+                return stream.status(self._student_now(stream), time.monotonic(), self.slots.latest(student_id),
+                                     self.slots.stats(student_id).as_dict())
+            except RuntimeError:  # a torn read without the lock (threading mode): say so, do not fail
+                if locked:
+                    raise
+                return {"student_id": student_id, "session_id": stream.session_id, "active": True, "stale": True}
+
+    def active_students(self) -> list[dict]:
+        with self._reading():
+            streams = list(self._streams.values())
+            rows = []
+            for s in streams:
+                st = self.status(s.student_id)
+                rows.append({"student_id": s.student_id, "name": s.name, "session_id": s.session_id,
+                             "exam_id": s.exam_id, "exam_title": s.exam_title, "status": st})
+        rows.sort(key=risk_order)
+        return rows
+
