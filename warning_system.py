@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Hashable
+from typing import Hashable, Iterable
 
 from config_vision import RULES, VisionConfig
 from config_vision import rule as registered_rule
@@ -105,11 +105,16 @@ class WarningSystem:
             st.count = 0
             st.last_warned.clear()
 
-    def restore_count(self, student: Hashable, count: int) -> None:
-        """Go on from a count kept elsewhere (the stored violations of a session opened again)."""
+    def restore(self, student: Hashable, count: int, warned_at: Iterable[tuple[str, float]] = ()) -> None:
+        """Go on from a count and cooldowns kept elsewhere (the stored violations of a session opened
+        again): ``warned_at`` gives each rule's last warning time (frame time)."""
         if not isinstance(count, int) or count < 0:
             raise ValueError(f"count must be a whole number >= 0, got {count!r}")
-        self._students.setdefault(student, _StudentWarnings()).count = count
+        st = self._students.setdefault(student, _StudentWarnings())
+        st.count = count
+        for rule, t in warned_at:
+            if rule in RULES and math.isfinite(float(t)):
+                st.last_warned[rule] = float(t)
 
     def count(self, student: Hashable) -> int:
         st = self._students.get(student)

@@ -8,6 +8,7 @@ address), else a fresh one for the call (the runtime's loop), so the database se
 from __future__ import annotations
 
 import json
+import math
 from contextlib import nullcontext
 from typing import Iterable
 
@@ -54,29 +55,36 @@ class SqlLiveStore:
                 exam_disabled_rules=_rules(exam.disabled_rules), session_disabled_rules=_rules(session.disabled_rules),
                 exam_thresholds=exam.thresholds or "{}",
                 embedding=bytes(profile.embedding) if profile is not None and profile.embedding else None,
-                warning_count=self._warning_count(session.id),
+                **dict(zip(("warning_count", "warned_at"), self._warning_state(session.id))),
             )
 
     @staticmethod
-    def _warning_count(session_id: int) -> int:
-        """The session's warning count as the runtime left it: the count stored with its last violation,
-        or 0 when the proctor cleared the warnings after it. A stream opened again (a server restart, a
-        worker of another web process taking over) goes on counting from there, so a restart does not
-        reset the count that auto-termination is measured against."""
-        last = db.session.execute(select(Violation.details, Violation.timestamp).where(Violation.session_id == session_id)
-                                  .order_by(Violation.id.desc()).limit(1)).first()
-        if last is None:
-            return 0
+    def _warning_state(session_id: int) -> tuple[int, tuple[tuple[str, float], ...]]:
+        """The session's warnings as the runtime left them: the count stored with its last violation and
+        the frame time each rule was last warned at (its cooldown), both from the violations after the
+        proctor's last clear. A stream opened again (a server restart, another web process taking the
+        student over) goes on from there: the count that auto-termination is measured against is not
+        reset, and a condition still going on is not warned (and stored) a second time within its cooldown."""
         cleared = db.session.scalar(select(func.max(AuditLog.created_at)).where(
             AuditLog.action == "live.clear_warnings", AuditLog.target_type == "exam_session",
             AuditLog.target_id == session_id))
-        if cleared is not None and cleared >= last.timestamp:
-            return 0
-        try:
-            count = json.loads(last.details or "{}").get("warning_count", 0)
-        except (ValueError, AttributeError):
-            return 0
-        return count if isinstance(count, int) and 0 <= count <= 10_000 else 0
+        query = select(Violation.type, Violation.details).where(Violation.session_id == session_id)
+        if cleared is not None:
+            query = query.where(Violation.timestamp > cleared)
+        count, warned = 0, {}
+        for rule, raw in db.session.execute(query.order_by(Violation.id)).all():
+            try:
+                details = json.loads(raw or "{}")
+            except ValueError:
+                continue
+            if not isinstance(details, dict):
+                continue
+            n, t = details.get("warning_count"), details.get("frame_t")
+            if isinstance(n, int) and 0 <= n <= 10_000:
+                count = n
+            if isinstance(t, (int, float)) and math.isfinite(t):
+                warned[rule] = max(float(t), warned.get(rule, float("-inf")))
+        return count, tuple(sorted(warned.items()))
 
     def session_states(self, session_ids: Iterable[int]) -> dict[int, str]:
         ids = list(session_ids)

@@ -422,7 +422,7 @@ class LiveRuntime(ClusterMixin, LiveViews, ProctorActions):
             stream = Stream.open(info, self._exam_rules.for_exam(info.exam_thresholds, info.exam_id))
             stream.forget()
             stream.engine.set_disabled_rules(student_id, set(stream.disabled_rules))
-            stream.warnings.restore_count(student_id, int(info.warning_count))
+            stream.warnings.restore(student_id, int(info.warning_count), info.warned_at)
             self._streams[student_id] = stream
             self._cluster_claim(student_id, session_id)
             self._refused.pop((student_id, session_id), None)

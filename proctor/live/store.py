@@ -43,6 +43,7 @@ class SessionInfo:
     exam_thresholds: str                  # the exam's vision overrides, JSON text as stored ("{}" when none)
     embedding: bytes | None               # the student's enrolment face embedding, if enrolled
     warning_count: int = 0                # warnings issued so far and not cleared (a stream opened again goes on from it)
+    warned_at: tuple[tuple[str, float], ...] = ()  # (rule, frame time of its last warning): cooldowns go on too
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,14 @@ def audit_rows(app, action):
         return [(r.actor_id, r.target_type, r.target_id, json.loads(r.details), r.client_address) for r in rows]
 
 
+def violation_rows(app, session_id):
+    from proctor.extensions import db
+    from proctor.models import Violation
+
+    with app.app_context():
+        return db.session.scalars(select(Violation).where(Violation.session_id == session_id)).all()
+
+
 def session_row(app, session_id):
     from proctor.extensions import db
     from proctor.models import ExamSession
@@ -88,6 +96,10 @@ def test_the_warning_count_survives_a_stream_opened_again(app, admin, student):
     assert "warnings" not in rt.status(student.id)
     rt.session_started(student.id, student.session_id)
     assert rt.status(student.id)["warnings"] == count
+    # The tab switch's cooldown went on too: the same warning at once is held, not stored again.
+    violations = len(violation_rows(app, student.session_id))
+    assert student.post_event({"type": "TAB_SWITCH"}).status_code == 200
+    assert rt.status(student.id)["warnings"] == count and len(violation_rows(app, student.session_id)) == violations
     assert post(admin, f"/api/admin/students/{student.id}/clear-warnings").status_code == 200
     rt.session_ended(student.id, student.session_id, "RESTARTED")
     rt.session_started(student.id, student.session_id)

@@ -3,6 +3,8 @@ which proves it is enough), no database, no Flask, no worker processes. The real
 and warning system decide; frames carry their time, nothing sleeps."""
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
@@ -37,7 +39,7 @@ class MemoryStore:
                            session_auto_terminate=s["auto_terminate"],
                            exam_disabled_rules=frozenset(s.get("exam_disabled", ())), session_disabled_rules=s["disabled"],
                            exam_thresholds=s.get("thresholds", "{}"), embedding=s.get("embedding"),
-                           warning_count=s.get("warning_count", 0))
+                           warning_count=s.get("warning_count", 0), warned_at=s.get("warned_at", ()))
 
     def session_states(self, session_ids):
         return {i: self.sessions[i]["status"] for i in session_ids if i in self.sessions}
@@ -151,6 +153,19 @@ def test_a_reopened_stream_counts_on_from_the_stored_warnings(tmp_path):
     [issued] = rt.browser_event(STUDENT, SESSION, "TAB_SWITCH", {})
     assert (issued["count"], issued["terminate"]) == (3, True)
     assert store.finished and store.finished[0][0] == SESSION
+
+
+def test_a_reopened_stream_keeps_the_cooldowns(tmp_path):
+    """A tab switch warned 2 s (frame time) before the stream was opened again: another one now is held
+    by the 5 s cooldown, not warned and stored a second time; one later than the cooldown is warned."""
+    store = MemoryStore()
+    now = time.time()
+    store.add_session(warning_count=1, warned_at=(("TAB_SWITCH", now - 2.0),))
+    rt, _ = make_runtime(store, tmp_path)
+    assert rt.browser_event(STUDENT, SESSION, "TAB_SWITCH", {}) == []
+    assert store.violations == {}
+    stream = rt._streams[STUDENT]
+    assert stream.warnings.count(STUDENT) == 1
 
 
 def test_terminate_finishes_through_the_store_and_publishes(store, tmp_path):
