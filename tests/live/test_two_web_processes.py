@@ -12,8 +12,10 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import signal
 import sqlite3
+import subprocess
 import threading
 import time
 import uuid
@@ -24,7 +26,7 @@ import requests
 from bench._http_load_support import (Browser, Server, create_exam, data_url, enrol_student, new_admin,
                                       webcam_jpegs)
 from tests.live import wait_for
-from tests.live.test_distributed import REDIS_URL, Workers, _redis
+from tests.live.test_distributed import REDIS_URL, Workers, _ping, _redis
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -152,3 +154,92 @@ def test_admin_on_one_process_student_on_another_and_the_takeover(tmp_path):
         client = _redis()
         for key in client.scan_iter(match=f"{ns}*"):
             client.delete(key)
+
+
+@pytest.mark.mysql_only
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs the redis-server program for a private Redis")
+def test_the_faults_on_mariadb_with_two_workers(tmp_path, mysql_server):
+    """MariaDB, a private Redis (so that it can be restarted), two Celery workers, web A and web B: the
+    violation with its evidence reaches B's admin and B serves the evidence A wrote; the worker that
+    analyses the student is killed; Redis is restarted; web A is killed."""
+    from tests.conftest import MYSQL_SERVER_URL, free_port, stop_process
+
+    _, new_database = mysql_server
+    port = free_port()
+    url = f"redis://127.0.0.1:{port}/0"
+
+    def start_redis():
+        return subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                                 "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    redis_server = start_redis()
+    wait_for(lambda: _ping(url), 30, "private redis-server did not start", interval=0.2)
+    data = tmp_path / "shared-data"
+    env = {"PROCTOR_BROKER_URL": url, "PROCTOR_BROKER_NAMESPACE": "faults", "FLASK_SECRET_KEY": secrets.token_urlsafe(32),
+           "RATELIMIT_STORAGE_URI": url, "LOGIN_LIMIT_PER_ADDRESS": "100 per minute", "PROCTOR_DATA_DIR": str(data),
+           "DATABASE_URL": f"{MYSQL_SERVER_URL}/{new_database('twoweb')}?charset=utf8mb4"}
+    a, b = Server(tmp_path / "a", env), Server(tmp_path / "b", env)
+    a.env.update(env)
+    b.env.update(env)
+    workers = Workers(tmp_path, url, "faults")
+    socket, poster = None, None
+    try:
+        workers.start("alpha")
+        workers.start("beta")
+        a.start()
+        b.start()
+        admin, _ = new_admin(b)
+        exam_id = create_exam(admin, "Faults")
+        socket = AdminSocket(admin)
+        student, session_id, _ = enrol_student(a, 0, exam_id, PHOTO)
+        face, empty = webcam_jpegs(PHOTO, 6, 70), webcam_jpegs("f_5_living_room_empty.jpg", 6, 70)
+        poster = FramePoster(student, a.url, face)
+        poster.start()
+
+        def processed() -> int:
+            done = [(d["status"].get("frames") or {}).get("processed") or 0 for d in socket.named("student_status")
+                    if d.get("session_id") == session_id]
+            return max(done, default=0)
+        wait_for(lambda: processed() >= 4, 180, f"no analysed status reached B's admin\nA: {a.log_tail()}")
+
+        # The empty room: NO_FACE on A, its evidence snapshot in the shared folder, served by B.
+        poster.jpegs = empty
+        v = wait_for(lambda: [d for d in socket.named("student_violation") if d.get("type") == "NO_FACE"], 60,
+                     "no NO_FACE violation reached B's admin")[0]
+        assert v["session_id"] == session_id and v["evidence_url"]
+        shot = wait_for(lambda: (lambda r: r if r.status_code == 200 else None)(
+            admin.http.get(b.url + v["evidence_url"], timeout=15)), 30, "B does not serve A's evidence")
+        assert shot.content[:2] == b"\xff\xd8"
+        poster.jpegs = face
+
+        # Kill the worker that holds the student: the other analyses it within 10 s.
+        status = admin.http.get(a.url + "/api/detection-pipeline-status", timeout=15).json()["workers"]
+        holder = next(w["name"] for w in status["workers"] if w["streams"])
+        os.killpg(workers.procs[holder.split("@")[0]].pid, signal.SIGKILL)
+        before, killed = processed(), time.monotonic()
+        wait_for(lambda: processed() >= before + 3, 30, f"nobody took the student over\nA: {a.log_tail()}")
+        assert time.monotonic() - killed < 10.0 + 2.0  # 10 s, plus up to two status periods to see it
+
+        # Redis restarted (empty): web processes, message queue and the surviving worker carry on.
+        stop_process(redis_server)
+        time.sleep(3)
+        redis_server = start_redis()
+        wait_for(lambda: _ping(url), 30, "private redis-server did not start again", interval=0.2)
+        before = processed()
+        wait_for(lambda: processed() >= before + 3, 90, f"no analysis after the Redis restart\nA: {a.log_tail()}")
+
+        # Web A killed: the student goes on with B.
+        os.kill(a.proc.pid, signal.SIGKILL)
+        poster.base = b.url
+        before = processed()
+        wait_for(lambda: processed() >= 2 and [d for d in socket.named("student_status")[-3:]
+                                               if d.get("session_id") == session_id], 60, "B did not take over")
+        assert all(c == 202 for c in poster.codes[-3:]), poster.codes[-10:]
+    finally:
+        if poster is not None:
+            poster.stop.set()
+        if socket is not None:
+            socket.client.disconnect()
+        b.stop()
+        a.stop()
+        workers.stop()
+        stop_process(redis_server)
