@@ -90,6 +90,25 @@ def namespace():
         client.delete(key)
 
 
+class PrivateRedis:
+    """A redis-server of the test's own (keeps nothing on disk), so that it can be stopped and restarted."""
+
+    def __init__(self):
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc = None
+
+    def start(self) -> "PrivateRedis":
+        self.proc = subprocess.Popen(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                                      "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        wait_for(lambda: _ping(self.url), 30, "private redis-server did not start", interval=0.2)
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop_process(self.proc)
+
+
 def _ready_workers(pool: RemotePool, names: set[str]):
     def ready():
         pool._read_workers(force=True)
@@ -211,24 +230,18 @@ def test_stale_and_foreign_jobs_are_not_analysed(tmp_path, config, jpegs, namesp
 
 @pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs the redis-server program for a private Redis")
 def test_redis_restart_the_web_side_and_workers_carry_on(tmp_path, config, jpegs):
-    port = free_port()
-    url = f"redis://127.0.0.1:{port}/0"
-
-    def start_redis():
-        return subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                                 "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    server = start_redis()
+    redis_server = PrivateRedis().start()
+    url = redis_server.url
     workers = Workers(tmp_path, url, "restart")
     pool = RemotePool(url, config, "restart")
     try:
-        wait_for(lambda: _ping(url), 30, "private redis-server did not start", interval=0.2)
         workers.start("delta")
         pool.start()
         wait_for(_ready_workers(pool, {"delta"}), READY_TIMEOUT_S, f"worker not ready\n{workers.log('delta')}", interval=0.5)
         results, seq = defaultdict(list), defaultdict(int)
         _stream(pool, jpegs, [1], lambda: len(results[1]) >= 3, results, seq)
 
-        stop_process(server)  # Redis goes away: it kept nothing (no save), like a restart without persistence
+        redis_server.stop()  # Redis goes away: it kept nothing (no save), like a restart without persistence
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:
             assert pool.results() == []
@@ -236,15 +249,14 @@ def test_redis_restart_the_web_side_and_workers_carry_on(tmp_path, config, jpegs
             time.sleep(0.1)
         assert pool.status()["redis_errors"] >= 1 and pool.status()["last_error"]
 
-        server = start_redis()
-        wait_for(lambda: _ping(url), 30, "private redis-server did not start again", interval=0.2)
+        redis_server.start()
         n = len(results[1])
         _stream(pool, jpegs, [1], lambda: len(results[1]) >= n + 3, results, seq)
         assert results[1][-1].face.face_detected
     finally:
         pool.stop()
         workers.stop()
-        stop_process(server)
+        redis_server.stop()
 
 
 def _ping(url) -> bool:

@@ -15,7 +15,6 @@ import secrets
 import shutil
 import signal
 import sqlite3
-import subprocess
 import threading
 import time
 import uuid
@@ -26,7 +25,7 @@ import requests
 from bench._http_load_support import (Browser, Server, create_exam, data_url, enrol_student, new_admin,
                                       webcam_jpegs)
 from tests.live import wait_for
-from tests.live.test_distributed import REDIS_URL, Workers, _ping, _redis
+from tests.live.test_distributed import REDIS_URL, PrivateRedis, Workers, _redis
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -66,6 +65,16 @@ class AdminSocket:
 
     def named(self, name: str, student_id: int | None = None) -> list[dict]:
         return [d for e, d in list(self.events) if e == name and (student_id is None or (d or {}).get("student_id") == student_id)]
+
+
+def _stop_all(poster, socket, a, b, workers) -> None:
+    if poster is not None:
+        poster.stop.set()
+    if socket is not None:
+        socket.client.disconnect()
+    b.stop()
+    a.stop()
+    workers.stop()
 
 
 def test_admin_on_one_process_student_on_another_and_the_takeover(tmp_path):
@@ -144,13 +153,7 @@ def test_admin_on_one_process_student_on_another_and_the_takeover(tmp_path):
         assert after[-1]["session_id"] == session_id
         assert all(c == 202 for c in poster.codes[-3:]), poster.codes[-10:]
     finally:
-        if poster is not None:
-            poster.stop.set()
-        if socket is not None:
-            socket.client.disconnect()
-        b.stop()
-        a.stop()
-        workers.stop()
+        _stop_all(poster, socket, a, b, workers)
         client = _redis()
         for key in client.scan_iter(match=f"{ns}*"):
             client.delete(key)
@@ -162,17 +165,11 @@ def test_the_faults_on_mariadb_with_two_workers(tmp_path, mysql_server):
     """MariaDB, a private Redis (so that it can be restarted), two Celery workers, web A and web B: the
     violation with its evidence reaches B's admin and B serves the evidence A wrote; the worker that
     analyses the student is killed; Redis is restarted; web A is killed."""
-    from tests.conftest import MYSQL_SERVER_URL, free_port, stop_process
+    from tests.conftest import MYSQL_SERVER_URL
 
     _, new_database = mysql_server
-    port = free_port()
-    url = f"redis://127.0.0.1:{port}/0"
-
-    def start_redis():
-        return subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                                 "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    redis_server = start_redis()
-    wait_for(lambda: _ping(url), 30, "private redis-server did not start", interval=0.2)
+    redis_server = PrivateRedis().start()
+    url = redis_server.url
     data = tmp_path / "shared-data"
     env = {"PROCTOR_BROKER_URL": url, "PROCTOR_BROKER_NAMESPACE": "faults", "FLASK_SECRET_KEY": secrets.token_urlsafe(32),
            "RATELIMIT_STORAGE_URI": url, "LOGIN_LIMIT_PER_ADDRESS": "100 per minute", "PROCTOR_DATA_DIR": str(data),
@@ -220,10 +217,9 @@ def test_the_faults_on_mariadb_with_two_workers(tmp_path, mysql_server):
         assert time.monotonic() - killed < 10.0 + 2.0  # 10 s, plus up to two status periods to see it
 
         # Redis restarted (empty): web processes, message queue and the surviving worker carry on.
-        stop_process(redis_server)
+        redis_server.stop()
         time.sleep(3)
-        redis_server = start_redis()
-        wait_for(lambda: _ping(url), 30, "private redis-server did not start again", interval=0.2)
+        redis_server.start()
         before = processed()
         wait_for(lambda: processed() >= before + 3, 90, f"no analysis after the Redis restart\nA: {a.log_tail()}")
 
@@ -235,11 +231,5 @@ def test_the_faults_on_mariadb_with_two_workers(tmp_path, mysql_server):
                                                if d.get("session_id") == session_id], 60, "B did not take over")
         assert all(c == 202 for c in poster.codes[-3:]), poster.codes[-10:]
     finally:
-        if poster is not None:
-            poster.stop.set()
-        if socket is not None:
-            socket.client.disconnect()
-        b.stop()
-        a.stop()
-        workers.stop()
-        stop_process(redis_server)
+        _stop_all(poster, socket, a, b, workers)
+        redis_server.stop()
