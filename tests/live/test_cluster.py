@@ -3,21 +3,12 @@ from __future__ import annotations
 
 import json
 import threading
-import uuid
 
 import pytest
 
 from proctor.live.cluster import Cluster
-from tests.live.test_distributed import REDIS_URL, _redis
-
-
-@pytest.fixture
-def ns():
-    ns = f"c{uuid.uuid4().hex[:10]}"
-    yield ns
-    client = _redis()
-    for key in client.scan_iter(match=f"{ns}*"):
-        client.delete(key)
+from tests.live.test_distributed import _redis
+from tests.live.test_distributed import namespace as ns  # noqa: F401 - the fixture: a fresh key prefix, removed after
 
 
 def test_lease_takeover_and_release(ns):
