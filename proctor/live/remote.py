@@ -10,9 +10,11 @@ health, detector_info), so LiveRuntime does not know which one it drives. procto
 describes the way a frame travels. Here:
 
 - one job out per student (the next frame waits in the runtime's latest-frame slot);
-- a student's frames go to the worker that analysed its last one (its face tracker is there),
-  unless that worker's heartbeat is gone or the frame waited longer than STICKY_MAX_WAIT_S for it
-  (then to the shared queue, where whichever worker is free takes it: load spreads by itself);
+- students are placed on workers by measured cost, as WorkerPool places them: a new student on
+  the least loaded worker (the sum of its students' CPU ms per frame), a student's frames to the
+  worker that analysed its last one (its face tracker is there) unless moving it lowers the busier
+  worker's load enough (and it was not moved lately); a worker whose heartbeat is gone, or whose
+  frame waited longer than STICKY_MAX_WAIT_S, loses the student to the shared queue;
 - a job with no answer after JOB_TIMEOUT_S is given up (its worker died or Redis lost it): the
   student's next frame goes to the shared queue;
 - when Redis cannot be reached, submit() says False and results() returns nothing; both retry
@@ -38,7 +40,11 @@ log = logging.getLogger(__name__)
 
 JOB_TTL_S = 10              # a job key nobody takes expires
 JOB_TIMEOUT_S = 8.0         # no answer for this long: the job is given up (the worker died, Redis lost it)
-STICKY_MAX_WAIT_S = 1.0     # a frame that waited longer than this for its student's worker goes to the shared queue next
+STICKY_MAX_WAIT_S = 3.0     # a frame that waited longer than this for its student's worker: the next goes to the shared queue
+COST_DEFAULT_MS = 60.0      # a student's assumed CPU ms per frame before its first result (as WorkerPool)
+COST_SMOOTHING = 0.2
+MOVE_MIN_GAIN = 0.15        # move a student only when that lowers the busier worker's load by this share at least
+MOVE_COOLDOWN_S = 30.0      # a student moved is not moved again for this long (each move costs its face tracker)
 WORKERS_REFRESH_S = 1.0     # how often the worker heartbeats are read
 REDIS_RETRY_S = 2.0         # after a Redis error, calls wait this long before trying again
 RESULTS_PER_POLL = 64
@@ -59,6 +65,8 @@ class RemotePool:
         self._lock = threading.RLock()
         self._inflight: dict[int, tuple[float, str | None, float]] = {}  # student -> (deadline, worker, sent mono)
         self._sticky: dict[int, str] = {}      # student -> worker node that analysed its last frame
+        self._cost: dict[int, float] = {}      # student -> moving average CPU ms per frame (what workers report)
+        self._moved: dict[int, float] = {}     # student -> when last moved between workers
         self._worker_ids: dict[str, int] = {}  # worker node -> small number for statuses
         self._workers: dict[str, dict] = {}    # worker node -> its last heartbeat
         self._workers_read = 0.0
@@ -201,9 +209,7 @@ class RemotePool:
                 if job is None:
                     return False
             key = job_key(self.ns, self.runtime_id, job.student_id)
-            node = self._sticky.get(job.student_id)
-            if node is not None and node not in self._workers:
-                node = None
+            node = self._place(job.student_id)
             try:
                 self.redis.set(key, dump_job(job, time.time()), ex=JOB_TTL_S)
                 queue = None
@@ -221,10 +227,36 @@ class RemotePool:
             self.jobs_sent += 1
             return True
 
+    def _load(self, node: str) -> float:
+        return sum(self._cost.get(sid, COST_DEFAULT_MS) for sid, n in self._sticky.items() if n == node)
+
+    def _place(self, student_id: int) -> str | None:
+        """The worker for this student's next frame, by measured cost as WorkerPool places students:
+        its own worker (its face tracker is there) unless moving it to the least loaded worker lowers
+        the busier one's load by MOVE_MIN_GAIN at least (and it was not moved in the last
+        MOVE_COOLDOWN_S); a new student goes to the least loaded worker. Without known workers, the
+        shared queue (None). Loads count this process's students only."""
+        if not self._workers:
+            return None
+        node = self._sticky.get(student_id)
+        if node not in self._workers:
+            node = None
+        cost = self._cost.get(student_id, COST_DEFAULT_MS)
+        loads = {n: self._load(n) - (cost if n == node else 0.0) for n in self._workers}
+        best = min(loads, key=lambda n: (loads[n], n))
+        now = time.monotonic()
+        if node is not None and (best == node or now - self._moved.get(student_id, -MOVE_COOLDOWN_S) < MOVE_COOLDOWN_S
+                                 or loads[best] + cost > (loads[node] + cost) * (1.0 - MOVE_MIN_GAIN)):
+            return node
+        if node is not None:
+            self._moved[student_id] = now
+        self._sticky[student_id] = best
+        return best
+
     def forget(self, student_id: int) -> None:
         with self._lock:
-            self._sticky.pop(student_id, None)
-            self._inflight.pop(student_id, None)
+            for table in (self._sticky, self._inflight, self._cost, self._moved):
+                table.pop(student_id, None)
 
     def _expire(self, now: float) -> None:
         for sid, (deadline, node, _sent) in list(self._inflight.items()):
@@ -265,13 +297,18 @@ class RemotePool:
             self.jobs_skipped += 1
             return None
         res = body
-        out = self._inflight.pop(res.student_id, None)
+        sid = res.student_id
+        out = self._inflight.pop(sid, None)
         if out is not None:
             waited = now - out[2] - res.timings_ms.get("total", 0.0) / 1000.0
             if waited > STICKY_MAX_WAIT_S:
-                self._sticky.pop(res.student_id, None)  # its worker is backed up: let any worker take the next
+                self._sticky.pop(sid, None)  # its worker is backed up past reason: the shared queue next
             else:
-                self._sticky[res.student_id] = node
+                self._sticky[sid] = node
+        cost = res.timings_ms.get("cpu", res.timings_ms.get("total"))
+        if isinstance(cost, (int, float)):
+            old = self._cost.get(sid)
+            self._cost[sid] = float(cost) if old is None else old + COST_SMOOTHING * (float(cost) - old)
         res.worker_id = self._worker_id(node)
         res.done_mono = now  # this process's clock (the worker's is another machine's)
         self.jobs_done += 1

@@ -160,9 +160,11 @@ def test_remote_workers_judge_as_the_embedded_pipeline_stick_and_take_over(tmp_p
             local.close()
         assert [r.face.face_count for r in results[2]][-1] == 2 and not results[3][-1].face.face_detected
 
-        # Sticky: after its first frame, every frame of a student was analysed by one worker.
+        # Sticky: a student stays on its worker; a move by measured cost happens at most once in
+        # MOVE_COOLDOWN_S (30 s, longer than this stream).
         for sid in PHOTOS:
-            assert len({r.worker_id for r in results[sid][1:]}) == 1, (sid, [r.worker_id for r in results[sid]])
+            ids = [r.worker_id for r in results[sid]]
+            assert sum(a != b for a, b in zip(ids, ids[1:])) <= 1, (sid, ids)
         for sid in PHOTOS:
             assert sorted(r.seq for r in results[sid]) == sorted({r.seq for r in results[sid]})  # none twice
 
