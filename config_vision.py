@@ -98,7 +98,7 @@ def rule(name: str) -> Rule:
         raise KeyError(f"unknown rule {name!r}; expected one of {', '.join(RULES)}") from None
 
 
-DETECTOR_BACKENDS = ("auto", "yolo_onnx", "ultralytics", "centernet", "opencv_darknet", "none")
+DETECTOR_BACKENDS = ("auto", "nanodet", "yolo_onnx", "ultralytics", "centernet", "opencv_darknet", "none")
 
 # COCO-80 class ids (0-based, the order YOLO and the CenterNet model use).
 COCO_PERSON = 0
@@ -171,9 +171,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("MODELS_DIR", str, "models", "Folder holding model files (relative to the repository root unless absolute)."),
     Setting("DETECTOR_THREADS", int, 1, "CPU threads each detector instance may use.", 1, 16),
     Setting("PERSON_CONFIDENCE", float, 0.35, "Minimum score for a person detection.", 0.01, 0.99),
-    Setting("PHONE_CONFIDENCE", float, 0.25, "Minimum score for a cell phone (COCO 67).", 0.01, 0.99),
-    Setting("BOOK_CONFIDENCE", float, 0.35, "Minimum score for a book (COCO 73); shelves and railings score up to 0.34 (docs/detection-quality.md).", 0.01, 0.99),
-    Setting("LAPTOP_CONFIDENCE", float, 0.2, "Minimum score for a laptop (COCO 63); measured: laptops 0.26-0.46, nothing else above 0.08 (docs/detection-quality.md).", 0.01, 0.99),
+    Setting("PHONE_CONFIDENCE", float, 0.24, "Minimum score for a cell phone (COCO 67), CenterNet; chosen on held-out photo splits (bench/detection_quality.py): the highest phone score on photos without one, plus 0.02.", 0.01, 0.99),
+    Setting("BOOK_CONFIDENCE", float, 0.30, "Minimum score for a book (COCO 73), CenterNet; chosen like PHONE_CONFIDENCE (empty rooms and shelves score up to 0.28; docs/detection-quality.md).", 0.01, 0.99),
+    Setting("LAPTOP_CONFIDENCE", float, 0.16, "Minimum score for a laptop (COCO 63), CenterNet; chosen like PHONE_CONFIDENCE (nearly black, brightened frames without a laptop score up to 0.14; d_3's laptop 0.17-0.48).", 0.01, 0.99),
     Setting("EXTRA_OBJECT_CONFIDENCE", float, 0.35, "Minimum score for the optional extra banned classes.", 0.01, 0.99),
     Setting("EXTRA_BANNED_CLASSES", str, "", "Comma-separated extra COCO ids to ban, from: 64 mouse, 72 refrigerator, 76 scissors, 77 teddy bear."),
     Setting("NMS_IOU", float, 0.5, "IoU above which overlapping boxes of one class are merged.", 0.05, 0.95),
@@ -186,6 +186,18 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SECOND_LOOK_MAX_REGIONS", int, 2, "Most person crops looked at again per detector run (each costs one more inference).", 0, 8),
     Setting("SECOND_LOOK_MARGIN_FRACTION", float, 0.15, "Margin added around a person box on each side for the second look (fraction of box size).", 0.0, 1.0),
     Setting("SECOND_LOOK_MAX_AREA_FRACTION", float, 0.6, "Crops covering more than this fraction of the frame are skipped (too little zoom to help).", 0.05, 1.0),
+    # --- NanoDet's own per-class bars and the hand-guided look (person_pipeline, hand_pipeline; docs/detection-quality.md)
+    Setting("NANODET_PERSON_CONFIDENCE", float, 0.40, "NanoDet backend: minimum score for a person (its scores run on another scale than CenterNet's *_CONFIDENCE).", 0.01, 0.99),
+    Setting("NANODET_PHONE_CONFIDENCE", float, 0.35, "NanoDet backend: minimum score for a cell phone (COCO 67).", 0.01, 0.99),
+    Setting("NANODET_BOOK_CONFIDENCE", float, 0.32, "NanoDet backend: minimum score for a book (COCO 73).", 0.01, 0.99),
+    Setting("NANODET_LAPTOP_CONFIDENCE", float, 0.26, "NanoDet backend: minimum score for a laptop (COCO 63).", 0.01, 0.99),
+    Setting("DETECTOR_HAND_LOOK", bool, True, "When the detector runs, find hands (MediaPipe Hands, about 20 ms) for the phone-at-ear signal (Detections.phone_at_ear) and, with HAND_LOOK_MAX_CROPS, look again at square crops around them.",),
+    Setting("HAND_LOOK_MAX_CROPS", int, 0, "Most hand crops the detector looks at again per run (each costs one more inference); 0 finds hands for the phone-at-ear signal only. Measured: with CenterNet the crops add about 40 ms and no phone-at-ear hit; with NanoDet set 2 (phone at ear in 8 instead of 5 of 10 b_3 variants).", 0, 8),
+    Setting("HAND_CROP_OBJECTS", bool, False, "Count phones and books found in the hand crops as detections (off: measured false phones on a held remote, no held-out gain; the crops still feed the phone-at-ear signal).",),
+    Setting("HAND_CROP_HAND_SIZES", float, 4.0, "Side of the square crop around a hand, in hand sizes (the longer side of its landmarks' box).", 1.5, 20),
+    Setting("HAND_CROP_MIN_PX", int, 96, "Smallest side of a hand crop in frame pixels (a far hand still gets some context).", 16, 2000),
+    Setting("HAND_DETECTION_CONFIDENCE", float, 0.5, "Minimum MediaPipe palm-detection confidence for a hand.", 0.05, 0.99),
+    Setting("PHONE_AT_EAR_MIN_SCORE", float, 0.15, "Phone at the ear: a phone-ish score at least this high near a hand beside a head (below the phone bar: the geometry is the other half of the evidence).", 0.01, 0.99),
     Setting("OBJECT_EVIDENCE_WINDOW_RUNS", int, 5, "Prohibited-object evidence: the last N detector runs are remembered.", 1, 50),
     Setting("OBJECT_EVIDENCE_MIN_HITS", int, 2, "Prohibited-object evidence: a class counts only when seen in at least this many of the remembered runs.", 1, 50),
     # --- when the detector runs (proctor/live/cadence.py): by scene, not on one frame in N; the face stage runs on every frame

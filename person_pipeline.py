@@ -1,15 +1,12 @@
-"""Object detection: persons and prohibited objects, behind a registry of backends.
+"""Object detection: persons and prohibited objects, the shared part of every detector backend.
 
-Every backend turns its model's raw output into boxes in the original frame's pixels at the
-edge (``_infer``); everything after that (per-class thresholds, per-class NMS, duplicate person
-suppression, the zoomed second look) is shared, so nothing downstream knows which model ran.
-
-Backends (``DETECTOR_BACKEND``), tried in this order by ``auto`` when their files are present:
-
-1. ``yolo_onnx``      Ultralytics YOLOv8/YOLO11 exported to ONNX (output ``[1, 4+80, N]``), onnxruntime CPU.
-2. ``ultralytics``    a ``.pt`` through the optional ``ultralytics`` package (imported lazily).
-3. ``centernet``      CenterNet MobileNetV3 COCO (ONNX, NHWC ``[1,512,512,3]``, output ``[1,100,6]``).
-4. ``opencv_darknet`` YOLOv4-tiny (``.cfg`` + ``.weights``) through ``cv2.dnn``.
+Every backend (``detector_backends.py``: nanodet, yolo_onnx, ultralytics, centernet,
+opencv_darknet, chosen by ``DETECTOR_BACKEND`` through ``create_detector``) turns its model's raw
+output into boxes in the original frame's pixels at the edge (``_infer``); everything after that
+is here and shared (per-class thresholds, per-class NMS, duplicate person suppression, the zoomed
+second look around persons, the hand-guided look of ``hand_pipeline.py``), so nothing downstream
+knows which model ran. The backends' names are importable from here too
+(``from person_pipeline import create_detector, NanoDetDetector``).
 
 ``ObjectEvidence`` is a small pure accumulator the live loop keeps per student: a prohibited
 class counts only when seen in k of the last n detector runs.
@@ -18,16 +15,15 @@ This module never imports Flask, the database or the web package.
 """
 from __future__ import annotations
 
-import ast
 import logging
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
 import numpy as np
 
-from config_vision import COCO_PERSON, VisionConfig
+from config_vision import COCO_BOOK, COCO_CELL_PHONE, COCO_LAPTOP, COCO_PERSON, VisionConfig
 from face_pipeline import to_bgr_uint8  # one frame validator for every stage
 
 log = logging.getLogger(__name__)
@@ -71,6 +67,11 @@ class Detections:
     items: tuple[Detection, ...]
     backend: str
     frame_size: tuple[int, int]  # width, height
+    # The hand-guided look (hand_pipeline.py), when it ran: the hands found (context for drawing
+    # and cadence, not part of a result's identity) and whether a hand beside a head holds
+    # something phone-ish (a phone at the ear; a signal of its own).
+    hands: tuple = field(default=(), compare=False)   # hand_pipeline.Hand
+    phone_at_ear: bool = False
 
     @property
     def persons(self) -> tuple[Detection, ...]:
@@ -206,6 +207,11 @@ def _empty_raw() -> RawOutput:
     return np.zeros((0, 4)), np.zeros((0,)), np.zeros((0,), dtype=np.int64)
 
 
+def _only(raw: RawOutput, keep_class) -> RawOutput:
+    keep = keep_class(raw[2])
+    return raw[0][keep], raw[1][keep], raw[2][keep]
+
+
 class ObjectDetector:
     """Base of every backend. One instance per worker/stream (not shared between threads)."""
 
@@ -214,6 +220,7 @@ class ObjectDetector:
     def __init__(self, config: VisionConfig, model_path: Path, input_size: tuple[int, int]):
         self.model_path = Path(model_path)
         self.input_size = input_size  # width, height
+        self._hands = None  # hand_pipeline.HandFinder, built on the first hand-guided look
         self._use(config)
 
     def _use(self, config: VisionConfig) -> None:
@@ -222,9 +229,16 @@ class ObjectDetector:
         self.wanted_ids: tuple[int, ...] = tuple(sorted({COCO_PERSON, *config.banned_class_ids}))
         self._thresholds = np.full(80, 1.01)
         for cid in self.wanted_ids:
-            self._thresholds[cid] = float(config.class_confidence(cid))
-        # Raw candidates below this never count, whatever the class.
+            self._thresholds[cid] = float(self.class_threshold(config, cid))
+        # Raw candidates below this never count, whatever the class (the phone-at-ear check looks
+        # at weaker phone-ish candidates near a hand, below the phone bar).
         self.min_score = float(min(self._thresholds[list(self.wanted_ids)]))
+        if config.DETECTOR_HAND_LOOK:
+            self.min_score = min(self.min_score, float(config.PHONE_AT_EAR_MIN_SCORE))
+
+    def class_threshold(self, config: VisionConfig, class_id: int) -> float:
+        """The minimum score for a class; a backend whose scores run on another scale overrides it."""
+        return float(config.class_confidence(class_id))
 
     # Backends implement this: raw boxes in ``image`` pixels, unfiltered apart from min_score.
     def _infer(self, image_bgr: np.ndarray) -> RawOutput:  # pragma: no cover - abstract
@@ -255,16 +269,63 @@ class ObjectDetector:
         h, w = frame.shape[:2]
         boxes, scores, classes = self._infer(frame)
         first = self._postprocess(boxes, scores, classes, w * h)
+        looks = []
         if self.config.DETECTOR_SECOND_LOOK and self.config.SECOND_LOOK_MAX_REGIONS > 0:
+            # Small held things only: persons come from the whole frame (crops cut people in half),
+            # and books and laptops too (measured: the person crops add false books, never a hit).
             extra = self._second_look(frame, [d for d in first if d.class_id == COCO_PERSON])
-            if extra[0].shape[0]:
-                # Persons come from the whole frame only: crops cut people in half.
-                keep = extra[2] != COCO_PERSON
-                boxes = np.concatenate([boxes, extra[0][keep]])
-                scores = np.concatenate([scores, extra[1][keep]])
-                classes = np.concatenate([classes, extra[2][keep]])
-                first = self._postprocess(boxes, scores, classes, w * h)
-        return Detections(items=tuple(first), backend=self.name, frame_size=(w, h))
+            looks.append(_only(extra, lambda c: ~np.isin(c, (COCO_PERSON, COCO_BOOK, COCO_LAPTOP))))
+        hands: tuple = ()
+        at_ear = False
+        if self.config.DETECTOR_HAND_LOOK:
+            extra, hands, at_ear = self.hand_look(frame, [(boxes, scores, classes)] + looks,
+                                                  int(self.config.HAND_LOOK_MAX_CROPS))
+            if self.config.HAND_CROP_OBJECTS:
+                looks.append(extra)
+        if any(part[0].shape[0] for part in looks):
+            boxes = np.concatenate([boxes] + [p[0] for p in looks])
+            scores = np.concatenate([scores] + [p[1] for p in looks])
+            classes = np.concatenate([classes] + [p[2] for p in looks])
+            first = self._postprocess(boxes, scores, classes, w * h)
+        return Detections(items=tuple(first), backend=self.name, frame_size=(w, h), hands=hands,
+                          phone_at_ear=at_ear)
+
+    def hand_look(self, frame: np.ndarray, seen: list[RawOutput], max_crops: int) -> tuple[RawOutput, tuple, bool]:
+        """The hand-guided look: the hands (hand_pipeline.HandFinder), phones and books in up to
+        ``max_crops`` square crops around them (frame pixels), and the phone-at-ear signal, judged
+        from the phone-ish candidates in ``seen`` (the passes so far, raw) and in the hand crops."""
+        from hand_pipeline import HandFinder, hand_beside_head, hand_crop, phone_near_hand
+
+        if self._hands is None:
+            self._hands = HandFinder(self.config)
+        h, w = frame.shape[:2]
+        hands = tuple(self._hands.hands(frame))
+        crops: list[tuple[int, int, int, int]] = []
+        for hand in hands:
+            if len(crops) >= max_crops:
+                break
+            crop = hand_crop(hand, (w, h), self.config.HAND_CROP_HAND_SIZES, self.config.HAND_CROP_MIN_PX)
+            if crop is None or any(box_iou(np.array(crop, float), np.array([c], float))[0] > 0.5 for c in crops):
+                continue
+            crops.append(crop)
+        parts = []
+        for x1, y1, x2, y2 in crops:
+            b, s, c = self._infer(np.ascontiguousarray(frame[y1:y2, x1:x2]))
+            if b.shape[0]:
+                parts.append((b + np.array([x1, y1, x1, y1], dtype=np.float64), s, c))
+        extra = (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
+                 np.concatenate([p[2] for p in parts])) if parts else _empty_raw()
+        at_ear = False
+        if hands:
+            min_score = float(self.config.PHONE_AT_EAR_MIN_SCORE)
+            phones = [(tuple(b), float(s)) for part in (*seen, extra) for b, s, c in zip(*part)
+                      if int(c) == COCO_CELL_PHONE]
+            holding = [hd for hd in hands if phone_near_hand(hd, phones, min_score) > 0]
+            if holding:  # the face detector runs only when a hand holds something phone-ish
+                heads = self._hands.heads(frame)
+                at_ear = any(hand_beside_head(hd, head) for hd in holding for head in heads)
+        # Held things only: persons and laptops come from the whole frame.
+        return _only(extra, lambda cl: (cl == COCO_CELL_PHONE) | (cl == COCO_BOOK)), hands, at_ear
 
     def _second_look(self, frame: np.ndarray, persons: list[Detection]) -> RawOutput:
         """Run again on crops around the persons, upscaled to the model input; map boxes back."""
@@ -327,283 +388,10 @@ class ObjectDetector:
         }
 
     def close(self) -> None:
-        pass
+        if self._hands is not None:
+            self._hands.close()
+            self._hands = None
 
-
-def _onnx_session(model_path: Path, threads: int):
-    try:
-        import onnxruntime as ort
-    except ImportError as exc:  # pragma: no cover - onnxruntime is a runtime requirement
-        raise DetectorError("onnxruntime is not installed (pip install -r requirements.txt)") from exc
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = int(threads)
-    opts.inter_op_num_threads = 1
-    opts.log_severity_level = 3
-    try:
-        return ort.InferenceSession(str(model_path), sess_options=opts, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # onnxruntime raises its own exception types for bad files
-        raise DetectorError(f"could not load ONNX model {model_path}: {exc}") from exc
-
-
-# --------------------------------------------------------------------------- backends
-
-class YoloOnnxDetector(ObjectDetector):
-    """Ultralytics YOLOv8/YOLO11 ONNX export: input [1,3,H,W] RGB 0..1 letterboxed,
-    output [1, 4+80, N] (cx, cy, w, h in input pixels, then 80 class scores; no objectness)."""
-
-    name = "yolo_onnx"
-    default_files = ("yolov8n.onnx", "yolo11n.onnx")
-
-    def __init__(self, config: VisionConfig, model_path: Path):
-        self.session = _onnx_session(model_path, config.DETECTOR_THREADS)
-        inp = self.session.get_inputs()[0]
-        self.input_name = inp.name
-        shape = list(inp.shape)
-        if len(shape) != 4 or shape[1] not in (3, "3"):
-            raise DetectorError(f"{model_path}: expected a YOLO input [1, 3, H, W], got {shape}")
-        ih = shape[2] if isinstance(shape[2], int) and shape[2] > 0 else 640
-        iw = shape[3] if isinstance(shape[3], int) and shape[3] > 0 else 640
-        super().__init__(config, model_path, (iw, ih))
-        out_shape = list(self.session.get_outputs()[0].shape)
-        if len(out_shape) == 3 and isinstance(out_shape[1], int) and isinstance(out_shape[2], int):
-            self._check_channels(out_shape)
-        self._check_names(self.session.get_modelmeta().custom_metadata_map.get("names"))
-
-    def _check_names(self, names_text: str | None) -> None:
-        """Ultralytics exports carry their class names; a model trained on other classes in the
-        same 80 slots would silently mislabel, so the classes the rules use must match COCO."""
-        if not names_text:
-            return
-        try:
-            names = ast.literal_eval(names_text)
-        except (ValueError, SyntaxError):
-            log.warning("%s: unreadable 'names' metadata ignored", self.model_path)
-            return
-        if not isinstance(names, dict):
-            return
-        for cid in self.wanted_ids:
-            got = names.get(cid)
-            if got is not None and str(got) != COCO_NAMES[cid]:
-                raise DetectorError(
-                    f"{self.model_path}: class {cid} is {got!r} in this model, but the rules need COCO "
-                    f"{COCO_NAMES[cid]!r}; use a COCO-80 model")
-
-    def _check_channels(self, shape) -> None:
-        if 84 not in (shape[1], shape[2]):
-            chans = shape[1] if shape[1] < shape[2] else shape[2]
-            raise DetectorError(
-                f"{self.model_path}: YOLO output {list(shape)} has {chans - 4} classes; this project needs a "
-                "COCO-80 model (output [1, 84, N]) because its rules use COCO ids (0 person, 63 laptop, "
-                "67 cell phone, 73 book)")
-
-    def _infer(self, image_bgr: np.ndarray) -> RawOutput:
-        h, w = image_bgr.shape[:2]
-        canvas, lb = letterbox(image_bgr, self.input_size)
-        blob = np.ascontiguousarray(canvas[:, :, ::-1].transpose(2, 0, 1)[None], dtype=np.float32) / 255.0
-        out = np.asarray(self.session.run(None, {self.input_name: blob})[0])
-        if out.ndim != 3:
-            raise DetectorError(f"{self.model_path}: unexpected YOLO output shape {list(out.shape)}")
-        self._check_channels(out.shape)
-        pred = out[0] if out.shape[1] == 84 else out[0].T   # -> [84, N]
-        class_scores = pred[4:]
-        classes = class_scores.argmax(axis=0)
-        scores = class_scores[classes, np.arange(pred.shape[1])]
-        keep = scores >= self.min_score
-        if not keep.any():
-            return _empty_raw()
-        cx, cy, bw, bh = (pred[i][keep] for i in range(4))
-        boxes = np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], axis=1)
-        return lb.to_frame(boxes, w, h), scores[keep].astype(np.float64), classes[keep].astype(np.int64)
-
-
-class UltralyticsDetector(ObjectDetector):
-    """A ``.pt`` model through the optional ``ultralytics`` package (AGPL-3.0; not a requirement)."""
-
-    name = "ultralytics"
-    default_files = ("yolov8n.pt", "yolo11n.pt")
-
-    def __init__(self, config: VisionConfig, model_path: Path):
-        try:
-            from ultralytics import YOLO  # optional extra, imported only when chosen
-        except ImportError as exc:
-            raise DetectorError(
-                "detector backend 'ultralytics' needs the optional package 'ultralytics' "
-                "(pip install ultralytics; AGPL-3.0), which is not installed; use backend "
-                "'yolo_onnx' with an exported yolov8n.onnx, or 'centernet'") from exc
-        try:
-            self.model = YOLO(str(model_path))
-        except Exception as exc:
-            raise DetectorError(f"could not load ultralytics model {model_path}: {exc}") from exc
-        super().__init__(config, model_path, (640, 640))
-
-    def _infer(self, image_bgr: np.ndarray) -> RawOutput:
-        res = self.model.predict(image_bgr, imgsz=self.input_size[0], conf=self.min_score,
-                                 iou=0.95, device="cpu", verbose=False)[0]
-        b = res.boxes
-        if b is None or len(b) == 0:
-            return _empty_raw()
-        return (b.xyxy.cpu().numpy().astype(np.float64), b.conf.cpu().numpy().astype(np.float64),
-                b.cls.cpu().numpy().astype(np.int64))
-
-
-class CenterNetDetector(ObjectDetector):
-    """CenterNet MobileNetV3 COCO (ONNX): NHWC [1,512,512,3] RGB 0..255; output [1,100,6]
-    x1, y1, x2, y2 (input pixels), score, class. Letterboxed rather than stretched: measured
-    higher person scores on non-square frames (docs/detection-quality.md)."""
-
-    name = "centernet"
-    default_files = ("centernet_mbv3_coco.onnx",)
-
-    def __init__(self, config: VisionConfig, model_path: Path):
-        self.session = _onnx_session(model_path, config.DETECTOR_THREADS)
-        inp = self.session.get_inputs()[0]
-        self.input_name = inp.name
-        shape = list(inp.shape)
-        if len(shape) != 4 or shape[3] != 3:
-            raise DetectorError(f"{model_path}: expected a CenterNet input [1, H, W, 3], got {shape}")
-        ih = shape[1] if isinstance(shape[1], int) else 512
-        iw = shape[2] if isinstance(shape[2], int) else 512
-        super().__init__(config, model_path, (iw, ih))
-
-    def _infer(self, image_bgr: np.ndarray) -> RawOutput:
-        h, w = image_bgr.shape[:2]
-        canvas, lb = letterbox(image_bgr, self.input_size)
-        blob = np.ascontiguousarray(canvas[:, :, ::-1][None], dtype=np.float32)
-        out = np.asarray(self.session.run(None, {self.input_name: blob})[0])
-        if out.ndim != 3 or out.shape[2] != 6:
-            raise DetectorError(f"{self.model_path}: unexpected CenterNet output shape {list(out.shape)}")
-        rows = out[0]
-        rows = rows[rows[:, 4] >= self.min_score]
-        if rows.shape[0] == 0:
-            return _empty_raw()
-        return lb.to_frame(rows[:, :4], w, h), rows[:, 4].astype(np.float64), rows[:, 5].round().astype(np.int64)
-
-
-class DarknetDetector(ObjectDetector):
-    """YOLOv4-tiny (AlexeyAB darknet, COCO-80) through OpenCV's dnn module."""
-
-    name = "opencv_darknet"
-    default_files = ("yolov4-tiny.cfg",)  # plus the .weights file beside it
-
-    def __init__(self, config: VisionConfig, model_path: Path):
-        import cv2
-
-        cfg = Path(model_path)
-        weights = cfg.with_suffix(".weights")
-        if cfg.suffix == ".weights":
-            cfg, weights = cfg.with_suffix(".cfg"), cfg
-        for f in (cfg, weights):
-            if not f.is_file():
-                raise DetectorError(f"detector backend 'opencv_darknet' needs {f}, which is missing "
-                                    "(python download_yolo_models.py --online --models yolov4-tiny)")
-        try:
-            net = cv2.dnn.readNetFromDarknet(str(cfg), str(weights))
-            self.model = cv2.dnn_DetectionModel(net)
-        except cv2.error as exc:
-            raise DetectorError(f"could not load darknet model {cfg}: {exc}") from exc
-        cv2.setNumThreads(int(config.DETECTOR_THREADS))
-        self.model.setInputParams(size=(416, 416), scale=1 / 255.0, swapRB=True)
-        super().__init__(config, cfg, (416, 416))
-
-    def _infer(self, image_bgr: np.ndarray) -> RawOutput:
-        # nmsThreshold 1.0 leaves NMS to the shared per-class step.
-        class_ids, confs, boxes = self.model.detect(image_bgr, confThreshold=self.min_score, nmsThreshold=1.0)
-        if len(boxes) == 0:
-            return _empty_raw()
-        xywh = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-        xyxy = np.column_stack([xywh[:, 0], xywh[:, 1], xywh[:, 0] + xywh[:, 2], xywh[:, 1] + xywh[:, 3]])
-        return xyxy, np.asarray(confs, dtype=np.float64).ravel(), np.asarray(class_ids, dtype=np.int64).ravel()
-
-
-# --------------------------------------------------------------------------- registry
-
-BACKENDS: dict[str, type[ObjectDetector]] = {
-    "yolo_onnx": YoloOnnxDetector,
-    "ultralytics": UltralyticsDetector,
-    "centernet": CenterNetDetector,
-    "opencv_darknet": DarknetDetector,
-}
-AUTO_ORDER = ("yolo_onnx", "ultralytics", "centernet", "opencv_darknet")
-
-
-def _required_files(backend: str, models_dir: Path) -> list[list[Path]]:
-    """Candidate file sets for a backend; a set is usable when all its files exist."""
-    if backend == "opencv_darknet":
-        return [[models_dir / "yolov4-tiny.cfg", models_dir / "yolov4-tiny.weights"]]
-    return [[models_dir / f] for f in BACKENDS[backend].default_files]
-
-
-def _find_model(backend: str, models_dir: Path) -> Path | None:
-    for files in _required_files(backend, models_dir):
-        if all(f.is_file() for f in files):
-            return files[0]
-    return None
-
-
-def _resolve_models_dir(config: VisionConfig, models_dir: Path | None) -> Path:
-    d = Path(models_dir) if models_dir is not None else Path(config.MODELS_DIR)
-    return d if d.is_absolute() else REPO_ROOT / d
-
-
-def create_detector(config: VisionConfig, models_dir: Path | None = None) -> ObjectDetector | None:
-    """Build the configured detector.
-
-    ``auto``: the first backend (yolo_onnx, ultralytics, centernet, opencv_darknet) whose model
-    file is present, or None when there is none. An explicit backend whose file is missing, an
-    unknown backend or a file that will not load raises :class:`DetectorError`.
-    """
-    backend = str(config.DETECTOR_BACKEND)
-    if backend == "none":
-        return None
-    directory = _resolve_models_dir(config, models_dir)
-    explicit_path = Path(config.DETECTOR_MODEL_PATH) if config.DETECTOR_MODEL_PATH else None
-    if explicit_path is not None and not explicit_path.is_absolute():
-        explicit_path = REPO_ROOT / explicit_path
-
-    if backend == "auto":
-        if explicit_path is not None:
-            return _build(_backend_for_file(explicit_path), config, explicit_path)
-        for name in AUTO_ORDER:
-            path = _find_model(name, directory)
-            if path is None:
-                continue
-            try:
-                return _build(name, config, path)
-            except DetectorError as exc:  # e.g. a .pt present but the ultralytics package missing
-                log.warning("detector backend %s skipped: %s", name, exc)
-        log.warning("no detector model found in %s; object detection is off "
-                    "(run download_yolo_models.py)", directory)
-        return None
-
-    if backend not in BACKENDS:
-        raise DetectorError(f"unknown detector backend {backend!r}; choose one of "
-                            f"{', '.join(('auto',) + AUTO_ORDER + ('none',))}")
-    path = explicit_path or _find_model(backend, directory)
-    if path is None:
-        wanted = " or ".join(" + ".join(str(f) for f in files) for files in _required_files(backend, directory))
-        raise DetectorError(f"detector backend {backend!r} needs {wanted}, which is missing "
-                            "(run download_yolo_models.py, or set DETECTOR_MODEL_PATH)")
-    return _build(backend, config, path)
-
-
-def _backend_for_file(path: Path) -> str:
-    suffix = path.suffix.lower()
-    if suffix == ".pt":
-        return "ultralytics"
-    if suffix in (".cfg", ".weights"):
-        return "opencv_darknet"
-    if suffix == ".onnx":
-        return "centernet" if "centernet" in path.name.lower() else "yolo_onnx"
-    raise DetectorError(f"cannot tell the detector backend of {path}; set DETECTOR_BACKEND")
-
-
-def _build(backend: str, config: VisionConfig, path: Path) -> ObjectDetector:
-    cls = BACKENDS.get(backend)
-    if cls is None:
-        raise DetectorError(f"unknown detector backend {backend!r}")
-    if not path.is_file():
-        raise DetectorError(f"detector backend {backend!r}: model file {path} is missing")
-    return cls(config, path)
 
 
 # --------------------------------------------------------------------------- evidence over frames
@@ -651,7 +439,26 @@ class ObjectEvidence:
                 if cid in run:
                     items.extend(run[cid])
                     break
-        return Detections(items=tuple(items), backend=detections.backend, frame_size=detections.frame_size)
+        return Detections(items=tuple(items), backend=detections.backend, frame_size=detections.frame_size,
+                          hands=detections.hands, phone_at_ear=detections.phone_at_ear)
 
     def reset(self) -> None:
         self._runs.clear()
+
+
+# --------------------------------------------------------------------------- backends, re-exported
+
+_BACKEND_NAMES = frozenset({
+    "BACKENDS", "AUTO_ORDER", "create_detector", "YoloOnnxDetector", "UltralyticsDetector",
+    "CenterNetDetector", "NanoDetDetector", "DarknetDetector", "nanodet_class_confidence",
+})
+
+
+def __getattr__(name: str):
+    # The backends live in detector_backends.py, which imports this module's base class; importing
+    # them lazily here keeps ``from person_pipeline import create_detector`` working without a cycle.
+    if name in _BACKEND_NAMES:
+        import detector_backends
+
+        return getattr(detector_backends, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -51,7 +51,9 @@ def test_mirror_install_then_idempotent_second_run(tmp_path, capsys):
     # The YOLO files are in neither the mirror nor fetched (no --online): reported, not fatal.
     assert "yolov8n.onnx: not available - not in mirror" in err and "pass --online" in err
     assert "could not get: yolov4-tiny, yolov8n, yolov8n_pt" in err
-    assert sorted(p.name for p in dest.iterdir()) == [CENTERNET]             # no temporary files left
+    # Every model the mirror holds is installed (the two detectors and the face descriptor), nothing else.
+    assert sorted(p.name for p in dest.iterdir()) == sorted([CENTERNET, "faceres.onnx", "nanodet.onnx"])
+    assert "faceres.onnx: installed - from mirror" in err and "nanodet.onnx: installed - from mirror" in err
 
     mtime = installed.stat().st_mtime_ns
     assert dl.main(["--mirror", str(MIRROR), "--dest", str(dest), "--models", "centernet_mbv3_coco"]) == 0

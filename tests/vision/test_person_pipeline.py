@@ -1,5 +1,9 @@
 """The real CenterNet backend on real photos, the backend registry, and ObjectEvidence.
 
+CenterNet is no longer the default (nanodet is, tests/vision/test_nanodet.py); these tests pin
+the CenterNet backend itself, chosen explicitly, with the hand-guided look off (its own tests
+are in tests/vision/test_hand_look.py).
+
 The model is read from the mirror folder (../shared/models, or PROCTOR_MODEL_MIRROR), the
 photos from ../shared/testdata. Scores quoted in xfail reasons were measured with
 bench/detection_quality.py (docs/detection-quality.md).
@@ -32,7 +36,7 @@ BANNED = (COCO_CELL_PHONE, COCO_BOOK, COCO_LAPTOP)
 
 @pytest.fixture(scope="module")
 def config():
-    return load_vision_config(env={})
+    return load_vision_config(env={}, DETECTOR_BACKEND="centernet", DETECTOR_HAND_LOOK=False)
 
 
 @pytest.fixture(scope="module")
@@ -133,14 +137,14 @@ def test_phone_found_on_darkened_frame(detector, load_image):
 
 
 def test_per_call_config_applies_an_exams_thresholds(detector, config, load_image):
-    # An exam that lowers the book bar and raises the laptop bar, and bans teddy bears too;
+    # An exam that lowers the phone bar and raises the laptop bar, and bans teddy bears too;
     # the same detector instance serves it, and the defaults come back afterwards.
-    exam = config.with_overrides(BOOK_CONFIDENCE=0.15, LAPTOP_CONFIDENCE=0.5, EXTRA_BANNED_CLASSES="77")
+    exam = config.with_overrides(PHONE_CONFIDENCE=0.05, LAPTOP_CONFIDENCE=0.5, EXTRA_BANNED_CLASSES="77")
     img = load_image("d_3_woman_holding_xo_laptop.jpg")
     strict = detector.detect(img, config=exam)
     assert _banned(strict, COCO_LAPTOP) == []                      # 0.36 < 0.5
-    assert _banned(strict, COCO_BOOK)                                # d_3 has a 0.19 "book": now counts
-    assert detector.detect(img).banned(BANNED) and _banned(detector.detect(img), COCO_BOOK) == []
+    assert _banned(strict, COCO_CELL_PHONE)                          # d_3 has a 0.09 "phone": now counts
+    assert detector.detect(img).banned(BANNED) and _banned(detector.detect(img), COCO_CELL_PHONE) == []
     assert detector.config is config and detector.info()["class_map"] == {
         0: "person", 63: "laptop", 67: "cell phone", 73: "book"}
 
@@ -193,9 +197,8 @@ def test_phone_held_to_webcam_b1(detector, load_image):
     assert _banned(detector.detect(load_image("b_1_phone_held_to_webcam.jpg")), COCO_CELL_PHONE)
 
 
-@pytest.mark.xfail(strict=True, reason="measured: darkened c_1 (mean luma 9) books score 0.33 after brightening, "
-                                       "below BOOK_CONFIDENCE 0.35 (shelves/railings in clean frames reach 0.34)")
 def test_book_in_c1_darkened(detector, load_image):
+    # Darkened c_1 (mean luma 9): 0.33 after brightening, above the held-out-chosen book bar (0.30).
     assert _banned(detector.detect(darker(load_image("c_1_coco446_woman_bookshelf.jpg"))), COCO_BOOK)
 
 
@@ -238,12 +241,14 @@ def test_input_frame_is_not_modified(detector, load_image):
 # ------------------------------------------------------------------ registry
 
 def test_auto_picks_centernet_here(config):
-    det = create_detector(config, models_dir=MIRROR)
+    # Both centernet and nanodet files are in the mirror; centernet measured better (auto order).
+    assert (MIRROR / "nanodet.onnx").is_file()
+    det = create_detector(config.with_overrides(DETECTOR_BACKEND="auto"), models_dir=MIRROR)
     assert det is not None and det.info()["backend"] == "centernet"
 
 
 def test_auto_with_no_model_gives_none(config, tmp_path):
-    assert create_detector(config, models_dir=tmp_path) is None
+    assert create_detector(config.with_overrides(DETECTOR_BACKEND="auto"), models_dir=tmp_path) is None
 
 
 def test_backend_none_gives_none(config):
@@ -282,7 +287,7 @@ def test_ultralytics_without_the_package_is_a_clear_error(config, tmp_path):
 def test_auto_skips_ultralytics_without_package_and_takes_centernet(config, tmp_path):
     (tmp_path / "yolov8n.pt").write_bytes(b"weights would be here")
     os.symlink(CENTERNET, tmp_path / "centernet_mbv3_coco.onnx")
-    det = create_detector(config, models_dir=tmp_path)
+    det = create_detector(config.with_overrides(DETECTOR_BACKEND="auto"), models_dir=tmp_path)
     assert det.info()["backend"] == "centernet"
 
 
@@ -426,6 +431,9 @@ def test_opencv_darknet_backend_maps_boxes_to_frame_and_applies_nms(config, tmp_
 def test_auto_picks_centernet_before_darknet(config, tmp_path):
     _write_darknet_model(tmp_path, COCO_BOOK)
     os.symlink(CENTERNET, tmp_path / "centernet_mbv3_coco.onnx")
-    assert create_detector(config, models_dir=tmp_path).info()["backend"] == "centernet"
+    auto = config.with_overrides(DETECTOR_BACKEND="auto")
+    assert create_detector(auto, models_dir=tmp_path).info()["backend"] == "centernet"
     (tmp_path / "centernet_mbv3_coco.onnx").unlink()
-    assert create_detector(config, models_dir=tmp_path).info()["backend"] == "opencv_darknet"
+    assert create_detector(auto, models_dir=tmp_path).info()["backend"] == "opencv_darknet"
+    os.symlink(MIRROR / "nanodet.onnx", tmp_path / "nanodet.onnx")
+    assert create_detector(auto, models_dir=tmp_path).info()["backend"] == "nanodet"
