@@ -1,9 +1,19 @@
-"""Face identity: 128-d face embeddings, enrolment quality checks and verification.
+"""Face identity: face templates, enrolment quality checks and verification.
 
-dlib's ResNet face recogniser gives a 128-d embedding per face; two faces are the same person
-when the euclidean distance between their embeddings is at or below
-IDENTITY_DISTANCE_THRESHOLD (calibrated on the project's photos: bench/calibrate_identity.py,
-docs/identity-calibration.md).
+Two face descriptors, fused: dlib's ResNet (128-d, euclidean distance) and HSE-FaceRes
+(face_descriptor.py, 1024-d, cosine distance). Neither alone separated every same/different
+pair of the calibration photos; the mean of the two, FaceRes brought to dlib's units by
+IDENTITY_FACERES_TO_DLIB_SCALE, did (bench/calibrate_identity.py, docs/identity-calibration.md):
+
+    distance = (dlib distance + IDENTITY_FACERES_TO_DLIB_SCALE * FaceRes cosine distance) / 2
+
+and two faces are the same person when it is at or below IDENTITY_DISTANCE_THRESHOLD. A template
+holds both vectors (a 1152-value array in memory: dlib's 128 then FaceRes's 1024; a versioned
+byte format in the database). A dlib-only template (stored before FaceRes, or made while the
+FaceRes file was missing: 1024 bytes) still verifies, on dlib alone with IDENTITY_DLIB_ONLY_THRESHOLD;
+its distance is reported rescaled to the same scale (dlib distance * IDENTITY_DISTANCE_THRESHOLD /
+IDENTITY_DLIB_ONLY_THRESHOLD, with the app's settings), so that every caller keeps one rule,
+distance <= IDENTITY_DISTANCE_THRESHOLD, and an exam's own threshold moves both rules alike.
 
 Faces are found with the project's own face stage (face_pipeline.FaceAnalyzer in photo mode),
 so enrolment counts faces exactly as the live pipeline does (small background faces included);
@@ -13,6 +23,8 @@ This module never imports Flask, the database or the web package.
 """
 from __future__ import annotations
 
+import logging
+import struct
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,10 +32,25 @@ from typing import Any
 import cv2
 import numpy as np
 
+from face_descriptor import DESCRIPTOR_SIZE, DescriptorModelError, FaceResDescriptor, cosine_distance, faceres_path
 from face_pipeline import Box, FaceAnalyzer, to_bgr_uint8
 
-EMBEDDING_SIZE = 128
+log = logging.getLogger(__name__)
+
+EMBEDDING_SIZE = 128                              # dlib's vector (a dlib-only template)
+TEMPLATE_SIZE = EMBEDDING_SIZE + DESCRIPTOR_SIZE  # dlib's 128 then FaceRes's 1024, in memory
 _EMBEDDING_DTYPE = np.dtype("<f8")
+_DESCRIPTOR_DTYPE = np.dtype("<f4")
+# Stored template, version 2: magic, version, flags (0), dlib count, FaceRes count; then dlib's
+# values as float64 and FaceRes's as float32, little-endian. Version 1 is the bare 1024 bytes.
+_MAGIC = b"PFID"
+_HEADER = struct.Struct("<4sBBHH")
+_TEMPLATE_VERSION = 2
+LEGACY_TEMPLATE_BYTES = EMBEDDING_SIZE * _EMBEDDING_DTYPE.itemsize
+TEMPLATE_BYTES = _HEADER.size + LEGACY_TEMPLATE_BYTES + DESCRIPTOR_SIZE * _DESCRIPTOR_DTYPE.itemsize
+RULE_FUSED = "dlib+faceres"
+RULE_DLIB_OLD_TEMPLATE = "dlib only: the enrolment template holds no FaceRes vector (stored before FaceRes)"
+RULE_DLIB_NO_FACERES = "dlib only: FaceRes is not loaded"
 _SHARPNESS_SIDE = 160  # the face crop is resized to this many pixels before the Laplacian
 
 
@@ -32,27 +59,75 @@ class IdentityModelError(RuntimeError):
 
 
 def embedding_to_bytes(arr: np.ndarray) -> bytes:
-    """128 float64 little-endian values (1024 bytes), for the database."""
+    """A template for the database: the versioned format (5130 bytes) for a dlib+FaceRes template,
+    the bare 128 float64 (1024 bytes, as before FaceRes) for a dlib-only one."""
     vec = _check_embedding(arr)
-    return vec.astype(_EMBEDDING_DTYPE).tobytes()
+    if vec.shape == (EMBEDDING_SIZE,):
+        return vec.astype(_EMBEDDING_DTYPE).tobytes()
+    head = _HEADER.pack(_MAGIC, _TEMPLATE_VERSION, 0, EMBEDDING_SIZE, DESCRIPTOR_SIZE)
+    return (head + vec[:EMBEDDING_SIZE].astype(_EMBEDDING_DTYPE).tobytes()
+            + vec[EMBEDDING_SIZE:].astype(_DESCRIPTOR_DTYPE).tobytes())
 
 
 def embedding_from_bytes(b: bytes) -> np.ndarray:
+    """The template stored by embedding_to_bytes: 1152 values (dlib+FaceRes) or 128 (dlib only)."""
     if not isinstance(b, (bytes, bytearray, memoryview)):
         raise ValueError(f"embedding must be bytes, got {type(b).__name__}")
     raw = bytes(b)
-    if len(raw) != EMBEDDING_SIZE * _EMBEDDING_DTYPE.itemsize:
-        raise ValueError(f"embedding must be {EMBEDDING_SIZE * _EMBEDDING_DTYPE.itemsize} bytes, got {len(raw)}")
-    return _check_embedding(np.frombuffer(raw, dtype=_EMBEDDING_DTYPE).astype(np.float64))
+    if len(raw) == LEGACY_TEMPLATE_BYTES:
+        return _check_embedding(np.frombuffer(raw, dtype=_EMBEDDING_DTYPE).astype(np.float64))
+    if len(raw) < _HEADER.size or raw[:4] != _MAGIC:
+        raise ValueError(f"embedding must be {LEGACY_TEMPLATE_BYTES} bytes (dlib only) or a {TEMPLATE_BYTES}-byte "
+                         f"template starting {_MAGIC!r}, got {len(raw)} bytes")
+    _, version, flags, n_dlib, n_faceres = _HEADER.unpack_from(raw)
+    if version != _TEMPLATE_VERSION or flags != 0 or n_dlib != EMBEDDING_SIZE or n_faceres != DESCRIPTOR_SIZE:
+        raise ValueError(f"unknown template: version {version}, flags {flags}, sizes {n_dlib}+{n_faceres}")
+    if len(raw) != TEMPLATE_BYTES:
+        raise ValueError(f"template version {version} must be {TEMPLATE_BYTES} bytes, got {len(raw)}")
+    dlib_end = _HEADER.size + LEGACY_TEMPLATE_BYTES
+    dlib_vec = np.frombuffer(raw[_HEADER.size:dlib_end], dtype=_EMBEDDING_DTYPE).astype(np.float64)
+    faceres_vec = np.frombuffer(raw[dlib_end:], dtype=_DESCRIPTOR_DTYPE).astype(np.float64)
+    return _check_embedding(np.concatenate([dlib_vec, faceres_vec]))
 
 
 def _check_embedding(arr: Any) -> np.ndarray:
     vec = np.asarray(arr, dtype=np.float64)
-    if vec.shape != (EMBEDDING_SIZE,):
-        raise ValueError(f"embedding must have shape ({EMBEDDING_SIZE},), got {vec.shape}")
+    if vec.shape not in ((EMBEDDING_SIZE,), (TEMPLATE_SIZE,)):
+        raise ValueError(f"embedding must have shape ({EMBEDDING_SIZE},) (dlib) or ({TEMPLATE_SIZE},) "
+                         f"(dlib+FaceRes), got {vec.shape}")
     if not np.all(np.isfinite(vec)):
         raise ValueError("embedding holds non-finite values")
     return vec
+
+
+def has_faceres(template: np.ndarray) -> bool:
+    return np.asarray(template).shape == (TEMPLATE_SIZE,)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Two templates compared: the decision distance (see the module docstring) and its parts."""
+    distance: float
+    dlib_distance: float
+    faceres_distance: float | None
+    rule: str
+
+
+def compare(a: np.ndarray, b: np.ndarray, config: Any, app_config: Any = None) -> Comparison:
+    """Fused when both templates hold FaceRes, else dlib alone rescaled to the fused scale.
+
+    ``app_config`` is the app's own settings when ``config`` is an exam's overrides: the rescale
+    of a dlib-only distance uses the app's pair of thresholds, so the exam's threshold alone decides.
+    """
+    a, b = _check_embedding(a), _check_embedding(b)
+    base = app_config or config
+    d_dlib = float(np.linalg.norm(a[:EMBEDDING_SIZE] - b[:EMBEDDING_SIZE]))
+    if has_faceres(a) and has_faceres(b):
+        d_fr = cosine_distance(a[EMBEDDING_SIZE:], b[EMBEDDING_SIZE:])
+        fused = (d_dlib + float(base.IDENTITY_FACERES_TO_DLIB_SCALE) * d_fr) / 2.0
+        return Comparison(fused, d_dlib, d_fr, RULE_FUSED)
+    scaled = d_dlib * float(base.IDENTITY_DISTANCE_THRESHOLD) / float(base.IDENTITY_DLIB_ONLY_THRESHOLD)
+    return Comparison(scaled, d_dlib, None, RULE_DLIB_OLD_TEMPLATE)
 
 
 @dataclass(frozen=True)
@@ -66,8 +141,12 @@ class Enrolment:
 @dataclass(frozen=True)
 class Verification:
     face_found: bool
-    distance: float | None
+    distance: float | None          # the decision distance, compared with IDENTITY_DISTANCE_THRESHOLD
     match: bool | None
+    dlib_distance: float | None = None     # dlib's own euclidean distance
+    faceres_distance: float | None = None  # FaceRes cosine distance; None when dlib decided alone
+    rule: str | None = None                # RULE_FUSED or why dlib decided alone
+    threshold: float | None = None         # the IDENTITY_DISTANCE_THRESHOLD this call used
 
 
 def face_quality(image_bgr: np.ndarray, box: Box) -> dict:
@@ -106,6 +185,23 @@ class FaceIdentity:
             raise IdentityModelError(f"dlib face models could not be loaded: {exc}") from exc
         self._dlib = dlib
         self._faces = FaceAnalyzer(config, static_image_mode=True)
+        # FaceRes, the second descriptor: without it the app still runs, on dlib alone, and says so.
+        self.descriptor: FaceResDescriptor | None = None
+        self.descriptor_error: str | None = None
+        if not bool(config.IDENTITY_USE_FACERES):
+            self.descriptor_error = "IDENTITY_USE_FACERES is off"
+        else:
+            try:
+                self.descriptor = FaceResDescriptor(faceres_path(config))
+            except DescriptorModelError as exc:
+                self.descriptor_error = str(exc)
+        if self.descriptor is None:
+            log.warning("face identity runs on dlib alone (IDENTITY_DLIB_ONLY_THRESHOLD): %s", self.descriptor_error)
+
+    @property
+    def rule(self) -> str:
+        """How new templates are compared: RULE_FUSED, or RULE_DLIB_NO_FACERES when FaceRes is not loaded."""
+        return RULE_FUSED if self.descriptor is not None else RULE_DLIB_NO_FACERES
 
     def close(self) -> None:
         with self._lock:
@@ -113,7 +209,8 @@ class FaceIdentity:
 
     # -- public -----------------------------------------------------------------------------
     def embed(self, frame_bgr: np.ndarray, box: Box | None = None) -> np.ndarray | None:
-        """The embedding of the face in box, or of the largest face when box is None."""
+        """The template of the face in box, or of the largest face when box is None: dlib's 128
+        values then FaceRes's 1024 (1152 in all), or dlib's 128 alone when FaceRes is not loaded."""
         frame = to_bgr_uint8(frame_bgr)
         with self._lock:
             if box is None:
@@ -129,11 +226,11 @@ class FaceIdentity:
         with self._lock:
             obs = self._faces.analyze(image)
             quality: dict[str, Any] = {"face_count": obs.face_count}
-            if obs.face_count == 0 or obs.box is None:
-                return Enrolment(False, None, quality, "no face found")
-            if obs.face_count > 1:
+            if obs.face_count > 1:  # first: several faces refuse the photo even when none is the main face
                 return Enrolment(False, None, quality,
                                  f"{obs.face_count} faces found: exactly one person must be in the picture")
+            if obs.face_count == 0 or obs.box is None:
+                return Enrolment(False, None, quality, "no face found")
             box = obs.box
             quality.update(face_quality(image, box), box=list(box))
             if quality["face_px"] < cfg.ENROL_MIN_FACE_PX:
@@ -166,18 +263,25 @@ class FaceIdentity:
         a check's cost; the 5-point alignment and the embedding are the same.
 
         ``config`` (optional) is an exam's own settings (``VisionConfig.with_overrides``): its
-        IDENTITY_DISTANCE_THRESHOLD decides the match for this call; the models stay the same.
+        IDENTITY_DISTANCE_THRESHOLD decides the match for this call (for a dlib-only template, dlib's
+        own threshold scaled by the exam's value over the app's); the models and the scale stay the app's.
+        The result carries both models' distances and the rule that decided.
         """
         reference = _check_embedding(enrolled)
         live = self.embed(frame_bgr, box)
         if live is None:
             return Verification(face_found=False, distance=None, match=None)
-        distance = float(np.linalg.norm(live - reference))
-        threshold = float((config or self.config).IDENTITY_DISTANCE_THRESHOLD)
-        return Verification(face_found=True, distance=distance, match=distance <= threshold)
+        cfg = config or self.config
+        cmp = compare(reference, live, cfg, self.config)
+        threshold = float(cfg.IDENTITY_DISTANCE_THRESHOLD)
+        rule = cmp.rule if cmp.rule == RULE_FUSED or self.descriptor is not None else RULE_DLIB_NO_FACERES
+        return Verification(face_found=True, distance=cmp.distance, match=cmp.distance <= threshold,
+                            dlib_distance=cmp.dlib_distance, faceres_distance=cmp.faceres_distance,
+                            rule=rule, threshold=threshold)
 
     def distance(self, a: np.ndarray, b: np.ndarray) -> float:
-        return float(np.linalg.norm(_check_embedding(a) - _check_embedding(b)))
+        """The decision distance of two templates (fused, or dlib alone rescaled: see compare)."""
+        return compare(a, b, self.config).distance
 
     # -- internals --------------------------------------------------------------------------
     def _embed_box(self, frame: np.ndarray, box: Box) -> np.ndarray | None:
@@ -185,7 +289,11 @@ class FaceIdentity:
         rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
         shape = self._shape(rgb, rect)
         vec = np.array(self._encoder.compute_face_descriptor(rgb, shape, 1), dtype=np.float64)
-        return vec if vec.shape == (EMBEDDING_SIZE,) else None
+        if vec.shape != (EMBEDDING_SIZE,):  # pragma: no cover - dlib always returns 128 values
+            return None
+        if self.descriptor is None:
+            return vec
+        return np.concatenate([vec, self.descriptor.describe(rgb, box).astype(np.float64)])
 
 
 def _validated_box(box: Any, shape: tuple[int, ...]) -> Box:

@@ -1,240 +1,267 @@
-"""Calibrate IDENTITY_DISTANCE_THRESHOLD on the project's real photos.
+"""Calibrate face identity (dlib, FaceRes and their fusion) on the project's real photos.
 
-Every single-face photo in the test data (a_*, identity/*, c_1) and every face cropped from the
-group photos (e_2, e_5, b_3, d_3) is one identity (obama.jpg and obama2.jpg are one person),
-plus transformed copies of each (flip, darken to 30 % and 50 %, blur, tight crop, rotation
-+-8 degrees, JPEG quality 30). The script embeds them all with face_identity.FaceIdentity and
-prints the distance distributions of same-person and different-person pairs, the false-match
-and false-reject rates at several thresholds, and the threshold it would choose.
+Every identity photo (identity/people: 35 photos of 7 people; identity/obama, obama2, biden) plus
+four single-person photos (a_1, a_3, a_6, a_7: different people only), each under 11 transforms
+(original, mirror, downscaled so the face is 160 / 112 / 80 px, darkened to 45 %, gamma 2.2,
+webcam noise, JPEG 50, a 100 px webcam-like copy (gamma, noise, JPEG 60), the face box shifted by
+10 % / 8 %); see bench/identity_samples.py. Every pair of samples is compared with each rule:
 
-    .venv/bin/python bench/calibrate_identity.py [--testdata ../shared/testdata] [--json out.json]
+    dlib      euclidean distance of dlib's 128-d vectors
+    faceres   cosine distance of FaceRes's 1024-d vectors
+    fused-z   (dlib + k * faceres) / 2, k = the ratio of the two models' spreads (standard
+              deviations) over different-person pairs: the mean of the two z-normalised distances
+    fused-1   (dlib + faceres) / 2, k = 1 (the product's rule, IDENTITY_FACERES_TO_DLIB_SCALE)
+    both      max(dlib / its threshold, faceres / its threshold): both models must agree
 
-b_1 (a face on a phone held to the webcam) is left out: whose face it shows is not known.
+Each threshold is chosen on the pairs of one half of the people (identity_samples.SPLIT) and
+scored on every other pair (the other half and the pairs across halves), then the halves are
+swapped. The choice: mean - 4.26 standard deviations of the different-person distances of the
+choosing half (the one-in-100,000 tail of a normal fitted to them), because a false match lets
+someone else sit the exam while a refusal only asks the student again, and seven people say
+little about the tail directly.
+
+    .venv/bin/python bench/calibrate_identity.py [--testdata DIR] [--cache samples.npz] [--json out.json]
+
+--cache keeps the embeddings (about 5 minutes to make on the 2-core machine) for reruns.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import os
+import statistics
 import sys
 import time
-from itertools import combinations
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import identity_samples as ids  # noqa: E402
 from config_vision import load_vision_config  # noqa: E402
-from face_identity import FaceIdentity  # noqa: E402
-from face_pipeline import FaceAnalyzer  # noqa: E402
 
-SINGLE_PHOTOS = {  # file -> identity label
-    "a_1_webcam_woman_T1.jpg": "a_1 woman",
-    "a_3_face_closeup_sergey.png": "a_3 Sergey Brin",
-    "a_6_grace_hopper.jpg": "a_6 Grace Hopper",
-    "a_7_astronaut.png": "a_7 Eileen Collins",
-    "c_1_coco446_woman_bookshelf.jpg": "c_1 woman",
-    "identity/obama.jpg": "Barack Obama",
-    "identity/obama2.jpg": "Barack Obama",
-    "identity/biden.jpg": "Joe Biden",
-}
-GROUP_PHOTOS = ["e_2_three_business.jpg", "e_5_zidane_two_men.jpg", "b_3_coco536_women_on_phones.jpg",
-                "d_3_woman_holding_xo_laptop.jpg"]
-THRESHOLDS = (0.4, 0.45, 0.5, 0.55, 0.6)
+TAIL_Z = 4.26          # a normal's one-in-100,000 lower tail
+MIN_FACE_PX = 80       # false refusals are counted on pairs whose smaller face is at least this
+SIZE_BANDS = ((0, 80), (80, 112), (112, 160), (160, 100000))
 
 
-def _rotate(img: np.ndarray, deg: float) -> np.ndarray:
-    h, w = img.shape[:2]
-    return cv2.warpAffine(img, cv2.getRotationMatrix2D((w / 2, h / 2), deg, 1.0), (w, h),
-                          borderMode=cv2.BORDER_REPLICATE)
+class Pairs:
+    """Every pair of samples: who, which photos, face size, and both models' distances."""
+
+    def __init__(self, samples: list[ids.Sample]) -> None:
+        t = np.stack([s.template for s in samples])
+        if t.shape[1] != 1152:
+            raise SystemExit("the samples hold no FaceRes vectors: is models/faceres.onnx installed?")
+        dl = t[:, :128]
+        sq = (dl ** 2).sum(1)
+        d_dlib = np.sqrt(np.maximum(sq[:, None] + sq[None, :] - 2 * dl @ dl.T, 0))
+        fr = t[:, 128:] / np.linalg.norm(t[:, 128:], axis=1, keepdims=True)
+        d_fr = 1.0 - fr @ fr.T
+        self.i, self.j = np.triu_indices(len(samples), 1)
+        person = np.array([s.person for s in samples])
+        photo = np.array([s.photo for s in samples])
+        px = np.array([s.face_px for s in samples])
+        self.samples = samples
+        self.same = person[self.i] == person[self.j]
+        self.same_photo = photo[self.i] == photo[self.j]
+        self.px = np.minimum(px[self.i], px[self.j])
+        self.dlib = d_dlib[self.i, self.j]
+        self.faceres = d_fr[self.i, self.j]
+        self.person_i, self.person_j = person[self.i], person[self.j]
+
+    def within(self, people: tuple[str, ...]) -> np.ndarray:
+        return np.isin(self.person_i, people) & np.isin(self.person_j, people)
+
+    def name(self, k: int) -> str:
+        a, b = self.samples[self.i[k]], self.samples[self.j[k]]
+        return (f"{a.photo.split('/')[-1]} [{a.transform}, {a.face_px} px]  vs  "
+                f"{b.photo.split('/')[-1]} [{b.transform}, {b.face_px} px]")
 
 
-def _tight_crop(img: np.ndarray, box) -> np.ndarray:
-    x1, y1, x2, y2 = box
-    mw, mh = int((x2 - x1) * 0.15), int((y2 - y1) * 0.15)
-    h, w = img.shape[:2]
-    return img[max(0, y1 - mh):min(h, y2 + mh), max(0, x1 - mw):min(w, x2 + mw)].copy()
+def choose_threshold(d: np.ndarray, same: np.ndarray) -> float:
+    """The lower TAIL_Z-sigma tail of the different-person distances (see the module docstring)."""
+    diff = d[~same]
+    return float(diff.mean() - TAIL_Z * diff.std())
 
 
-def _jpeg(img: np.ndarray, q: int) -> np.ndarray:
-    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, q])
-    return cv2.imdecode(buf, cv2.IMREAD_COLOR)
+def rule_distances(pairs: Pairs, rule: str, t_dlib: float, t_fr: float, k_z: float) -> np.ndarray:
+    if rule == "dlib":
+        return pairs.dlib
+    if rule == "faceres":
+        return pairs.faceres
+    if rule == "fused-z":
+        return (pairs.dlib + k_z * pairs.faceres) / 2
+    if rule == "fused-1":
+        return (pairs.dlib + pairs.faceres) / 2
+    if rule == "both":
+        return np.maximum(pairs.dlib / t_dlib, pairs.faceres / t_fr)
+    raise ValueError(rule)
 
 
-TRANSFORMS = {
-    "original": lambda img, box: img,
-    "flip": lambda img, box: cv2.flip(img, 1),
-    "dark30": lambda img, box: (img.astype(np.float32) * 0.3).astype(np.uint8),
-    "dark50": lambda img, box: (img.astype(np.float32) * 0.5).astype(np.uint8),
-    "blur": lambda img, box: cv2.GaussianBlur(img, (0, 0), max(1.0, (box[2] - box[0]) / 120)),
-    "crop": _tight_crop,
-    "rot+8": lambda img, box: _rotate(img, 8),
-    "rot-8": lambda img, box: _rotate(img, -8),
-    "jpeg30": lambda img, box: _jpeg(img, 30),
-}
-
-
-def load_sources(testdata: Path, faces: FaceAnalyzer) -> list[tuple[str, str, np.ndarray]]:
-    """(identity, source name, image holding that one face as its largest) for every face."""
-    out = []
-    for name, label in SINGLE_PHOTOS.items():
-        img = cv2.imread(str(testdata / name), cv2.IMREAD_COLOR)
-        if img is None:
-            raise SystemExit(f"missing test photo {testdata / name}")
-        out.append((label, name, img))
-    for name in GROUP_PHOTOS:
-        img = cv2.imread(str(testdata / name), cv2.IMREAD_COLOR)
-        if img is None:
-            raise SystemExit(f"missing test photo {testdata / name}")
-        obs = faces.analyze(img)
-        for i, (x1, y1, x2, y2) in enumerate(sorted(obs.face_boxes)):
-            bw, bh = x2 - x1, y2 - y1
-            h, w = img.shape[:2]
-            # margin of 0.6 face widths: enough context for the detector, little of a neighbour
-            crop = img[max(0, y1 - int(bh * 0.6)):min(h, y2 + int(bh * 0.6)),
-                       max(0, x1 - int(bw * 0.6)):min(w, x2 + int(bw * 0.6))].copy()
-            out.append((f"{name.split('_')[0]}_{name.split('_')[1]} face {i + 1}", f"{name}#{i + 1}", crop))
+def score(d: np.ndarray, pairs: Pairs, mask: np.ndarray, threshold: float) -> dict:
+    diff = mask & ~pairs.same
+    same_big = mask & pairs.same & (pairs.px >= MIN_FACE_PX)
+    cross = same_big & ~pairs.same_photo
+    closest = float(d[diff].min())
+    out = {
+        "threshold": threshold, "different_pairs": int(diff.sum()),
+        "false_matches": int((d[diff] <= threshold).sum()),
+        "same_pairs_80px": int(same_big.sum()), "false_refusals_80px": int((d[same_big] > threshold).sum()),
+        "cross_photo_pairs_80px": int(cross.sum()), "cross_photo_refusals_80px": int((d[cross] > threshold).sum()),
+        "closest_different": closest, "margin": closest - threshold,
+        "margin_pct": 100 * (closest - threshold) / threshold,
+        "farthest_same_80px": float(d[same_big].max()),
+        "by_size": {},
+    }
+    for lo, hi in SIZE_BANDS:
+        band = mask & pairs.same & (pairs.px >= lo) & (pairs.px < hi)
+        dband = mask & ~pairs.same & (pairs.px >= lo) & (pairs.px < hi)
+        out["by_size"][f"{lo}-{hi if hi < 100000 else ''}"] = (
+            int((d[band] > threshold).sum()), int(band.sum()), int((d[dband] <= threshold).sum()), int(dband.sum()))
     return out
 
 
-def rates(same: np.ndarray, diff: np.ndarray, threshold: float) -> tuple[float, float]:
-    """(false-match rate, false-reject rate) at a threshold (match when distance <= threshold)."""
-    fmr = float(np.mean(diff <= threshold)) if len(diff) else float("nan")
-    frr = float(np.mean(same > threshold)) if len(same) else float("nan")
-    return fmr, frr
+def pct(n: int, total: int) -> str:
+    return f"{n}/{total} ({100 * n / total:.1f} %)" if total else "0/0"
 
 
-def describe(values: np.ndarray) -> str:
-    if not len(values):
-        return "(none)"
-    p = np.percentile(values, [0, 5, 50, 95, 100])
-    return f"min {p[0]:.3f}  p5 {p[1]:.3f}  median {p[2]:.3f}  p95 {p[3]:.3f}  max {p[4]:.3f}  (n={len(values)})"
+def print_score(label: str, s: dict) -> None:
+    print(f"  {label:<34} thr {s['threshold']:.3f}  false matches {pct(s['false_matches'], s['different_pairs']):>16}"
+          f"  refusals >=80px {pct(s['false_refusals_80px'], s['same_pairs_80px']):>18}"
+          f"  (across photos {pct(s['cross_photo_refusals_80px'], s['cross_photo_pairs_80px'])})"
+          f"  closest diff {s['closest_different']:.3f}  margin {s['margin']:+.3f} ({s['margin_pct']:+.1f} %)")
+
+
+def cost_ms(testdata: Path, cfg) -> dict:
+    """Median per-check cost of dlib alone and dlib+FaceRes on a given face box (what the live check does)."""
+    import cv2
+
+    from face_identity import FaceIdentity
+    from face_pipeline import FaceAnalyzer
+
+    identity = FaceIdentity(cfg)
+    faces = FaceAnalyzer(cfg, static_image_mode=True)
+    frame = cv2.imread(str(testdata / "identity" / "obama2.jpg"))
+    frame = cv2.resize(frame, (640, int(frame.shape[0] * 640 / frame.shape[1])))
+    box = faces.analyze(frame).box
+    template = identity.embed(frame, box)
+    times = {"dlib+faceres": [], "dlib": []}
+    descriptor = identity.descriptor
+    for _ in range(15):
+        for key in times:
+            identity.descriptor = descriptor if key == "dlib+faceres" else None
+            ref = template if key == "dlib+faceres" else template[:128]
+            t0 = time.perf_counter()
+            identity.verify(ref, frame, box=box)
+            times[key].append((time.perf_counter() - t0) * 1000)
+    identity.descriptor = descriptor
+    identity.close()
+    faces.close()
+    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
-    default_td = Path(os.environ.get("PROCTOR_TESTDATA", REPO_ROOT.parent / "shared" / "testdata"))
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--testdata", type=Path, default=default_td, help=f"test photo folder (default {default_td})")
-    ap.add_argument("--json", type=Path, help="also write the raw distances and figures to this JSON file")
+    ap.add_argument("--testdata", type=Path, default=ids.DEFAULT_TESTDATA)
+    ap.add_argument("--cache", type=Path, help="embeddings file: read when present, else made and written")
+    ap.add_argument("--json", type=Path, help="also write the figures to this JSON file")
+    ap.add_argument("--no-cost", action="store_true", help="skip the per-check cost measurement")
     args = ap.parse_args(argv)
+    cfg = load_vision_config(env={})
 
-    cfg = load_vision_config()
-    identity = FaceIdentity(cfg)
-    faces = FaceAnalyzer(cfg, static_image_mode=True)
-    sources = load_sources(args.testdata, faces)
-
-    samples = []  # (identity, source, transform, embedding)
-    failed = []
-    face_px: dict[str, int] = {}
-    t0 = time.perf_counter()
-    for label, source, img in sources:
-        box = faces.analyze(img).box
-        if box is None:
-            failed.append(f"{source} (no face in the crop itself)")
-            continue
-        face_px[source] = min(box[2] - box[0], box[3] - box[1])
-        for tname, fn in TRANSFORMS.items():
-            emb = identity.embed(fn(img, box))
-            if emb is None:
-                failed.append(f"{source} {tname}")
-                continue
-            samples.append((label, source, tname, emb))
-    elapsed = time.perf_counter() - t0
-
-    same_photo, same_person, diff = [], [], []
-    labelled_same, labelled_diff = [], []
-    for (la, sa, ta, ea), (lb, sb, tb, eb) in combinations(samples, 2):
-        d = float(np.linalg.norm(ea - eb))
-        pair = (d, f"{sa} [{ta}]", f"{sb} [{tb}]")
-        if la != lb:
-            diff.append(d)
-            labelled_diff.append(pair)
-        else:
-            (same_photo if sa == sb else same_person).append(d)
-            labelled_same.append(pair)
-    same = np.array(same_photo + same_person)
-    diff_arr = np.array(diff)
-
-    identities = sorted({s[0] for s in samples})
-    print(f"identities: {len(identities)}   source faces: {len(sources)}   embedded samples: {len(samples)}"
-          f"   ({elapsed / max(1, len(samples)) * 1000:.0f} ms per embedding incl. face finding)")
-    if failed:
-        print(f"no face found in {len(failed)} transformed copies: {', '.join(failed)}")
-    print(f"same-person pairs: {len(same)}  (same photo transformed: {len(same_photo)};"
-          f" different photos of one person: {len(same_person)})")
-    print(f"different-person pairs: {len(diff_arr)}")
-    print()
-    print("distance distributions")
-    print(f"  same person, same photo transformed : {describe(np.array(same_photo))}")
-    print(f"  same person, different photos       : {describe(np.array(same_person))}")
-    print(f"  different people                    : {describe(diff_arr)}")
-    print()
-    print("closest different-person pairs:")
-    for d, a, b in sorted(labelled_diff)[:6]:
-        print(f"  {d:.3f}  {a}  vs  {b}")
-    print("farthest same-person pairs:")
-    for d, a, b in sorted(labelled_same, reverse=True)[:6]:
-        print(f"  {d:.3f}  {a}  vs  {b}")
-    print()
-    print("threshold  false-match rate (FMR)     false-reject rate (FRR)    FRR on different photos only")
-    table = []
-    for th in THRESHOLDS:
-        fmr, frr = rates(same, diff_arr, th)
-        _, frr_cross = rates(np.array(same_person), diff_arr, th)
-        n_fm = int(np.sum(diff_arr <= th))
-        n_fr = int(np.sum(same > th))
-        print(f"  {th:<7}  {fmr:7.4f} ({n_fm:>4}/{len(diff_arr)})     {frr:7.4f} ({n_fr:>4}/{len(same)})"
-              f"    {frr_cross:7.4f}")
-        table.append({"threshold": th, "fmr": fmr, "frr": frr, "frr_different_photos": frr_cross,
-                      "false_matches": n_fm, "false_rejects": n_fr})
-
-    big = [smp for smp in samples if face_px[smp[1]] >= cfg.ENROL_MIN_FACE_PX]
-    big_same, big_diff = [], []
-    for (la, sa, ta, ea), (lb, sb, tb, eb) in combinations(big, 2):
-        (big_same if la == lb else big_diff).append(float(np.linalg.norm(ea - eb)))
-    big_same_arr, big_diff_arr = np.array(big_same), np.array(big_diff)
-    small_sources = sorted(f"{k} ({v} px)" for k, v in face_px.items() if v < cfg.ENROL_MIN_FACE_PX)
-    print()
-    print(f"only faces of at least ENROL_MIN_FACE_PX={cfg.ENROL_MIN_FACE_PX} px in the source "
-          f"(leaves out {', '.join(small_sources)}):")
-    print(f"  same person      : {describe(big_same_arr)}")
-    print(f"  different people : {describe(big_diff_arr)}")
-    for th in THRESHOLDS:
-        fmr, frr = rates(big_same_arr, big_diff_arr, th)
-        print(f"  {th:<7}  FMR {fmr:7.4f} ({int(np.sum(big_diff_arr <= th))}/{len(big_diff_arr)})"
-              f"   FRR {frr:7.4f} ({int(np.sum(big_same_arr > th))}/{len(big_same_arr)})")
-
-    # Choice: a false match lets an impostor sit the exam, a false reject asks a student to
-    # look at the camera again, so false matches weigh more. If the two distributions do not
-    # overlap, take the middle of the gap; otherwise take the largest of the tabled thresholds
-    # with no false match at all.
-    lowest_diff = float(diff_arr.min())
-    highest_same = float(same.max())
-    if highest_same < lowest_diff:
-        chosen = round((highest_same + lowest_diff) / 2, 2)
-        why = f"midway in the gap between the farthest same-person pair ({highest_same:.3f}) " \
-              f"and the closest different-person pair ({lowest_diff:.3f})"
+    if args.cache and args.cache.is_file():
+        samples, missed = ids.load(args.cache), []
     else:
-        safe = [th for th in THRESHOLDS if not np.any(diff_arr <= th)]
-        chosen = max(safe) if safe else min(THRESHOLDS)
-        why = f"the largest tabled threshold with no false match; the distributions overlap " \
-              f"(closest different-person pair {lowest_diff:.3f}, farthest same-person pair {highest_same:.3f})"
-    fmr, frr = rates(same, diff_arr, chosen)
-    print()
-    print(f"chosen threshold: {chosen}  ({why}); at it FMR {fmr:.4f}, FRR {frr:.4f}")
-    print(f"configured IDENTITY_DISTANCE_THRESHOLD: {cfg.IDENTITY_DISTANCE_THRESHOLD}")
+        from face_identity import FaceIdentity
+        from face_pipeline import FaceAnalyzer
 
+        identity, faces = FaceIdentity(cfg), FaceAnalyzer(cfg, static_image_mode=True)
+        t0 = time.perf_counter()
+        samples, missed = ids.build_samples(identity, faces, args.testdata, log=lambda *a: None)
+        print(f"embedded {len(samples)} samples in {time.perf_counter() - t0:.0f} s")
+        identity.close()
+        faces.close()
+        if args.cache:
+            ids.save(args.cache, samples)
+    pairs = Pairs(samples)
+    people = sorted({s.person for s in samples})
+    print(f"{len(people)} people, {len({s.photo for s in samples})} photos, {len(samples)} samples; "
+          f"{int(pairs.same.sum())} same-person pairs ({int((pairs.same & ~pairs.same_photo).sum())} across photos), "
+          f"{int((~pairs.same).sum())} different-person pairs")
+    if missed:
+        print(f"no face found in: {', '.join(missed)}")
+
+    report: dict = {"sides": {}, "missed": missed}
+    chosen: dict[str, dict[str, float]] = {}
+    for side, other in (("A", "B"), ("B", "A")):
+        choose = pairs.within(ids.SPLIT[side])
+        held = ~choose
+        sub = lambda d: choose_threshold(d[choose], pairs.same[choose])  # noqa: E731
+        t_dlib, t_fr = sub(pairs.dlib), sub(pairs.faceres)
+        diff = choose & ~pairs.same
+        k_z = float(pairs.dlib[diff].std() / pairs.faceres[diff].std())
+        print(f"\nchoose on people {side} {ids.SPLIT[side]}, score on every other pair "
+              f"(people {other} and pairs across halves):")
+        print(f"  on {side}: dlib threshold {t_dlib:.3f}, FaceRes threshold {t_fr:.3f}, spread ratio k {k_z:.3f}")
+        chosen[side] = {"dlib": t_dlib, "faceres": t_fr, "k_z": k_z}
+        report["sides"][side] = {}
+        for rule in ("dlib", "faceres", "fused-z", "fused-1", "both"):
+            d = rule_distances(pairs, rule, t_dlib, t_fr, k_z)
+            thr = sub(d)
+            chosen[side][rule] = thr
+            s_choose, s_held = score(d, pairs, choose, thr), score(d, pairs, held, thr)
+            print_score(f"{rule:<8} chosen side {side}", s_choose)
+            print_score(f"{rule:<8} held out", s_held)
+            report["sides"][side][rule] = {"choose": s_choose, "held_out": s_held}
+
+    # The product's rule: the fused distance in dlib's units, k and threshold as configured.
+    k, thr = float(cfg.IDENTITY_FACERES_TO_DLIB_SCALE), float(cfg.IDENTITY_DISTANCE_THRESHOLD)
+    fused = (pairs.dlib + k * pairs.faceres) / 2
+    everything = np.ones_like(pairs.same)
+    print(f"\nconfigured rule: (dlib + {k} x FaceRes) / 2 <= {thr}; dlib alone (old templates) <= "
+          f"{cfg.IDENTITY_DLIB_ONLY_THRESHOLD}")
+    s_all = score(fused, pairs, everything, thr)
+    s_dlib = score(pairs.dlib, pairs, everything, float(cfg.IDENTITY_DLIB_ONLY_THRESHOLD))
+    print_score("fused, all pairs", s_all)
+    print_score("dlib only, all pairs", s_dlib)
+    for side in ("A", "B"):
+        print_score(f"fused, held out of side {side}", score(fused, pairs, ~pairs.within(ids.SPLIT[side]), thr))
+    print("\nby face size (smaller face of the pair): refusals / same pairs, false matches / different pairs")
+    for name, s in (("fused", s_all), ("dlib only", s_dlib)):
+        cells = "  ".join(f"{band} px: {fr}/{ns} , {fm}/{nd}" for band, (fr, ns, fm, nd) in s["by_size"].items())
+        print(f"  {name:<10} {cells}")
+    by_person = {}
+    for person in sorted(set(pairs.person_i) | set(pairs.person_j)):
+        m = pairs.same & (pairs.px >= MIN_FACE_PX) & (pairs.person_i == person)
+        if m.any():
+            by_person[person] = (int((fused[m] > thr).sum()), int(m.sum()))
+    print("refusals by person (faces >= 80 px), fused: "
+          + ", ".join(f"{k_}: {pct(*v)}" for k_, v in by_person.items()))
+    report["configured"] = {"fused": s_all, "dlib_only": s_dlib, "k": k, "threshold": thr, "by_person": by_person,
+                            "chosen": chosen}
+
+    print("\nlook-alikes: the closest different-person pairs")
+    for rule, d, t in (("fused", fused, thr), ("dlib", pairs.dlib, float(cfg.IDENTITY_DLIB_ONLY_THRESHOLD)),
+                       ("faceres", pairs.faceres, None)):
+        order = np.argsort(np.where(pairs.same, np.inf, d))[:5]
+        print(f"  {rule}:")
+        for n in order:
+            extra = f" ({d[n] / t:.2f} x threshold)" if t else ""
+            print(f"    {d[n]:.3f}{extra}  dlib {pairs.dlib[n]:.3f} FaceRes {pairs.faceres[n]:.3f}  {pairs.name(n)}")
+        report.setdefault("lookalikes", {})[rule] = [(float(d[n]), pairs.name(n)) for n in order]
+    print("\nfarthest same-person pairs (faces >= 80 px), fused:")
+    for n in np.argsort(np.where(pairs.same & (pairs.px >= MIN_FACE_PX), -fused, np.inf))[:5]:
+        print(f"    {fused[n]:.3f}  dlib {pairs.dlib[n]:.3f} FaceRes {pairs.faceres[n]:.3f}  {pairs.name(n)}")
+
+    if not args.no_cost:
+        cost = cost_ms(args.testdata, cfg)
+        print(f"\nper-check cost on a 640 px frame with the face box given (median of 15): "
+              f"dlib alone {cost['dlib']:.1f} ms, dlib+FaceRes {cost['dlib+faceres']:.1f} ms")
+        report["cost_ms"] = cost
     if args.json:
-        args.json.write_text(json.dumps({
-            "identities": identities, "samples": len(samples), "failed": failed,
-            "same_photo": same_photo, "same_person": same_person, "different": diff,
-            "table": table, "chosen": chosen, "why": why,
-        }, indent=1))
-    identity.close()
-    faces.close()
+        args.json.write_text(json.dumps(report, indent=1, default=float))
     return 0
 
 

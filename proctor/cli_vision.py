@@ -19,7 +19,7 @@ from flask import Flask, current_app
 from flask.cli import with_appcontext
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".jp2", ".pgm", ".ppm"}
-EMBEDDING_BYTES = 128 * 8
+EMBEDDING_BYTES = (128 * 8, 10 + 128 * 8 + 1024 * 4)  # a dlib-only template, a dlib+FaceRes one (face_identity)
 
 
 class InputError(Exception):
@@ -81,7 +81,8 @@ def _read_image(path: Path):
 
 
 def _load_embedding(path: Path, identity):
-    """An enrolment: a .npy of 128 floats, raw 1024 bytes (embedding_to_bytes), or a photo to enrol."""
+    """An enrolment: a .npy of 128 (dlib) or 1152 (dlib+FaceRes) floats, a stored template
+    (embedding_to_bytes: 1024 or 5130 bytes), or a photo to enrol."""
     import numpy as np
 
     from face_identity import embedding_from_bytes
@@ -93,10 +94,11 @@ def _load_embedding(path: Path, identity):
             arr = np.load(str(path), allow_pickle=False)
         except (OSError, ValueError) as exc:
             raise click.BadParameter(f"{path}: not a readable .npy file ({exc})") from None
-        if arr.shape != (128,) or not np.issubdtype(arr.dtype, np.floating) or not np.all(np.isfinite(arr)):
-            raise click.BadParameter(f"{path}: expected 128 finite floats, got shape {arr.shape} {arr.dtype}")
+        if arr.shape not in ((128,), (1152,)) or not np.issubdtype(arr.dtype, np.floating) \
+                or not np.all(np.isfinite(arr)):
+            raise click.BadParameter(f"{path}: expected 128 or 1152 finite floats, got shape {arr.shape} {arr.dtype}")
         return arr.astype(np.float64)
-    if path.stat().st_size == EMBEDDING_BYTES and path.suffix.lower() not in IMAGE_SUFFIXES:
+    if path.stat().st_size in EMBEDDING_BYTES and path.suffix.lower() not in IMAGE_SUFFIXES:
         try:
             return embedding_from_bytes(path.read_bytes())
         except ValueError as exc:
@@ -104,7 +106,7 @@ def _load_embedding(path: Path, identity):
     try:
         image = _read_image(path)
     except InputError as exc:
-        raise click.BadParameter(f"{path}: {exc} (expected a photo, a .npy or a 1024-byte embedding)") from None
+        raise click.BadParameter(f"{path}: {exc} (expected a photo, a .npy or a stored template)") from None
     enrolment = identity.enrol(image)
     if not enrolment.ok:
         raise click.ClickException(f"{path}: enrolment failed: {enrolment.error}")
@@ -279,7 +281,7 @@ def _analyze_file(tools: _Tools, path: Path, fps: float) -> Iterator[dict]:
 @click.option("--fps", type=click.FloatRange(0.1, 60.0), default=2.0, show_default=True,
               help="Video frames analysed per second of video.")
 @click.option("--student-embedding", "enrolled_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="The enrolled student (a photo, a .npy or a 1024-byte embedding): adds identity "
+              help="The enrolled student (a photo, a .npy or a stored template): adds identity "
                    "distance/match per frame and IDENTITY_MISMATCH events for videos.")
 @click.option("--models-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Folder with the detector model files (default: the vision setting MODELS_DIR, i.e. PROCTOR_MODELS_DIR).")
@@ -342,10 +344,12 @@ def analyze_command(files, overlay_dir, fps, enrolled_path, models_dir, no_detec
 @click.option("--set", "settings", multiple=True, metavar="NAME=VALUE",
               help="Override a config_vision setting, e.g. --set IDENTITY_DISTANCE_THRESHOLD=0.45.")
 def verify_face_command(enrolled, probes, settings):
-    """Compare each PROBE photo with the ENROLLED photo (or .npy / 1024-byte embedding).
+    """Compare each PROBE photo with the ENROLLED photo (or .npy / stored template).
 
-    One JSON line per probe: probe, face_found, distance, match. Unreadable probes give a line
-    with "error" and make the exit status 1. No database is used.
+    One JSON line per probe: probe, face_found, distance (the decision distance: dlib and FaceRes
+    fused, see docs/identity-calibration.md), match, threshold, dlib_distance, faceres_distance and
+    rule (which models decided; dlib alone for a 1024-byte template or without models/faceres.onnx).
+    Unreadable probes give a line with "error" and make the exit status 1. No database is used.
     """
     from face_identity import FaceIdentity
 
@@ -362,7 +366,9 @@ def verify_face_command(enrolled, probes, settings):
             continue
         ver = identity.verify(embedding, image)
         _emit({"probe": str(probe), "face_found": bool(ver.face_found), "distance": _r(ver.distance, 4),
-               "match": ver.match, "threshold": config.IDENTITY_DISTANCE_THRESHOLD})
+               "match": ver.match, "threshold": config.IDENTITY_DISTANCE_THRESHOLD,
+               "dlib_distance": _r(ver.dlib_distance, 4), "faceres_distance": _r(ver.faceres_distance, 4),
+               "rule": ver.rule or identity.rule})
     close = getattr(identity, "close", None)
     if close is not None:
         close()

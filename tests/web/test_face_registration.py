@@ -63,11 +63,11 @@ def test_clear_single_face_is_registered(app, student_client, photo):
     resp = upload(student_client, (TESTDATA / "a_1_webcam_woman_T1.jpg").read_bytes())
     assert resp.status_code == 302, resp.get_data(as_text=True)[-800:]
     prof = profile_of(app)
-    assert prof is not None and len(prof.embedding) == 128 * 8
-    from face_identity import embedding_from_bytes
+    from face_identity import TEMPLATE_BYTES, TEMPLATE_SIZE, embedding_from_bytes, has_faceres
 
+    assert prof is not None and len(prof.embedding) == TEMPLATE_BYTES  # dlib's vector and FaceRes's
     emb = embedding_from_bytes(prof.embedding)
-    assert emb.shape == (128,) and np.isfinite(emb).all() and np.linalg.norm(emb) > 0
+    assert emb.shape == (TEMPLATE_SIZE,) and has_faceres(emb) and np.isfinite(emb).all() and np.linalg.norm(emb[:128]) > 0
     stored = Path(app.config["PROCTOR_DATA_DIR"]) / prof.image_path
     assert stored.is_file() and stored.read_bytes()[:2] == b"\xff\xd8"
     quality = json.loads(prof.quality)
