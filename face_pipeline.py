@@ -22,6 +22,8 @@ from typing import Any, Iterable
 import cv2
 import numpy as np
 
+from face_presence import PresenceJudge
+
 Box = tuple[int, int, int, int]  # x1, y1, x2, y2 in pixels of the analysed frame
 
 
@@ -185,6 +187,7 @@ class _Candidate:
     source: str                          # facemesh | face_detection | haar
     landmarks: np.ndarray | None = None  # pixels, (N, 2)
     confirmed: bool | None = None        # small-face scan: FaceMesh found a face in the zoomed crop
+    small: bool = False                  # found by the small-face scan (never makes anyone present)
 
 
 def merge_candidates(cands: Iterable[_Candidate]) -> list[_Candidate]:
@@ -321,6 +324,9 @@ class FaceAnalyzer:
         self._mesh_seen: tuple[int, Box | None] = (-1, None)  # FaceMesh's count and main box on the last frame
         self._since_counter = 0
         self._counter_extra = False
+        self._presence_wait = False  # a FaceMesh face waits for a detection to agree with it
+        self._scan_fresh = True  # the small-face boxes of this frame come from a scan on this frame
+        self._presence = PresenceJudge(config, video=not self.static_image_mode)
         self.counter_runs = 0  # frames the independent counter ran on (for benchmarks and tests)
         conf = float(config.FACE_DETECTION_CONFIDENCE)
         mp_solutions = None
@@ -371,12 +377,22 @@ class FaceAnalyzer:
             else:
                 cands = self._mediapipe_candidates(work)
             faces = merge_candidates(cands)
+            if self.backend != "haar":  # the Haar fallback has no scores to judge by: every face counts
+                self._fit_unmeshed(work, faces)
+                decision = self._presence.judge(faces, w, h, fresh=[not c.small or self._scan_fresh for c in faces])
+                self._presence_wait = decision.needs_counter
+                counted = [faces[i] for i in decision.counted]
+                faces = [faces[i] for i in decision.present]
+            else:
+                counted = faces
             if not faces:
                 return FaceObservation(
-                    face_detected=False, face_count=0, brightness=brightness, normalised=normalised,
+                    face_detected=False, face_count=len(counted), brightness=brightness, normalised=normalised,
                     detector=self.backend if self.backend == "haar" else "facemesh",
+                    face_boxes=tuple(c.box for c in sorted(counted, key=lambda c: -_area(c.box))),
                 )
             main = max(faces, key=lambda c: _area(c.box))
+            faces = counted
             if main.landmarks is None and self._crop_mesh is not None:
                 main.landmarks = self._landmarks_on_crop(work, main.box)
             sources = {c.source for c in faces}
@@ -446,6 +462,7 @@ class FaceAnalyzer:
             cands.extend(counted)
         known = [c.box for c in cands]
         smalls, fresh = self._small_faces(rgb, tile_min)
+        self._scan_fresh = fresh
         if not fresh and not known:
             return cands  # a scene with no face of its own now: old small-face boxes do not count
         for small in smalls:
@@ -456,8 +473,20 @@ class FaceAnalyzer:
             if small.confirmed is None:
                 small.confirmed = self._landmarks_on_crop(frame, small.box) is not None
             if small.confirmed:
-                cands.append(_Candidate(small.box, small.score, small.source))
+                cands.append(_Candidate(small.box, small.score, small.source, small=True))
         return cands
+
+    def _fit_unmeshed(self, frame: np.ndarray, faces: list[_Candidate]) -> None:
+        """FaceMesh on a zoomed crop of each detector-only face that could be the examinee (at most
+        two, largest first): landmarks there are what presence asks of a weaker detection."""
+        if self._crop_mesh is None:
+            return
+        min_side = float(self.config.PRESENCE_MIN_FACE_FRACTION) * min(frame.shape[:2])
+        floor = float(self.config.PRESENCE_CONFIRM_CONFIDENCE)
+        todo = [c for c in faces if c.landmarks is None and not c.small and c.score >= floor
+                and min(c.box[2] - c.box[0], c.box[3] - c.box[1]) >= min_side]
+        for c in sorted(todo, key=lambda c: -_area(c.box))[:2]:
+            c.landmarks = self._landmarks_on_crop(frame, c.box)
 
     def _counter_due(self, mesh_boxes: list[Box]) -> bool:
         """The independent counter (FaceDetection on the frame and on square tiles, about 13 ms on
@@ -473,7 +502,7 @@ class FaceAnalyzer:
         self._mesh_seen = (len(mesh_boxes), main)
         self._since_counter += 1
         due = (self.static_image_mode or every == 1 or len(mesh_boxes) != prev_count or face_jumped(prev_main, main)
-               or self._counter_extra or self._since_counter >= every)
+               or self._counter_extra or self._presence_wait or self._since_counter >= every)
         if due:
             self._since_counter = 0
         return due

@@ -499,7 +499,10 @@ def test_clip_second_person_and_covered_camera(load_image, face_analyzer):
     events, faces = feed(engine, face_analyzer(), "clip2", ((i / fps, f) for i, f in enumerate(clip)))
     multi = [e for e in events if e.rule == "MULTIPLE_FACES"]
     assert [e.state for e in multi] == [STARTED, ENDED], [e.as_dict() for e in events]
-    assert multi[0].t == pytest.approx(2.0 + config.TIME_MULTIPLE_PERSONS_S, abs=0.21)
+    # The two men's faces are found by the face detectors only (FaceMesh fits neither at this size): a
+    # face that is not the examinee's tracked face counts once a second look saw it (face_presence.py),
+    # so the rule starts up to two frames later than the faces arrived.
+    assert 2.0 + config.TIME_MULTIPLE_PERSONS_S - 0.01 <= multi[0].t <= 2.0 + config.TIME_MULTIPLE_PERSONS_S + 2 / fps + 0.01
     assert multi[0].details["face_count"] >= 2
     cam = [e for e in events if e.rule == "CAMERA_OFF"]
     assert [e.state for e in cam] == [STARTED] and cam[0].details["cause"] == "black"
