@@ -228,6 +228,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("LIVENESS_EAR_OPEN_MARGIN", float, 0.04, "Liveness blink: after EAR falls below EAR_THRESHOLD it must rise above EAR_THRESHOLD plus this margin.", 0.0, 0.3),
     Setting("LIVENESS_BLINK_MAX_S", float, 1.0, "Liveness blink: the eyes must reopen within this many seconds of closing.", 0.05, 10),
     # --- presentation attacks (face on a screen or a printed photo; presentation_attack.py, docs/presentation-attack.md)
+    Setting("PA_CHECK_ENABLED", bool, True, "Refuse a face shown on a screen or a printed photo at the identity confirmation and at each live identity check (IDENTITY_CHECK_EVERY_S, not every frame: about 50-100 ms a check); off, such a face is judged by identity alone.",),
     Setting("PA_FRAME_SEARCH_FACE_WIDTHS", float, 1.0, "Presentation attack: straight edges of a device or print are looked for up to this many face sizes beside the face box.", 0.2, 3.0),
     Setting("PA_FRAME_MAX_TILT_DEG", float, 25.0, "Presentation attack: an edge may lean this far from the face box's side it runs along (a tilted phone).", 5, 45),
     Setting("PA_FRAME_EDGE_MIN_LENGTH_FACE", float, 1.0, "Presentation attack: an edge this long (in face sizes along that side) counts in full; shorter ones count in proportion.", 0.3, 3.0),
@@ -237,7 +238,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("PA_BORDER_CONTRAST_LUMA", float, 60.0, "Presentation attack: a band this much darker or brighter (luma) than both the picture inside and the scene outside counts in full.", 5, 255),
     Setting("PA_BEZEL_MAX_LUMA", float, 60.0, "Presentation attack: a band at most this bright (luma) is a bezel; bands between this and PA_PAPER_MIN_LUMA count half.", 0, 255),
     Setting("PA_PAPER_MIN_LUMA", float, 180.0, "Presentation attack: a band at least this bright (luma) is a paper margin.", 0, 255),
-    Setting("PA_FRAME_SCORE_THRESHOLD", float, 0.7, "Presentation attack: mean evidence of the two strongest sides (0-1) at or above this refuses the face as a picture (chosen on half the test photos by bench/presentation_attack.py: the highest real face there scored 0.695).", 0.05, 1.0),
+    Setting("PA_FRAME_SCORE_THRESHOLD", float, 0.7, "Presentation attack: mean evidence of the two strongest sides (0-1) at or above this refuses the face as a picture (chosen on half the test photos by bench/presentation_attack_bench.py: the highest real face there scored 0.695).", 0.05, 1.0),
     Setting("PA_PLANAR_MIN_MOTION", float, 0.02, "Presentation attack, several frames: landmark motion beyond a similarity (fraction of the eye distance) needed before planarity is judged (a tilted picture gave 0.016-0.023, a still face with camera noise 0.010).", 0.0, 1.0),
     Setting("PA_PLANAR_MAX_RESIDUAL", float, 0.012, "Presentation attack, several frames: landmarks explained by one homography to within this (fraction of the eye distance) are a flat picture (tilted pictures left 0.008, real faces in other poses 0.021-0.057; few samples, see docs/presentation-attack.md).", 0.0, 1.0),
 ) + tuple(_rule_flag(r) for r in RULES)

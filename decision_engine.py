@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, Hashable
 
 from config_vision import BROWSER_EVENT_RULES, FRAME_RULE_NAMES, RULES, VisionConfig
+from config_vision import COCO_CELL_PHONE
 from config_vision import rule as registered_rule
 from face_pipeline import FaceObservation
 from person_pipeline import Detections
@@ -38,6 +39,7 @@ from person_pipeline import Detections
 STARTED = "started"
 ENDED = "ended"
 INSTANT = "instant"
+SPOOF_EXPLANATION = "face on a screen or photo"  # IDENTITY_MISMATCH's details when the check saw a picture
 TIME_EPS_S = 1e-6  # frame times are floats: 3.3 - 0.3 must count as the full 3.0 s
 
 @dataclass(frozen=True)
@@ -59,6 +61,7 @@ class FrameObservation:
     identity_t: float | None = None
     frame_mean: float | None = None
     frame_diff: float | None = None
+    identity_spoof: bool = False  # the identity check's face was on a screen or a printed photo (identity_match is False)
 
 
 @dataclass(frozen=True)
@@ -198,6 +201,10 @@ class EyesClosedRule(Rule):
 
 
 class ProhibitedObjectRule(Rule):
+    """A banned object above its class's bar, or a phone at the ear (``Detections.phone_at_ear``: a
+    hand beside the head holding something phone-ish, which counts as a phone while phones are
+    banned). Both reach the rule after ObjectEvidence's k of n runs in the live loop."""
+
     name = "PROHIBITED_OBJECT"
 
     def condition(self, obs, cfg, now, state):
@@ -205,14 +212,20 @@ class ProhibitedObjectRule(Rule):
         if dets is None:
             return None
         banned = [d for d in dets.banned(cfg.banned_class_ids) if d.score >= cfg.class_confidence(d.class_id)]
-        if not banned:
+        at_ear = bool(dets.phone_at_ear) and COCO_CELL_PHONE in cfg.banned_class_ids
+        if not banned and not at_ear:
             return Condition(False)
         objects = [{"label": d.label, "class_id": d.class_id, "score": round(float(d.score), 3),
                     "box": [round(float(v), 1) for v in d.box]} for d in sorted(banned, key=lambda d: -d.score)]
+        if at_ear:
+            objects.append({"label": "phone at ear", "class_id": COCO_CELL_PHONE})
+            return Condition(True, cfg.TIME_BANNED_OBJECT_S, {"objects": objects, "phone_at_ear": True})
         return Condition(True, cfg.TIME_BANNED_OBJECT_S, {"objects": objects})
 
 
 class IdentityMismatchRule(Rule):
+    """The live face is not the enrolled student, or is a picture of a face (a screen or a print)."""
+
     name = "IDENTITY_MISMATCH"
 
     def freshness_s(self, cfg):
@@ -227,6 +240,9 @@ class IdentityMismatchRule(Rule):
             return None
         if obs.identity_match:
             return Condition(False)
+        if obs.identity_spoof:  # presentation_attack.py: not the student, whoever the picture shows
+            return Condition(True, cfg.TIME_IDENTITY_MISMATCH_S,
+                             {"identity_t": round(made, 3), "cause": "spoof", "explanation": SPOOF_EXPLANATION}, "spoof")
         return Condition(True, cfg.TIME_IDENTITY_MISMATCH_S, {"identity_t": round(made, 3)})
 
 

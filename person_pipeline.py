@@ -401,7 +401,9 @@ class ObjectEvidence:
 
     Pure and per student: feed it each detector result in order; it returns the same result with
     prohibited items limited to confirmed classes. A confirmed class missed in this run is carried
-    from its latest sighting in the window, so one missed run does not end the condition.
+    from its latest sighting in the window, so one missed run does not end the condition. The
+    phone-at-the-ear signal (``Detections.phone_at_ear``) is held to the same k of n, as a phone,
+    and only while phones are prohibited; the hands are this run's (context for drawing).
     """
 
     def __init__(self, min_hits: int, window: int, banned_class_ids: Iterable[int]):
@@ -414,6 +416,7 @@ class ObjectEvidence:
         self.window = int(window)
         self.banned = frozenset(int(c) for c in banned_class_ids)
         self._runs: deque[dict[int, tuple[Detection, ...]]] = deque(maxlen=self.window)
+        self._at_ear: deque[bool] = deque(maxlen=self.window)  # phone_at_ear per run, same window
 
     @classmethod
     def from_config(cls, config: VisionConfig) -> "ObjectEvidence":
@@ -421,6 +424,10 @@ class ObjectEvidence:
 
     def hits(self, class_id: int) -> int:
         return sum(1 for run in self._runs if class_id in run)
+
+    @property
+    def phone_at_ear_hits(self) -> int:
+        return sum(self._at_ear)
 
     @property
     def confirmed(self) -> frozenset[int]:
@@ -432,6 +439,7 @@ class ObjectEvidence:
             if d.class_id in self.banned:
                 seen.setdefault(d.class_id, []).append(d)
         self._runs.append({c: tuple(v) for c, v in seen.items()})
+        self._at_ear.append(bool(detections.phone_at_ear) and COCO_CELL_PHONE in self.banned)
         confirmed = self.confirmed
         items = [d for d in detections.items if d.class_id not in self.banned]
         for cid in sorted(confirmed):
@@ -440,10 +448,11 @@ class ObjectEvidence:
                     items.extend(run[cid])
                     break
         return Detections(items=tuple(items), backend=detections.backend, frame_size=detections.frame_size,
-                          hands=detections.hands, phone_at_ear=detections.phone_at_ear)
+                          hands=detections.hands, phone_at_ear=self.phone_at_ear_hits >= self.min_hits)
 
     def reset(self) -> None:
         self._runs.clear()
+        self._at_ear.clear()
 
 
 # --------------------------------------------------------------------------- backends, re-exported

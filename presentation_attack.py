@@ -15,7 +15,7 @@ Cues that need several frames of the same face (``assess_sequence``):
 The small anti-spoof CNNs measured on the test photos do not separate the phone-screen face from real
 faces (../shared/models/PROVENANCE.md), so nothing here is learned; every threshold is a setting in
 config_vision (PA_*), chosen on one half of the test photos and scored on the other
-(bench/presentation_attack.py, docs/presentation-attack.md).
+(bench/presentation_attack_bench.py, docs/presentation-attack.md).
 
 This module never imports Flask, the database or the web package.
 """

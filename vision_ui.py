@@ -3,8 +3,8 @@
 ``draw_hud(frame, face, detections, status, alerts)`` returns a new BGR image; the input is
 never modified. Drawing is split into annotators with one method,
 ``annotate(scene, hud) -> scene``, each drawing one kind of thing onto the scene it is given
-(the copy ``draw_hud`` made): object boxes, the face (box, landmarks, pose axes), the status
-panel and the alerts. Works with missing observations (None) and with frames of any size,
+(the copy ``draw_hud`` made): object boxes, the hands (thin boxes), the face (box, landmarks, pose
+axes), the status panel and the alerts (with "PHONE AT EAR" when the detections say so). Works with missing observations (None) and with frames of any size,
 down to one pixel (text is skipped when there is no room for it).
 
 ``status`` keys used (all optional): ``raw`` (bool: the frame is the unprocessed camera image),
@@ -92,6 +92,26 @@ class DetectionBoxAnnotator:
         return scene
 
 
+class HandAnnotator:
+    """The hands the detector's hand-guided look found (``Detections.hands``): thin amber boxes."""
+
+    def annotate(self, scene, hud):
+        dets = hud.detections
+        if dets is None or not dets.hands:
+            return scene
+        h, w = scene.shape[:2]
+        fw, fh = dets.frame_size if dets.frame_size and min(dets.frame_size) > 0 else (w, h)
+        sx, sy = w / fw, h / fh
+        for hand in dets.hands:
+            b = hand.box
+            cv2.rectangle(scene, (int(round(b[0] * sx)), int(round(b[1] * sy))),
+                          (int(round(b[2] * sx)), int(round(b[3] * sy))), AMBER, 1)
+        return scene
+
+
+PHONE_AT_EAR_ALERT = "PHONE AT EAR"
+
+
 class FaceAnnotator:
     """Every counted face's box, the main face's landmarks and its head-pose axes."""
 
@@ -149,8 +169,9 @@ class StatusPanelAnnotator:
             out.append(("OBJECTS: not analysed", GREY))
         else:
             others = [d for d in dets.items if d.class_id != PERSON_CLASS]
-            text = ", ".join(f"{d.label} {d.score:.2f}" for d in others[:3]) or "none"
-            out.append((f"PERSONS {dets.person_count}  OBJECTS: {text}", RED if others else WHITE))
+            named = [f"{d.label} {d.score:.2f}" for d in others[:3]] + (["phone at ear"] if dets.phone_at_ear else [])
+            text = ", ".join(named) or "none"
+            out.append((f"PERSONS {dets.person_count}  OBJECTS: {text}", RED if named else WHITE))
         if "warnings" in status:
             limit = status.get("warning_limit")
             out.append((f"WARNINGS {status['warnings']}" + (f"/{limit}" if limit else ""),
@@ -209,6 +230,8 @@ class AlertAnnotator:
 
     def annotate(self, scene, hud):
         alerts = [str(a) for a in hud.alerts if str(a).strip()]
+        if hud.detections is not None and hud.detections.phone_at_ear and PHONE_AT_EAR_ALERT not in alerts:
+            alerts.append(PHONE_AT_EAR_ALERT)  # what the detector saw, beside the rules' alerts
         if not alerts:
             return scene
         h, w = scene.shape[:2]
@@ -222,7 +245,8 @@ class AlertAnnotator:
         return scene
 
 
-DEFAULT_ANNOTATORS: tuple[Annotator, ...] = (DetectionBoxAnnotator(), FaceAnnotator(), StatusPanelAnnotator(), AlertAnnotator())
+DEFAULT_ANNOTATORS: tuple[Annotator, ...] = (DetectionBoxAnnotator(), HandAnnotator(), FaceAnnotator(),
+                                             StatusPanelAnnotator(), AlertAnnotator())
 
 
 def _as_bgr_copy(frame: np.ndarray) -> np.ndarray:

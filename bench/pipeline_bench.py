@@ -1,6 +1,7 @@
 """Vision pipeline benchmark: per-stage timings and whole-pipeline throughput, our design vs a seed-style baseline.
 
     .venv/bin/python bench/pipeline_bench.py [--students 6] [--frames 40] [--workers 2] [--stage-frames 30]
+    .venv/bin/python bench/pipeline_bench.py --hand-look-only [--hand-look-frames 12]
 
 Prints figures only (no assertions; no pass/fail). Frames are 640x480 webcam-like streams made
 from the real photos in ../shared/testdata (PROCTOR_TESTDATA): each simulated student is one
@@ -8,7 +9,10 @@ photo with small shifts, exposure drift and sensor noise per frame.
 
 Part 1, per stage (ms per 640x480 frame, median and p95, one process): face stage in tracking
 mode and in static-image mode, object detector, identity check, decision engine + warning
-system, HUD drawing.
+system, HUD drawing. Then what the detector's hand-guided look (DETECTOR_HAND_LOOK: MediaPipe
+Hands, and the face detector for heads when a hand holds something phone-ish) costs per detector
+run: the same frames with it on and off, alternating, on a photo without hands (a_1), one with a
+hand at waist height (c_1) and one with phones at the ears (b_3), wall and process-CPU ms.
 
 Part 2, whole pipeline (face + detector + decision + warning) over all students' frames:
   ours     FaceMesh in tracking mode, one FaceAnalyzer per stream, the detector when the stream's
@@ -173,6 +177,41 @@ def bench_stages(config, n: int) -> dict[str, list[float]]:
     return results
 
 
+def bench_hand_look(config, n: int) -> None:
+    """Print the detector's ms per run with DETECTOR_HAND_LOOK on and off (figures only)."""
+    from person_pipeline import create_detector
+
+    detector = create_detector(config)
+    if detector is None:
+        print("  hand look: no detector model found")
+        return
+    on, off = config.with_overrides(DETECTOR_HAND_LOOK=True), config.with_overrides(DETECTOR_HAND_LOOK=False)
+    print(f"\nDetector run with the hand look on / off ({detector.info().get('backend')}, HAND_LOOK_MAX_CROPS="
+          f"{config.HAND_LOOK_MAX_CROPS}; median ms over {n} frames each, alternating on and off)")
+    print(f"  {'photo':<34} {'wall on':>8} {'off':>7} {'+':>7} {'CPU on':>8} {'off':>7} {'+':>7} {'hands':>6} {'at ear':>7}")
+    for name in ("a_1_webcam_woman_T1.jpg", "c_1_coco446_woman_bookshelf.jpg", "b_3_coco536_women_on_phones.jpg"):
+        _, frames = student_frames(STUDENT_PHOTOS.index(name), n)
+        detector.detect(frames[0], config=on)  # warm-up: MediaPipe's graphs start on the first call
+        detector.detect(frames[0], config=off)
+        wall: dict[bool, list[float]] = {True: [], False: []}
+        cpu: dict[bool, list[float]] = {True: [], False: []}
+        hands, at_ear = [], 0
+        for i, frame in enumerate(frames):
+            for look in ((True, False) if i % 2 == 0 else (False, True)):
+                t, c = time.perf_counter(), time.process_time()
+                dets = detector.detect(frame, config=on if look else off)
+                wall[look].append((time.perf_counter() - t) * 1000)
+                cpu[look].append((time.process_time() - c) * 1000)
+                if look:
+                    hands.append(len(dets.hands))
+                    at_ear += dets.phone_at_ear
+        w_on, w_off = statistics.median(wall[True]), statistics.median(wall[False])
+        c_on, c_off = statistics.median(cpu[True]), statistics.median(cpu[False])
+        print(f"  {name:<34} {w_on:8.1f} {w_off:7.1f} {w_on - w_off:+7.1f} {c_on:8.1f} {c_off:7.1f} {c_on - c_off:+7.1f} "
+              f"{statistics.median(hands):6.0f} {at_ear:4d}/{len(frames)}")
+    detector.close()
+
+
 # ------------------------------------------------------------------ part 2: whole pipeline
 
 def our_worker(worker_id, students, n_frames, overrides, ready, start, results):
@@ -301,6 +340,9 @@ def main(argv=None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="worker processes for our design")
     parser.add_argument("--stage-frames", type=int, default=30, help="frames per stage in part 1")
     parser.add_argument("--skip-stages", action="store_true", help="only part 2")
+    parser.add_argument("--hand-look-frames", type=int, default=12,
+                        help="frames per photo for the hand look's cost (DETECTOR_HAND_LOOK on vs off) in part 1")
+    parser.add_argument("--hand-look-only", action="store_true", help="only the hand look's cost, then stop")
     args = parser.parse_args(argv)
     sys.stdout.reconfigure(line_buffering=True)  # figures appear as they are measured
     if not (1 <= args.students <= 64 and 2 <= args.frames <= 2000 and 1 <= args.workers <= 16 and args.stage_frames >= 3):
@@ -318,11 +360,15 @@ def main(argv=None) -> int:
     if detector is not None:
         detector.close()
 
+    if args.hand_look_only:
+        bench_hand_look(config, max(2, args.hand_look_frames))
+        return 0
     if not args.skip_stages:
         print("\nPart 1: ms per frame, one process")
         print(f"  {'stage':<34} {'median':>8} {'p95':>8} {'n':>5}")
         for name, values in bench_stages(config, args.stage_frames).items():
             print(f"  {name:<34} {statistics.median(values):8.2f} {pct(values, 95):8.2f} {len(values):5d}")
+        bench_hand_look(config, max(2, args.hand_look_frames))
 
     students = list(range(args.students))
     total = args.students * args.frames

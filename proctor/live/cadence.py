@@ -5,7 +5,8 @@ student, and in a steady scene it keeps finding the same thing. A DetectorCadenc
 frame, whether the detector runs:
 
   first    the first frame of the stream (and again when frame time goes back);
-  watch    every DETECTOR_FAST_INTERVAL_S while a prohibited object or an extra person is being
+  watch    every DETECTOR_FAST_INTERVAL_S while a prohibited object, a phone at the ear
+           (Detections.phone_at_ear) or an extra person is being
            confirmed or is present: one of the last OBJECT_EVIDENCE_WINDOW_RUNS runs saw it (the
            window person_pipeline.ObjectEvidence counts k of n in), or the rules see a confirmed
            object. Never slower than TIME_BANNED_OBJECT_S, TIME_MULTIPLE_PERSONS_S or
@@ -107,10 +108,11 @@ class DetectorCadence:
         return change
 
     def _busy(self, dets) -> bool:
-        """A prohibited object or more than one person in a detector result."""
+        """A prohibited object, a phone at the ear or more than one person in a detector result."""
         if dets is None:
             return False
-        return dets.person_count > 1 or any(d.class_id in self.banned for d in dets.items)
+        return (dets.person_count > 1 or any(d.class_id in self.banned for d in dets.items)
+                or bool(getattr(dets, "phone_at_ear", False)))
 
     def _change(self, result, state) -> str | None:
         motion = getattr(result, "lower_motion", None)

@@ -1,7 +1,7 @@
 """The per-frame work of a live worker: FrameJob in, FrameResult out (no I/O, no Flask, no database).
 
     pipeline = FramePipeline(vision_config)
-    result = pipeline.process(FrameJob(...))   # JPEG decode, face stage, detector, identity
+    result = pipeline.process(FrameJob(...))   # JPEG decode, face stage, detector, identity (+ spoof check)
 
 FramePipeline holds one process's model instances: one FaceAnalyzer in tracking mode per
 student stream, one object detector and one FaceIdentity. An exam's threshold overrides travel
@@ -61,6 +61,8 @@ class FrameResult:
     identity_face_found: bool | None = None
     identity_distance: float | None = None
     identity_match: bool | None = None
+    identity_spoof: bool | None = None   # the checked face is on a screen or a printed photo (None: not judged)
+    identity_details: dict = field(default_factory=dict)  # why, when identity_spoof (presentation_attack.py's reason and score)
     frame_mean: float | None = None  # mean luma 0-255
     frame_diff: float | None = None  # mean abs luma difference to this stream's previous frame
     lower_motion: float | None = None  # lower-half thumbnail change since the previous frame (cadence.py)
@@ -83,7 +85,7 @@ class FramePipeline:
         self._last_used: dict[int, float] = {}
         self._prev_small: dict[int, np.ndarray] = {}
         self._prev_thumb: dict[int, np.ndarray] = {}
-        self._face_cls = self._detector = self._identity = None
+        self._face_cls = self._detector = self._identity = self._presentation = None
         self._load()
 
     def _note(self, what: str, exc: BaseException) -> None:
@@ -117,6 +119,12 @@ class FramePipeline:
             self.info["identity"] = "FaceIdentity"
         except Exception as exc:  # noqa: BLE001
             self._note("identity stage unavailable", exc)
+        try:
+            from presentation_attack import PresentationAttackCheck
+
+            self._presentation = PresentationAttackCheck(self.config)
+        except Exception as exc:  # noqa: BLE001
+            self._note("presentation-attack check unavailable", exc)
 
     def _analyzer(self, student_id: int):
         analyzer = self._analyzers.get(student_id)
@@ -249,6 +257,28 @@ class FramePipeline:
             res.errors.append(f"identity: {type(exc).__name__}: {exc}")
             log.exception("worker %s: identity check failed (student %s)", self.worker_id, job.student_id)
         res.timings_ms["identity"] = (time.perf_counter() - t) * 1000
+        if res.identity_face_found and res.face is not None and res.face.box is not None:
+            self._check_presentation(job, frame, res)
+
+    def _check_presentation(self, job: FrameJob, frame, res: FrameResult) -> None:
+        """A face on a screen or a printed photo is not the student: identity_spoof, and no match.
+
+        Runs only with an identity check (every IDENTITY_CHECK_EVERY_S, 50-100 ms), on the face the
+        face stage found; never per frame."""
+        config = self._config_for(job.vision_overrides)
+        if self._presentation is None or not bool(config.PA_CHECK_ENABLED):
+            return
+        t = time.perf_counter()
+        try:
+            verdict = self._presentation.assess(frame, res.face.box, res.face.landmarks)
+            res.identity_spoof = bool(verdict.spoof)
+            if verdict.spoof:
+                res.identity_match = False
+                res.identity_details = {"spoof_reason": verdict.reason, "spoof_score": round(float(verdict.score), 3)}
+        except Exception as exc:  # noqa: BLE001 - identity's own verdict stands
+            res.errors.append(f"presentation attack: {type(exc).__name__}: {exc}")
+            log.exception("worker %s: presentation-attack check failed (student %s)", self.worker_id, job.student_id)
+        res.timings_ms["presentation"] = (time.perf_counter() - t) * 1000
 
 
 def worker_main(worker_id: int, config, models_dir: str | None, job_conn, result_conn) -> None:

@@ -127,8 +127,13 @@ def face_summary(face) -> dict | None:
 def objects_summary(dets) -> list[dict]:
     if dets is None:
         return []
-    return [{"label": d.label, "class_id": d.class_id, "score": round(float(d.score), 3),
-             "box": [round(float(v), 1) for v in d.box]} for d in dets.items]
+    out = [{"label": d.label, "class_id": d.class_id, "score": round(float(d.score), 3),
+            "box": [round(float(v), 1) for v in d.box]} for d in dets.items]
+    if dets.phone_at_ear:  # confirmed by ObjectEvidence, as the objects are
+        from config_vision import COCO_CELL_PHONE
+
+        out.append({"label": "phone at ear", "class_id": COCO_CELL_PHONE})
+    return out
 
 
 @dataclass
@@ -160,6 +165,8 @@ class Stream:
     identity_match: bool | None = None
     identity_distance: float | None = None
     identity_t: float | None = None
+    identity_spoof: bool = False        # the latest identity check saw a face on a screen or a printed photo
+    identity_spoof_details: dict = field(default_factory=dict)
     last_face: Any = None
     last_face_box: tuple | None = None  # the main face's box in the latest result (None: no face)
     stretch: float = 1.0                # > 1 under overload: detector and identity clocks slowed (see load)
@@ -260,6 +267,13 @@ class Stream:
             self.identity_match = r.identity_match if r.identity_face_found else None
             self.identity_distance = r.identity_distance
             self.identity_t = r.frame_ts
+            # A picture of a face is not the student, whoever it shows: a mismatch whatever the distance.
+            self.identity_spoof = bool(r.identity_face_found and r.identity_spoof)
+            self.identity_spoof_details = dict(r.identity_details or {}) if self.identity_spoof else {}
+            if self.identity_spoof:
+                self.identity_match = False
+                log.info("identity check student=%s session=%s seq=%s: face on a screen or photo (%s)", r.student_id,
+                         r.session_id, r.seq, self.identity_spoof_details.get("spoof_reason", ""))
         self.last_face = r.face
         self.last_result_mono = now_mono
         self.result_ages.append(max(0.0, now_mono - r.received_mono))
@@ -284,7 +298,7 @@ class Stream:
         return FrameObservation(
             t=r.frame_ts, face=r.face, detections=self.last_detections, detections_t=self.last_detections_t,
             identity_match=self.identity_match, identity_t=self.identity_t,
-            frame_mean=r.frame_mean, frame_diff=r.frame_diff,
+            frame_mean=r.frame_mean, frame_diff=r.frame_diff, identity_spoof=self.identity_spoof,
         )
 
     # ------------------------------------------------------------------ what admins see
@@ -336,7 +350,7 @@ class Stream:
             "persons": None if dets is None else dets.person_count,
             "objects": objects_summary(dets),
             "identity": {"match": self.identity_match, "distance": self.identity_distance,
-                         "enrolled": self.embedding is not None},
+                         "enrolled": self.embedding is not None, "spoof": self.identity_spoof},
             "warnings": warnings,
             # The dashboard's order: higher first, element by element, then by name (see risk_order).
             "risk": [round(float(susp.score), 3), warnings],

@@ -109,11 +109,38 @@ def _face_from(d: Any):
     return FaceObservation(**d)
 
 
+# The hands of the hand-guided look (hand_pipeline.Hand) travel as [x1, y1, x2, y2, score] to 0.1 px
+# (score to 0.001), without their 21 landmarks: the HUD draws only their boxes. A result carries at
+# most WIRE_MAX_HANDS of them (hand_pipeline finds at most max(MAX_HANDS, 2 * HAND_LOOK_MAX_CROPS) = 16).
+WIRE_MAX_HANDS = 16
+
+
 def _detections_dict(dets) -> dict | None:
     if dets is None:
         return None
     return {"backend": dets.backend, "frame_size": list(dets.frame_size),
-            "items": [[d.class_id, d.label, d.score, list(d.box)] for d in dets.items]}
+            "items": [[d.class_id, d.label, d.score, list(d.box)] for d in dets.items],
+            "phone_at_ear": bool(dets.phone_at_ear),
+            "hands": [[round(float(v), 1) for v in h.box] + [round(float(h.score), 3)] for h in dets.hands]}
+
+
+def _hands_from(raw: Any) -> tuple:
+    import math
+
+    from hand_pipeline import Hand
+
+    if not isinstance(raw, list) or len(raw) > WIRE_MAX_HANDS:
+        raise WireError(f"hands must be a list of at most {WIRE_MAX_HANDS}")
+    hands = []
+    for h in raw:
+        if not isinstance(h, list) or len(h) != 5 or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in h):
+            raise WireError("a hand is [x1, y1, x2, y2, score] of finite numbers")
+        x1, y1, x2, y2, score = (float(v) for v in h)
+        if x2 < x1 or y2 < y1 or not 0.0 <= score <= 1.0:
+            raise WireError("a hand's box must have x2 >= x1, y2 >= y1 and a score in 0-1")
+        hands.append(Hand(box=(x1, y1, x2, y2), score=score))
+    return tuple(hands)
 
 
 def _detections_from(d: Any):
@@ -125,7 +152,11 @@ def _detections_from(d: Any):
         raise WireError("detections must be an object")
     items = tuple(Detection(int(c), str(label), float(score), tuple(float(v) for v in box))
                   for c, label, score, box in d["items"])
-    return Detections(items=items, backend=str(d["backend"]), frame_size=tuple(int(v) for v in d["frame_size"]))
+    at_ear = d.get("phone_at_ear", False)  # absent from a worker of an earlier release: no signal
+    if not isinstance(at_ear, bool):
+        raise WireError("phone_at_ear must be true or false")
+    return Detections(items=items, backend=str(d["backend"]), frame_size=tuple(int(v) for v in d["frame_size"]),
+                      hands=_hands_from(d.get("hands", [])), phone_at_ear=at_ear)
 
 
 _PLAIN = ("student_id", "session_id", "seq", "frame_ts", "received_mono", "worker_id", "detector_ran",
@@ -135,6 +166,7 @@ _PLAIN = ("student_id", "session_id", "seq", "frame_ts", "received_mono", "worke
 
 def dump_result(res: FrameResult, worker: str) -> bytes:
     body = {name: getattr(res, name) for name in _PLAIN}
+    body.update(identity_spoof=res.identity_spoof, identity_details=dict(res.identity_details or {}))
     body.update(v=WIRE_VERSION, worker=str(worker), face=_face_dict(res.face),
                 detections=_detections_dict(res.detections),
                 frame_size=None if res.frame_size is None else list(res.frame_size))
@@ -169,7 +201,34 @@ def _result_from(b: dict) -> FrameResult:
         setattr(res, name, b[name])
     if not isinstance(res.timings_ms, dict) or not isinstance(res.errors, list):
         raise WireError("timings_ms must be an object and errors a list")
+    res.identity_spoof, res.identity_details = _identity_spoof_from(b)
     res.face = _face_from(b["face"])
     res.detections = _detections_from(b["detections"])
     res.frame_size = None if b["frame_size"] is None else tuple(int(v) for v in b["frame_size"])
     return res
+
+
+# A spoof verdict's details are presentation_attack's reason (one sentence) and score; nothing else is read.
+SPOOF_REASON_MAX_CHARS = 300
+
+
+def _identity_spoof_from(b: dict) -> tuple[bool | None, dict]:
+    """identity_spoof and identity_details of a result (absent from a worker of an earlier release: not judged)."""
+    import math
+
+    spoof, details = b.get("identity_spoof"), b.get("identity_details") or {}
+    if spoof is not None and not isinstance(spoof, bool):
+        raise WireError("identity_spoof must be true, false or null")
+    if not isinstance(details, dict):
+        raise WireError("identity_details must be an object")
+    out: dict = {}
+    if "spoof_reason" in details:
+        if not isinstance(details["spoof_reason"], str):
+            raise WireError("identity_details.spoof_reason must be text")
+        out["spoof_reason"] = details["spoof_reason"][:SPOOF_REASON_MAX_CHARS]
+    if "spoof_score" in details:
+        score = details["spoof_score"]
+        if isinstance(score, bool) or not isinstance(score, (int, float)) or not math.isfinite(score):
+            raise WireError("identity_details.spoof_score must be a finite number")
+        out["spoof_score"] = float(score)
+    return spoof, out

@@ -101,6 +101,10 @@ def identity_threshold(exam: Exam) -> float:
     return float(config.IDENTITY_DISTANCE_THRESHOLD)
 
 
+# Shown to the student when the camera sees a face on a phone or tablet screen or a printed photo.
+SPOOF_REFUSAL = "the camera must see your own face, not a photo or a screen"
+
+
 def _capture(image, max_chars: int):
     return shrink(decode_data_url(image, max_chars=max_chars), 960)
 
@@ -109,7 +113,8 @@ def _capture(image, max_chars: int):
 @access(STUDENT)
 @per_user_limit("PROCTOR_IDENTITY_FRAME_LIMIT")
 def identity_frame(exam_id: int):
-    """One live capture for the confirmation: matched against the registration, fed to liveness.
+    """One live capture for the confirmation: matched against the registration, judged for a face on a
+    screen or a printed photo (presentation_attack.py; such a frame never matches), fed to liveness.
 
     JSON {"image": dataURL, "ts": ms since the attempt began (the page's clock), "restart": bool}.
     """
@@ -135,12 +140,14 @@ def identity_frame(exam_id: int):
     att = identity.attempt_for(current_user.id, exam_id, restart)
     threshold = identity_threshold(exam)
     try:
-        observation, distance = identity.measure_capture(frame, embedding_from_bytes(profile.embedding))
+        observation, distance, presentation = identity.measure_capture(frame, embedding_from_bytes(profile.embedding))
     except TimeoutError as exc:
         log.error("identity frame for student %s: %s", current_user.id, exc)
         raise ApiError("the server is busy checking faces; try again in a moment", 503) from None
     faces = int(observation.face_count)
-    match = None if distance is None else distance <= threshold
+    spoof = None if presentation is None else bool(presentation.spoof)
+    # A face on a screen or a printed photo is never the student, whatever its distance.
+    match = None if distance is None else (distance <= threshold and not spoof)
 
     with att.lock:
         if att.refused is None:
@@ -150,15 +157,20 @@ def identity_frame(exam_id: int):
                 att.matched += 1
             else:
                 att.mismatched += 1
-            if distance is not None:
+                att.spoofed += 1 if spoof else 0
+            if distance is not None and not spoof:  # a picture's distance says nothing about the student
                 att.best_distance = distance if att.best_distance is None else min(att.best_distance, distance)
             if exam.require_liveness:
                 state = att.liveness.update(observation, float(ts) / 1000.0)
                 att.live_passed, att.live_reason = state.passed, state.reason
             else:
                 att.live_passed, att.live_reason = True, "not required for this exam"
-            if att.mismatched >= setting("PROCTOR_IDENTITY_MISMATCH_FRAMES") and att.mismatched > att.matched:
-                att.refused = "the face on camera does not match your registered face"
+            if att.spoofed >= setting("PROCTOR_IDENTITY_MISMATCH_FRAMES") and att.spoofed > att.matched:
+                att.refused, att.refused_kind = SPOOF_REFUSAL, "spoof"
+                log.warning("identity confirmation refused: student %s exam %s (%s frames show a face on a screen or "
+                            "a photo; last: %s)", current_user.id, exam_id, att.spoofed, presentation.reason if spoof else "-")
+            elif att.mismatched >= setting("PROCTOR_IDENTITY_MISMATCH_FRAMES") and att.mismatched > att.matched:
+                att.refused, att.refused_kind = "the face on camera does not match your registered face", "mismatch"
                 log.warning("identity confirmation refused: student %s exam %s (%s mismatching frames, best distance %s)",
                             current_user.id, exam_id, att.mismatched, att.best_distance)
         confirmed = att.refused is None and att.matched >= setting("PROCTOR_IDENTITY_MATCH_FRAMES") and att.live_passed
@@ -166,11 +178,13 @@ def identity_frame(exam_id: int):
             "face_found": faces >= 1,
             "faces": faces,
             "match": match,
+            "spoof": spoof,
             "distance": None if distance is None else round(float(distance), 4),
             "matched_frames": att.matched,
             "needed_frames": setting("PROCTOR_IDENTITY_MATCH_FRAMES"),
             "liveness": {"required": bool(exam.require_liveness), "passed": att.live_passed, "reason": att.live_reason},
             "refused": att.refused,
+            "refused_kind": att.refused_kind,
             "confirmed": confirmed,
         }
     if confirmed:

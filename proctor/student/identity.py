@@ -1,5 +1,5 @@
 """Face work in requests: the registration photo, and the live captures that confirm identity
-(match against the registration + liveness) before an exam.
+(match against the registration + liveness + no face on a screen or photo) before an exam.
 
 The analysers are not thread-safe, so each request borrows one from a small pool; the work runs
 off the event loop with a timeout (blocking.run_blocking). Confirmation attempts are kept per
@@ -58,20 +58,41 @@ def enrol(image_bgr):
         return compute(identity.enrol, image_bgr)
 
 
-def measure_capture(frame, enrolled, config=None):
-    """(face observation, distance to the enrolment or None) for one live capture.
+def presentation_check(cfg):
+    """The presentation-attack check (a face on a screen or a printed photo), or None when
+    PA_CHECK_ENABLED is off. Stateless, so one instance serves every request."""
+    if not bool(cfg.PA_CHECK_ENABLED):
+        return None
+    from presentation_attack import PresentationAttackCheck
 
-    One face analysis serves both checks: its box is embedded (identity) and its pose and eyes
-    feed liveness; a frame with several faces counts for neither.
+    return PresentationAttackCheck(cfg)
+
+
+def measure_capture(frame, enrolled, config=None):
+    """(face observation, distance to the enrolment or None, PresentationResult or None) for one
+    live capture.
+
+    One face analysis serves every check: its box is embedded (identity) and judged for a device's
+    or a print's border around it (presentation attack, when PA_CHECK_ENABLED), and its pose and
+    eyes feed liveness; a frame with several faces counts for none of them.
     """
     pools = vision()
+    check = presentation_check(pools["config"])
 
     def work(analyzer, identity):
         observation = analyzer.analyze(frame)
         if observation.face_count != 1 or observation.box is None:
-            return observation, None
+            return observation, None, None
         live = identity.embed(frame, observation.box)
-        return observation, None if live is None else identity.distance(enrolled, live)
+        if live is None:
+            return observation, None, None
+        presentation = None
+        if check is not None:
+            try:
+                presentation = check.assess(frame, observation.box, observation.landmarks)
+            except ValueError as exc:  # a face box too small to judge: identity alone decides this frame
+                log.warning("presentation-attack check skipped: %s", exc)
+        return observation, identity.distance(enrolled, live), presentation
 
     with pools["analyzer"].borrow() as analyzer, pools["identity"].borrow() as identity:
         return compute(work, analyzer, identity)
@@ -86,10 +107,12 @@ class Attempt:
         self.matched = 0
         self.mismatched = 0
         self.no_face = 0
+        self.spoofed = 0  # frames refused as a face on a screen or a printed photo (also counted in mismatched)
         self.best_distance: float | None = None
         self.live_reason = ""
         self.live_passed = False
         self.refused: str | None = None
+        self.refused_kind: str | None = None  # "mismatch" or "spoof" (a face on a screen or a photo)
         self.touched = time.monotonic()
         self.lock = threading.Lock()
 

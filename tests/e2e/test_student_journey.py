@@ -1,7 +1,8 @@
 """The student's journey in a real browser (Chromium, fake camera/mic from real photos) against
 the real server (`python app.py`): sign up -> rules -> system check -> face registration ->
 identity confirmation with liveness -> exam -> answers (kept over a reload) -> submit -> result.
-Refusals: registration with no face or several faces; confirmation by a different person.
+Refusals: registration with no face or several faces; confirmation by a different person or by a face
+on a phone screen.
 """
 from __future__ import annotations
 
@@ -215,6 +216,30 @@ def test_confirmation_by_a_different_person_is_refused(live_server, new_page, me
     expect(page.locator("#confirm-status")).to_contain_text("Refused", timeout=60_000)
     assert page.locator("#confirm-match").get_attribute("data-state") == "fail"
     shots(page, "refused")
+    page.goto(f"/student/exams/{exam_id}/ready")
+    assert page.url.endswith(f"/student/exams/{exam_id}/confirm")  # cannot skip ahead
+    assert live_server.sql("SELECT COUNT(*) FROM exam_sessions es JOIN students s ON s.ID = es.StudentID "
+                           "WHERE s.Email = :e", e=email) == [(0,)]
+
+
+def test_confirmation_with_a_face_on_a_phone_is_refused(live_server, new_page, media, shots):
+    """The camera sees b_1 (a phone showing a face, held to the webcam), and the registered photo is that
+    same picture, so identity alone would confirm it: the presentation check refuses it with its own message."""
+    spoof = "b_1_phone_held_to_webcam.jpg"
+    live_server.seed_demo()
+    exam_id = live_server.sql("SELECT ExamID FROM exams WHERE Title = :t", t=DEMO_EXAM_TITLE)[0][0]
+    email = live_server.create_user("phone-face@example.edu")
+    page = new_page(video=media.face(spoof), audio=media.silence())
+    login_in_browser(page, email)
+    page.goto(f"/student/exams/{exam_id}/")
+    accept_rules(page)
+    pass_system_check(page)
+    register_by_upload(page, spoof)
+    page.wait_for_url(f"**/student/exams/{exam_id}/confirm")
+    expect(page.locator("#confirm-status")).to_contain_text("your own face, not a photo or a screen", timeout=60_000)
+    assert page.locator("#confirm-match").get_attribute("data-state") == "fail"
+    assert "photo or a screen" in page.locator("#confirm-match").inner_text()
+    shots(page, "refused-phone-face")
     page.goto(f"/student/exams/{exam_id}/ready")
     assert page.url.endswith(f"/student/exams/{exam_id}/confirm")  # cannot skip ahead
     assert live_server.sql("SELECT COUNT(*) FROM exam_sessions es JOIN students s ON s.ID = es.StudentID "

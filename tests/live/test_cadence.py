@@ -129,6 +129,26 @@ def test_an_extra_person_is_watched_like_an_object(config):
     assert [r for _, r in ran] == ["first"] + ["watch"] * 6
 
 
+def test_a_phone_at_the_ear_is_watched_like_an_object(config):
+    """A run that saw a phone at the ear (no phone box above its bar: the hand-guided look's own
+    signal) is watched like a phone, so that ObjectEvidence's second sighting comes on the next frame;
+    the same runs without the signal stay on the steady interval."""
+    def run(at_ear):
+        cadence, ran = DetectorCadence(config), []
+        for i in range(8):
+            t = i * 0.5
+            reason = cadence.due(t)
+            if reason:
+                cadence.ran(t, reason)
+                ran.append(reason)
+            dets = Detections((PERSON,), "unit", (640, 480), phone_at_ear=at_ear and t < 1) if reason else None
+            cadence.observe(FrameResult(1, 1, i + 1, t, 0.0, 0, face=FACE, detections=dets,
+                                        detector_ran=bool(reason), lower_motion=1.0), dets)
+        return ran
+
+    # At ear on frames 0 and 1; then every frame until 5 runs have not seen it (frame 6).
+    assert run(True) == ["first"] + ["watch"] * 6
+    assert run(False) == ["first", "steady"]  # 0 s, then DETECTOR_STEADY_INTERVAL_S (3 s) later
 def test_a_confirmed_object_keeps_it_watching(config):
     """The rules' detections (after ObjectEvidence) still hold a confirmed object: watch."""
     cadence = DetectorCadence(config)

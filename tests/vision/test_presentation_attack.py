@@ -1,6 +1,6 @@
 """Presentation attacks on real photos: b_1 (a phone showing a face, held to the webcam) is refused,
 every real face photo in ../shared/testdata passes, spoofs made from the held-out half of the photos
-(side B of bench/presentation_attack.py, never used to choose the threshold) are refused."""
+(side B of bench/presentation_attack_bench.py, never used to choose the threshold) are refused."""
 from __future__ import annotations
 
 import importlib.util
@@ -16,7 +16,7 @@ from tests.vision.conftest import REPO_ROOT, TESTDATA
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("pa_bench", REPO_ROOT / "bench" / "presentation_attack.py")
+    spec = importlib.util.spec_from_file_location("pa_bench", REPO_ROOT / "bench" / "presentation_attack_bench.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules["pa_bench"] = module
     spec.loader.exec_module(module)

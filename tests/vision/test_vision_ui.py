@@ -111,3 +111,53 @@ def test_detection_boxes_scale_to_the_hud_frame(photo):
     half = cv2.resize(photo, (240, 320))
     out = DetectionBoxAnnotator().annotate(half.copy(), Hud(None, DETS, {}, ()))
     assert np.all(out[240:280, 150] == RED)  # the phone box's left edge, at half scale
+
+
+# ---------------------------------------------------------------- hands and the phone at the ear
+
+def test_hands_are_thin_boxes_and_phone_at_ear_is_an_alert(photo):
+    from hand_pipeline import Hand
+    from vision_ui import PHONE_AT_EAR_ALERT, HandAnnotator
+
+    hand = Hand(box=(60.0, 150.0, 120.0, 230.0), score=0.95)
+    dets = Detections(DETS.items, "test", (480, 640), hands=(hand,), phone_at_ear=True)
+    hud = Hud(None, dets, {}, ())
+    drawn = HandAnnotator().annotate(photo.copy(), hud)
+    assert np.all(drawn[160:220, 60] == AMBER) and np.all(drawn[150, 70:110] == AMBER)  # the edges, 1 px
+    assert changed(drawn, photo, (62, 152, 119, 229)) == 0                              # inside untouched
+    assert changed(drawn, photo) == changed(drawn, photo, (59, 149, 122, 232))           # nothing elsewhere
+    # "PHONE AT EAR" joins the alerts (red border, a red line at the bottom) even with no rule alert yet
+    alerts = AlertAnnotator().annotate(photo.copy(), hud)
+    assert np.all(alerts[0, :] == RED) and changed(alerts, photo, (0, 600, 200, 640)) > 300
+    plain = AlertAnnotator().annotate(photo.copy(), Hud(None, DETS, {}, ()))
+    assert np.array_equal(plain, photo)                                                  # no signal, no alert
+    once = AlertAnnotator().annotate(photo.copy(), Hud(None, dets, {}, (PHONE_AT_EAR_ALERT,)))
+    assert np.array_equal(once, alerts)                                                  # not written twice
+    text = "\n".join(t for t, _ in StatusPanelAnnotator().lines(hud))
+    assert "cell phone 0.41, phone at ear" in text, text
+
+
+def test_real_detector_output_on_women_on_phones(load_image):
+    """b_3 through CenterNet with the hand-guided look: the HUD boxes every hand it found and says PHONE AT EAR."""
+    import os
+    from pathlib import Path
+
+    from config_vision import load_vision_config
+    from person_pipeline import create_detector
+
+    mirror = Path(os.environ.get("PROCTOR_MODEL_MIRROR", Path(__file__).resolve().parents[3] / "shared" / "models"))
+    det = create_detector(load_vision_config(env={}, DETECTOR_BACKEND="centernet"), models_dir=mirror)
+    image = load_image("b_3_coco536_women_on_phones.jpg")
+    try:
+        dets = det.detect(image)
+    finally:
+        det.close()
+    assert dets.phone_at_ear and dets.hands
+    out = draw_hud(image, None, dets, {}, [])
+    for hand in dets.hands:
+        x1, y1, x2, y2 = (int(round(v)) for v in hand.box)
+        assert changed(out, image, (x1, y1, x2 + 1, y2 + 1)) > 0, hand.box
+    without = draw_hud(image, None, Detections(dets.items, dets.backend, dets.frame_size), {}, [])
+    h = image.shape[0]
+    assert np.all(out[0, :] == RED) and not np.all(without[0, :] == RED)
+    assert changed(out, without, (0, h - 30, 150, h)) > 200  # the alert line at the bottom

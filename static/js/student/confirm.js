@@ -1,5 +1,6 @@
 /* Identity confirmation: live captures posted to the server, which matches them against the
-   registration and runs the liveness check; the server decides, this page only shows it. */
+   registration, refuses a face on a screen or a photo and runs the liveness check; the server
+   decides, this page only shows it. */
 (function () {
   "use strict";
   const root = document.getElementById("confirm");
@@ -38,12 +39,18 @@
       } else {
         const d = r.data;
         if (d.faces > 1) P.setResult(match, "pending", d.faces + " faces in view: be alone in front of the camera");
+        else if (d.spoof) P.setResult(match, "fail", "a photo or a screen, not your face");
         else P.setResult(match, d.match ? "ok" : (d.face_found ? "fail" : "pending"),
           d.face_found ? (d.match ? "yes (" + d.matched_frames + "/" + d.needed_frames + ")" : "no") : "no face in view");
         if (d.liveness.required) P.setResult(live, d.liveness.passed ? "ok" : "pending", d.liveness.passed ? "yes" : d.liveness.reason);
         if (d.refused) {
-          P.setResult(match, "fail", "does not match");
-          status.textContent = "Refused: " + d.refused + ". If this is wrong, register your face again.";
+          if (d.refused_kind === "spoof") {
+            P.setResult(match, "fail", "a photo or a screen, not your face");
+            status.textContent = "Refused: " + d.refused + ". Put the photo or phone away and try again.";
+          } else {
+            P.setResult(match, "fail", "does not match");
+            status.textContent = "Refused: " + d.refused + ". If this is wrong, register your face again.";
+          }
           break;
         }
         if (d.confirmed) {

@@ -1,6 +1,6 @@
 """Presentation attacks (a face on a phone screen or a printed photo): cases, threshold choice, tables.
 
-    .venv/bin/python bench/presentation_attack.py [--testdata ../shared/testdata] [--quick]
+    .venv/bin/python bench/presentation_attack_bench.py [--testdata ../shared/testdata] [--quick]
 
 Cases, all from the real photos in ../shared/testdata (transformed, never drawn):
 - real: every photo with a face (a_*, b_3, c_1, d_3, e_*, identity/*, identity/people/*), untransformed
