@@ -147,6 +147,7 @@ def _frame_record(tools: _Tools, frame, face) -> tuple[dict, Any, dict]:
             {"label": d.label, "score": round(float(d.score), 3), "box": [round(float(v), 1) for v in d.box]}
             for d in detections.items if d.class_id != 0
         ],
+        "phone_at_ear": bool(detections.phone_at_ear) if detections is not None else None,
     }
     identity: dict[str, Any] = {}
     if tools.enrolled is not None:
@@ -337,6 +338,17 @@ def analyze_command(files, overlay_dir, fps, enrolled_path, models_dir, no_detec
 
 # ------------------------------------------------------------------ verify-face
 
+def _presentation_attack(attack, faces, image) -> dict | None:
+    """presentation_attack.py's verdict on the photo's main face (None when the check is off or no face)."""
+    if attack is None:
+        return None
+    obs = faces.analyze(image)
+    if obs.box is None:
+        return None
+    res = attack.assess(image, obs.box, obs.landmarks or None)
+    return {"spoof": bool(res.spoof), "score": _r(res.score, 3), "reason": res.reason}
+
+
 @click.command("verify-face")
 @with_appcontext
 @click.argument("enrolled", type=click.Path(dir_okay=False, path_type=Path))
@@ -348,14 +360,20 @@ def verify_face_command(enrolled, probes, settings):
 
     One JSON line per probe: probe, face_found, distance (the decision distance: dlib and FaceRes
     fused, see docs/identity-calibration.md), match, threshold, dlib_distance, faceres_distance and
-    rule (which models decided; dlib alone for a 1024-byte template or without models/faceres.onnx).
+    rule (which models decided; dlib alone for a 1024-byte template or without models/faceres.onnx),
+    and presentation_attack (spoof, score, reason: a face on a screen or a printed photo never matches).
     Unreadable probes give a line with "error" and make the exit status 1. No database is used.
     """
     from face_identity import FaceIdentity
 
+    from face_pipeline import FaceAnalyzer
+    from presentation_attack import PresentationAttackCheck
+
     config = _vision_config(settings)
     identity = FaceIdentity(config)
     embedding = _load_embedding(enrolled, identity)
+    faces = FaceAnalyzer(config, static_image_mode=True)
+    attack = PresentationAttackCheck(config) if config.PA_CHECK_ENABLED else None
     failed = 0
     for probe in probes:
         try:
@@ -365,10 +383,14 @@ def verify_face_command(enrolled, probes, settings):
             _emit({"probe": str(probe), "error": str(exc)})
             continue
         ver = identity.verify(embedding, image)
+        spoof = _presentation_attack(attack, faces, image) if ver.face_found else None
         _emit({"probe": str(probe), "face_found": bool(ver.face_found), "distance": _r(ver.distance, 4),
-               "match": ver.match, "threshold": config.IDENTITY_DISTANCE_THRESHOLD,
+               # As at the confirmation and in the live check: a face on a screen or a print never matches.
+               "match": False if spoof and spoof["spoof"] else ver.match,
+               "threshold": config.IDENTITY_DISTANCE_THRESHOLD,
                "dlib_distance": _r(ver.dlib_distance, 4), "faceres_distance": _r(ver.faceres_distance, 4),
-               "rule": ver.rule or identity.rule})
+               "rule": ver.rule or identity.rule, "presentation_attack": spoof})
+    faces.close()
     close = getattr(identity, "close", None)
     if close is not None:
         close()

@@ -98,6 +98,9 @@ def test_images_face_counts_objects_and_overlays(app, testdata_dir, tmp_path):
     assert "laptop" in labels["d_3_woman_holding_xo_laptop.jpg"]
     phone = next(o for o in by["b_3_coco536_women_on_phones.jpg"]["objects"] if o["label"] == "cell phone")
     assert 0 < phone["score"] <= 1 and len(phone["box"]) == 4
+    # the hand look's phone at the ear (b_3: two women hold phones to their ears), on no one else
+    assert by["b_3_coco536_women_on_phones.jpg"]["phone_at_ear"] is True
+    assert by["a_1_webcam_woman_T1.jpg"]["phone_at_ear"] is False
     # one overlay per photo, a real JPEG of the photo's size
     import cv2
 
@@ -173,10 +176,25 @@ def test_verify_face(app, testdata_dir, tmp_path):
     assert by["obama2.jpg"]["face_found"] is True and by["obama2.jpg"]["match"] is True
     assert by["biden.jpg"]["match"] is False and by["biden.jpg"]["distance"] > by["obama2.jpg"]["distance"]
     assert by["f_5_living_room_empty.jpg"] == {**by["f_5_living_room_empty.jpg"], "face_found": False, "match": None}
+    assert by["obama2.jpg"]["presentation_attack"]["spoof"] is False
+    assert by["f_5_living_room_empty.jpg"]["presentation_attack"] is None
     assert "error" in by["blank.png"]
     # an enrolment photo with no face is refused with the reason
     result, _ = run_cli(app, "verify-face", testdata_dir / "f_5_living_room_empty.jpg", ident / "obama.jpg")
     assert result.exit_code == 1 and "no face" in result.stderr
+
+
+def test_verify_face_refuses_a_face_on_a_phone_screen(app, testdata_dir):
+    """b_1 is a phone showing a face held to the webcam: enrolled from that very picture, identity alone
+    matches it, but a picture of a face never matches (presentation_attack.py)."""
+    b_1 = testdata_dir / "b_1_phone_held_to_webcam.jpg"
+    result, lines = run_cli(app, "verify-face", b_1, b_1)
+    assert result.exit_code == 0, result.output
+    line = lines[0]
+    assert line["distance"] < line["threshold"] and line["presentation_attack"]["spoof"] is True
+    assert line["match"] is False and line["presentation_attack"]["reason"]
+    result, lines = run_cli(app, "verify-face", b_1, b_1, "--set", "PA_CHECK_ENABLED=false")
+    assert lines[0]["match"] is True and lines[0]["presentation_attack"] is None
 
 
 def test_verify_face_with_a_saved_embedding(app, testdata_dir, tmp_path):
