@@ -28,6 +28,8 @@ from typing import Any, Iterable, Sequence
 import cv2
 import numpy as np
 
+from face_pipeline import to_bgr_uint8
+
 Box = tuple[int, int, int, int]
 
 SIDES = ("left", "right", "top", "bottom")
@@ -55,16 +57,7 @@ class PresentationResult:
 
 
 def _validated_frame(frame: Any) -> np.ndarray:
-    if not isinstance(frame, np.ndarray):
-        raise ValueError(f"frame must be a numpy array, got {type(frame).__name__}")
-    if frame.dtype != np.uint8:
-        raise ValueError(f"frame must be uint8, got {frame.dtype}")
-    if frame.ndim == 2:
-        frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
-    elif frame.ndim == 3 and frame.shape[2] == 4:
-        frame = cv2.cvtColor(frame, cv2.COLOR_BGRA2BGR)
-    elif not (frame.ndim == 3 and frame.shape[2] == 3):
-        raise ValueError(f"frame must be HxWx3 BGR, got shape {frame.shape}")
+    frame = to_bgr_uint8(frame)  # the face stage's own validation (grey and BGRA converted)
     if frame.shape[0] < 16 or frame.shape[1] < 16:
         raise ValueError(f"frame is too small: shape {frame.shape}")
     return frame

@@ -73,6 +73,13 @@ def _put_label(scene: np.ndarray, text: str, x: int, y: int, colour) -> None:
     cv2.putText(scene, text, (x + 1, y - 1), FONT, scale, (0, 0, 0), thick, cv2.LINE_AA)
 
 
+def _detector_scale(scene, dets) -> tuple[float, float]:
+    """Boxes are in the detector's frame pixels; the HUD frame may differ in size."""
+    h, w = scene.shape[:2]
+    fw, fh = dets.frame_size if dets.frame_size and min(dets.frame_size) > 0 else (w, h)
+    return w / fw, h / fh
+
+
 class DetectionBoxAnnotator:
     """Detector boxes with label and score; persons green, everything else (banned) red."""
 
@@ -80,9 +87,7 @@ class DetectionBoxAnnotator:
         dets = hud.detections
         if dets is None or not dets.items:
             return scene
-        h, w = scene.shape[:2]
-        fw, fh = dets.frame_size if dets.frame_size and min(dets.frame_size) > 0 else (w, h)
-        sx, sy = w / fw, h / fh  # boxes are in the detector's frame pixels; the HUD frame may differ
+        sx, sy = _detector_scale(scene, dets)
         for d in dets.items:
             x1, y1, x2, y2 = (int(round(v)) for v in (d.box[0] * sx, d.box[1] * sy, d.box[2] * sx, d.box[3] * sy))
             colour = GREEN if d.class_id == PERSON_CLASS else RED
@@ -99,9 +104,7 @@ class HandAnnotator:
         dets = hud.detections
         if dets is None or not dets.hands:
             return scene
-        h, w = scene.shape[:2]
-        fw, fh = dets.frame_size if dets.frame_size and min(dets.frame_size) > 0 else (w, h)
-        sx, sy = w / fw, h / fh
+        sx, sy = _detector_scale(scene, dets)
         for hand in dets.hands:
             b = hand.box
             cv2.rectangle(scene, (int(round(b[0] * sx)), int(round(b[1] * sy))),
