@@ -197,7 +197,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("NANODET_PHONE_CONFIDENCE", float, 0.35, "NanoDet backend: minimum score for a cell phone (COCO 67).", 0.01, 0.99),
     Setting("NANODET_BOOK_CONFIDENCE", float, 0.32, "NanoDet backend: minimum score for a book (COCO 73).", 0.01, 0.99),
     Setting("NANODET_LAPTOP_CONFIDENCE", float, 0.26, "NanoDet backend: minimum score for a laptop (COCO 63).", 0.01, 0.99),
-    Setting("DETECTOR_HAND_LOOK", bool, True, "When the detector runs, find hands (MediaPipe Hands, about 20 ms) for the phone-at-ear signal (Detections.phone_at_ear) and, with HAND_LOOK_MAX_CROPS, look again at square crops around them.",),
+    Setting("DETECTOR_HAND_LOOK", bool, True, "When the detector runs and sees something phone-ish (a cell phone scoring at least PHONE_AT_EAR_MIN_SCORE, below the phone bar) or HAND_LOOK_MAX_CROPS asks for crops, find hands (MediaPipe Hands, about 20 ms) for the phone-at-ear signal (Detections.phone_at_ear) and the crops. Run on every detector run it cost 4 of 20 students over HTTP (bench/README.md).",),
     Setting("HAND_LOOK_MAX_CROPS", int, 0, "Most hand crops the detector looks at again per run (each costs one more inference); 0 finds hands for the phone-at-ear signal only. Measured: with CenterNet the crops add about 40 ms and no phone-at-ear hit; with NanoDet set 2 (phone at ear in 8 instead of 5 of 10 b_3 variants).", 0, 8),
     Setting("HAND_CROP_OBJECTS", bool, False, "Count phones and books found in the hand crops as detections (off: measured false phones on a held remote, no held-out gain; the crops still feed the phone-at-ear signal).",),
     Setting("HAND_CROP_HAND_SIZES", float, 4.0, "Side of the square crop around a hand, in hand sizes (the longer side of its landmarks' box).", 1.5, 20),
