@@ -35,6 +35,31 @@ Box = tuple[int, int, int, int]
 RELOOK_FRAMES = 8  # after the examinee's face is lost, the counter looks on every frame this long (4 s at 2 frames/s)
 
 
+# Two boxes are one face when they overlap this much (IoU) or the smaller lies mostly inside.
+MERGE_IOU = 0.3
+MERGE_CONTAINED = 0.6
+
+
+def box_iou(a: Box, b: Box) -> float:
+    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    area_a = max(0, a[2] - a[0]) * max(0, a[3] - a[1])
+    area_b = max(0, b[2] - b[0]) * max(0, b[3] - b[1])
+    union = area_a + area_b - inter
+    return inter / union if union > 0 else 0.0
+
+
+def same_face(a: Box, b: Box) -> bool:
+    """One face seen twice: the boxes overlap (IoU) or the smaller lies mostly inside the other."""
+    if box_iou(a, b) >= MERGE_IOU:
+        return True
+    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    smaller = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
+    return smaller > 0 and ix * iy / smaller >= MERGE_CONTAINED
+
+
 @dataclass
 class _Track:
     box: Box
@@ -70,8 +95,6 @@ class PresenceJudge:
         """faces: merged candidates with .box, .score, .source and .landmarks (FaceMesh ones carry
         landmarks), and .small (found by the small-face scan). fresh[i]: that face was looked for
         on this frame (a cached small-face box from an earlier scan is not fresh)."""
-        from face_pipeline import _same_face  # the stage's own notion of "the same face"
-
         cfg = self.config
         self._frame += 1
         min_side = float(cfg.PRESENCE_MIN_FACE_FRACTION) * min(frame_w, frame_h)
@@ -86,14 +109,14 @@ class PresenceJudge:
             big = min(face.box[2] - face.box[0], face.box[3] - face.box[1]) >= min_side
             small_scan = bool(getattr(face, "small", False))
             if face.source == "facemesh" and face.landmarks is not None:
-                agreed = face.score >= confirm or (self.video and any(_same_face(face.box, b) for b in self._confirmed))
+                agreed = face.score >= confirm or (self.video and any(same_face(face.box, b) for b in self._confirmed))
                 if agreed:
                     confirmed_now.append(face.box)
                     (present if big else secondary).append(i)
                 else:
                     waiting = True
             elif not small_scan and big and self.video and face.score >= keep and any(
-                    _same_face(face.box, b) for b in self._present):
+                    same_face(face.box, b) for b in self._present):
                 present.append(i)  # the examinee's face, still there at a weaker score (dim, turned)
             elif not small_scan and big and (face.score >= alone or (face.landmarks is not None and face.score >= confirm)):
                 # A face only a detector found (FaceMesh on a zoomed crop may have fitted it): strong
@@ -123,9 +146,7 @@ class PresenceJudge:
 
     def _hits(self, box: Box, fresh: bool) -> int:
         """How many looks in a row saw a face here, this one included (a cached box is no new look)."""
-        from face_pipeline import _same_face
-
-        track = next((t for t in self._tracks if _same_face(box, t.box)), None)
+        track = next((t for t in self._tracks if same_face(box, t.box)), None)
         if track is None:
             track = _Track(box, 1, self._frame)
             self._tracks.append(track)

@@ -122,7 +122,7 @@ _attempts_lock = threading.Lock()
 
 
 def attempt_for(student_id: int, exam_id: int, restart: bool) -> Attempt:
-    from face_pipeline import LivenessCheck
+    from face_liveness import LivenessCheck
 
     now = time.monotonic()
     with _attempts_lock:

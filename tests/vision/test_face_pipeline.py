@@ -15,7 +15,8 @@ import pytest
 
 import face_pipeline as fp
 from config_vision import load_vision_config
-from face_pipeline import FaceAnalyzer, FaceObservation, LivenessCheck, box_iou
+from face_liveness import LivenessCheck
+from face_pipeline import FaceAnalyzer, FaceObservation, box_iou
 
 SINGLE = ["a_1_webcam_woman_T1.jpg", "a_3_face_closeup_sergey.png", "a_6_grace_hopper.jpg", "a_7_astronaut.png"]
 EMPTY = ["f_1_coco133_loft_desk_chair.jpg", "f_5_living_room_empty.jpg"]
