@@ -338,12 +338,9 @@ def analyze_command(files, overlay_dir, fps, enrolled_path, models_dir, no_detec
 
 # ------------------------------------------------------------------ verify-face
 
-def _presentation_attack(attack, faces, image) -> dict | None:
+def _presentation_attack(attack, obs, image) -> dict | None:
     """presentation_attack.py's verdict on the photo's main face (None when the check is off or no face)."""
-    if attack is None:
-        return None
-    obs = faces.analyze(image)
-    if obs.box is None:
+    if attack is None or obs.box is None:
         return None
     res = attack.assess(image, obs.box, obs.landmarks or None)
     return {"spoof": bool(res.spoof), "score": _r(res.score, 3), "reason": res.reason}
@@ -382,8 +379,12 @@ def verify_face_command(enrolled, probes, settings):
             failed += 1
             _emit({"probe": str(probe), "error": str(exc)})
             continue
-        ver = identity.verify(embedding, image)
-        spoof = _presentation_attack(attack, faces, image) if ver.face_found else None
+        obs = faces.analyze(image)  # one face search serves the identity check and the spoof check
+        if obs.box is None:
+            ver = identity.verify(embedding, image)  # no face: verify says so in its own words
+        else:
+            ver = identity.verify(embedding, image, box=obs.box)
+        spoof = _presentation_attack(attack, obs, image) if ver.face_found else None
         _emit({"probe": str(probe), "face_found": bool(ver.face_found), "distance": _r(ver.distance, 4),
                # As at the confirmation and in the live check: a face on a screen or a print never matches.
                "match": False if spoof and spoof["spoof"] else ver.match,

@@ -60,7 +60,7 @@ def enrol(image_bgr):
 
 def presentation_check(cfg):
     """The presentation-attack check (a face on a screen or a printed photo), or None when
-    PA_CHECK_ENABLED is off. Stateless, so one instance serves every request."""
+    PA_CHECK_ENABLED is off. It holds only the config, so making one per request costs nothing."""
     if not bool(cfg.PA_CHECK_ENABLED):
         return None
     from presentation_attack import PresentationAttackCheck
