@@ -209,6 +209,8 @@ SETTINGS: tuple[Setting, ...] = (
     # --- when the detector runs (proctor/live/cadence.py): by scene, not on one frame in N; the face stage runs on every frame
     Setting("DETECTOR_STEADY_INTERVAL_S", float, 3.0, "In a steady scene the object detector runs once every this many seconds of frame time (sooner on a change or while an object is being confirmed). 3 s costs a third of running it every second; an object that turns up without any movement is still looked for within 3 s.", 0.5, 30),
     Setting("DETECTOR_FAST_INTERVAL_S", float, 0.5, "While a prohibited object or an extra person is being confirmed or is present (seen in one of the last OBJECT_EVIDENCE_WINDOW_RUNS runs), the detector runs this often (0.5: every frame at 2 frames/s); never slower than TIME_BANNED_OBJECT_S, TIME_MULTIPLE_PERSONS_S or OBSERVATION_STALE_S (the smallest is used).", 0.0, 1.5),
+    Setting("DETECTOR_HOLD_INTERVAL_S", float, 1.5, "Once a prohibited object or an extra person is confirmed (the rules see it) and each of the last DETECTOR_HOLD_AFTER_RUNS detector runs saw it, the detector runs this often instead of DETECTOR_FAST_INTERVAL_S until a run misses it (then the fast pace again, so the end is found quickly). Must stay below OBSERVATION_STALE_S so the evidence never goes stale while the thing is there. 1.5: a student with a phone on the desk costs a run every 3 frames, not every frame (bench/README.md).", 0.0, 10),
+    Setting("DETECTOR_HOLD_AFTER_RUNS", int, 2, "How many detector runs in a row must have seen the confirmed object or extra person before the detector slows to DETECTOR_HOLD_INTERVAL_S. 0 never slows down.", 0, 20),
     Setting("DETECTOR_CHANGE_MIN_INTERVAL_S", float, 1.0, "A change in the scene (lower-half motion, face count, head pose) runs the detector on the next frame, but not sooner than this after its previous run, so continuous movement (writing) costs at most one run per this many seconds.", 0.0, 10),
     Setting("DETECTOR_MOTION_DIFF", float, 6.0, "Motion in the lower half of the picture (hands, desk) above this counts as a change: mean absolute luma difference (0-255) between consecutive 64x48 greyscale thumbnails, each pixel against its best match one thumbnail pixel around, exposure evened out. Measured (bench/cadence_bench.py): still scenes with a 9-pixel camera shake and exposure flicker stay below 4.3; a laptop raised into the lower half gives 13-45.", 0.5, 255),
     Setting("DETECTOR_POSE_CHANGE_DEG", float, 15.0, "A head yaw or pitch this many degrees away from where it was at the detector's previous run counts as a change (the tracked pose of a still face wanders by up to 7 degrees).", 3, 90),
@@ -218,6 +220,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("IDENTITY_FACERES_TO_DLIB_SCALE", float, 1.0, "FaceRes cosine distances are multiplied by this before being averaged with dlib's distance. 1.0: the two models' spreads over different-person pairs of the calibration photos are within 3 % of each other (ratio 1.03; 0.93 and 0.84 on the two halves).", 0.5, 2.0),
     Setting("IDENTITY_DLIB_ONLY_THRESHOLD", float, 0.45, "dlib euclidean distance at or below which two faces match when only dlib's vector is available (a template stored before FaceRes, or FaceRes missing). Kept at its old 0.45: an unseen trial found two different women at dlib 0.433, so dlib alone is not loosened; re-registering moves a student to the fused rule.", 0.2, 0.8),
     Setting("IDENTITY_CHECK_EVERY_S", float, 10.0, "How often (frame time) the live face is verified against the enrolment while the same face stays in view (about 90 ms a check with dlib alone, 20-50 ms more with FaceRes); a face that comes back, a change in the face count or a jump of the main face is checked on the next frame whatever this says.", 0.5, 600),
+    Setting("IDENTITY_VERIFIED_EVERY_S", float, 30.0, "Once IDENTITY_VERIFIED_AFTER_CHECKS checks in a row matched the same face, tracked without a break (no face lost, no change in the face count, no jump of the main face), it is checked this often instead of IDENTITY_CHECK_EVERY_S: swapping the person in front of the camera breaks the track and brings a check on the next frame. A mismatch, a failed check or a break goes back to IDENTITY_CHECK_EVERY_S. Must not be below IDENTITY_CHECK_EVERY_S.", 0.5, 600),
+    Setting("IDENTITY_VERIFIED_AFTER_CHECKS", int, 2, "How many matching identity checks in a row of one unbroken face track before it is checked only every IDENTITY_VERIFIED_EVERY_S. 0: always every IDENTITY_CHECK_EVERY_S.", 0, 20),
     Setting("ENROL_MIN_FACE_PX", int, 80, "Enrolment photo: the face box must be at least this many pixels on its short side.", 16, 2000),
     Setting("ENROL_MIN_BRIGHTNESS", float, 60.0, "Enrolment photo: mean luma (0-255) of the face below this is refused as too dark.", 0, 255),
     Setting("ENROL_MAX_BRIGHTNESS", float, 225.0, "Enrolment photo: mean luma (0-255) of the face above this is refused as too bright.", 0, 255),
@@ -365,6 +369,16 @@ def _validated(values: dict[str, Any]) -> dict[str, Any]:
         raise VisionConfigError(
             f"DETECTOR_FAST_INTERVAL_S={values['DETECTOR_FAST_INTERVAL_S']!r} must not exceed "
             f"DETECTOR_STEADY_INTERVAL_S={values['DETECTOR_STEADY_INTERVAL_S']!r}"
+        )
+    if values["DETECTOR_HOLD_INTERVAL_S"] >= values["OBSERVATION_STALE_S"]:
+        raise VisionConfigError(
+            f"DETECTOR_HOLD_INTERVAL_S={values['DETECTOR_HOLD_INTERVAL_S']!r} must be below "
+            f"OBSERVATION_STALE_S={values['OBSERVATION_STALE_S']!r} (a held object's evidence would go stale)"
+        )
+    if values["IDENTITY_VERIFIED_EVERY_S"] < values["IDENTITY_CHECK_EVERY_S"]:
+        raise VisionConfigError(
+            f"IDENTITY_VERIFIED_EVERY_S={values['IDENTITY_VERIFIED_EVERY_S']!r} must not be below "
+            f"IDENTITY_CHECK_EVERY_S={values['IDENTITY_CHECK_EVERY_S']!r}"
         )
     extra = values["EXTRA_BANNED_CLASSES"]
     for part in (p.strip() for p in extra.split(",") if p.strip()):

@@ -12,6 +12,12 @@ frame, whether the detector runs:
            object. Never slower than TIME_BANNED_OBJECT_S, TIME_MULTIPLE_PERSONS_S or
            OBSERVATION_STALE_S, so a real object is confirmed within its persistence time and its
            evidence never goes stale while present;
+  hold     every DETECTOR_HOLD_INTERVAL_S instead, once the thing is confirmed and steadily there:
+           the rules see it (after ObjectEvidence) and the last DETECTOR_HOLD_AFTER_RUNS runs all saw
+           it themselves. A run that misses it goes back to `watch`, so the end of the condition is
+           found at the fast pace. A phone left on the desk for the whole exam then costs a run every
+           1.5 s, not on every frame, and its evidence never goes stale (the interval stays below
+           OBSERVATION_STALE_S);
   change   on the next frame after a change since the detector's last run: motion in the lower half
            of the picture (hands, desk: FrameResult.lower_motion above DETECTOR_MOTION_DIFF), the
            face count changed (a face lost, back, or another one), the head turned or tilted more
@@ -20,7 +26,7 @@ frame, whether the detector runs:
   steady   otherwise once every DETECTOR_STEADY_INTERVAL_S.
 
     cadence = DetectorCadence(exam_config)
-    reason = cadence.due(frame_t)          # "first" | "watch" | "motion" | ... | "steady" | None
+    reason = cadence.due(frame_t)          # "first" | "watch" | "hold" | "motion" | ... | "steady" | None
     if reason: cadence.ran(frame_t, reason)  # the frame goes to the worker with the detector on
     cadence.observe(result, detections)    # each FrameResult in; detections after ObjectEvidence
 
@@ -54,6 +60,12 @@ class DetectorCadence:
         self.motion_diff = float(config.DETECTOR_MOTION_DIFF)
         self.pose_deg = float(config.DETECTOR_POSE_CHANGE_DEG)
         self.window_runs = int(config.OBJECT_EVIDENCE_WINDOW_RUNS)
+        # Holding a confirmed, steadily seen object: slower than watching, never slower than the evidence's
+        # shelf life (config_vision checks DETECTOR_HOLD_INTERVAL_S < OBSERVATION_STALE_S).
+        self.hold_s = max(self.fast_s, min(float(config.DETECTOR_HOLD_INTERVAL_S), float(config.OBSERVATION_STALE_S)))
+        self.hold_after = int(config.DETECTOR_HOLD_AFTER_RUNS)
+        self.seen_streak = 0                   # consecutive runs whose own result showed the thing
+        self.confirmed = False                 # the latest run's result, after ObjectEvidence, shows it
         self.banned = frozenset(int(c) for c in config.banned_class_ids)
         self.last_run_t: float | None = None   # frame time of the latest frame sent with the detector
         self.change: str | None = None         # the first change seen since then (waits for its run)
@@ -65,6 +77,11 @@ class DetectorCadence:
     def watching(self) -> bool:
         """A prohibited object or an extra person is being confirmed or is present."""
         return self.quiet_runs < self.window_runs
+
+    @property
+    def holding(self) -> bool:
+        """The thing watched is confirmed and every one of the last DETECTOR_HOLD_AFTER_RUNS runs saw it."""
+        return self.watching and self.confirmed and self.seen_streak >= self.hold_after > 0
 
     def due(self, frame_t: float, stretch: float = 1.0) -> str | None:
         """Why a frame at frame time `frame_t` should get the detector, or None (no state changes).
@@ -78,8 +95,12 @@ class DetectorCadence:
         since = frame_t - self.last_run_t
         if since < 0:
             return "first"  # frame time went back (the page reloaded): start over
-        if self.watching and since + TIME_EPS_S >= self.fast_s:
-            return "watch"
+        if self.watching:
+            if self.holding:
+                if since + TIME_EPS_S >= self.hold_s:
+                    return "hold"
+            elif since + TIME_EPS_S >= self.fast_s:
+                return "watch"
         if self.change is not None and since + TIME_EPS_S >= self.change_min_s * stretch:
             return self.change
         if since + TIME_EPS_S >= self.steady_s * stretch:
@@ -98,7 +119,10 @@ class DetectorCadence:
         state = _face_state(result.face)
         if result.detector_ran or (self.last_run_t is not None and result.frame_ts == self.last_run_t):
             if result.detector_ran:
-                seen = self._busy(result.detections) or self._busy(detections)
+                own = self._busy(result.detections)
+                self.confirmed = self._busy(detections)
+                self.seen_streak = self.seen_streak + 1 if own else 0
+                seen = own or self.confirmed
                 self.quiet_runs = 0 if seen else min(self.window_runs, self.quiet_runs + 1)
             self._ref = state
             return None
@@ -130,4 +154,4 @@ class DetectorCadence:
 
     def summary(self) -> dict:
         """For the stream's status: runs by reason and whether it is watching."""
-        return {"watching": self.watching, "runs": dict(self.reasons)}
+        return {"watching": self.watching, "holding": self.holding, "runs": dict(self.reasons)}

@@ -172,6 +172,7 @@ class Stream:
     stretch: float = 1.0                # > 1 under overload: detector and identity clocks slowed (see load)
     stretch_relaxed_mono: float = float("-inf")  # when the stretch last shrank a step
     identity_recheck: bool = False      # the face changed since the last identity check: check again soon
+    identity_streak: int = 0            # matching checks in a row of one unbroken face track (verified_every)
     last_result_mono: float | None = None
     last_errors: list = field(default_factory=list)
     pending: dict = field(default_factory=dict)   # seq -> the Frame sent to a worker, until its result
@@ -225,7 +226,8 @@ class Stream:
     # ------------------------------------------------------------------ frames out, results in
     def frame_job(self, frame, config) -> FrameJob:
         """The worker's job for this frame: the detector when the cadence says so (cadence.py); identity
-        every IDENTITY_CHECK_EVERY_S, and sooner when the face changed (see absorb)."""
+        every IDENTITY_CHECK_EVERY_S (IDENTITY_VERIFIED_EVERY_S once the tracked face is verified), and
+        sooner when the face changed (see absorb)."""
         reason = self.cadence.due(frame.server_ts, self.stretch)
         run_detector = reason is not None
         if run_detector:
@@ -233,7 +235,7 @@ class Stream:
         embedding = None
         since = None if self.last_identity_dispatch_t is None else frame.server_ts - self.last_identity_dispatch_t
         if self.embedding is not None and (
-            since is None or since >= float(config.IDENTITY_CHECK_EVERY_S) * self.stretch
+            since is None or since >= self.identity_every(config) * self.stretch
             or (self.identity_recheck and since >= IDENTITY_RECHECK_MIN_S * self.stretch)
         ):
             embedding = self.embedding
@@ -244,6 +246,16 @@ class Stream:
             del self.pending[min(self.pending)]
         return FrameJob(self.student_id, frame.session_id, frame.seq, frame.server_ts, frame.received_mono,
                         frame.image, frame.jpeg, run_detector, embedding, vision_overrides=self.rules.overrides)
+
+    def identity_every(self, config) -> float:
+        """Seconds between routine identity checks: IDENTITY_CHECK_EVERY_S, or IDENTITY_VERIFIED_EVERY_S
+        once IDENTITY_VERIFIED_AFTER_CHECKS checks in a row matched one face tracked without a break.
+        Whoever replaces the student breaks the track (the face lost, the count changed or the main face
+        jumped: see absorb), which resets the streak and brings a check on the next frame."""
+        after = int(config.IDENTITY_VERIFIED_AFTER_CHECKS)
+        if after > 0 and self.identity_streak >= after:
+            return float(config.IDENTITY_VERIFIED_EVERY_S)
+        return float(config.IDENTITY_CHECK_EVERY_S)
 
     def absorb(self, r: FrameResult, now_mono: float):
         """Take a worker's result in; returns the decision engine's FrameObservation for it."""
@@ -259,6 +271,10 @@ class Stream:
                 dets = self.objects.update(dets)  # a prohibited object counts once seen in k of the last n runs
             self.last_detections, self.last_detections_t = dets, r.frame_ts
         self.cadence.observe(r, self.last_detections if r.detector_ran else None)
+        face_state = None if r.face is None else ("no_face" if not r.face.face_detected else f"faces={r.face.face_count}")
+        if face_state != self.face_state or (r.face is not None and r.face.face_detected
+                                             and face_jumped(self.last_face_box, r.face.box)):
+            self.identity_streak = 0  # the track broke: whoever is there now earns the long interval again
         if r.identity_ran:
             self.identity_attempts += 1
             self.identity_checks += 1 if r.identity_face_found else 0
@@ -274,13 +290,13 @@ class Stream:
                 self.identity_match = False
                 log.info("identity check student=%s session=%s seq=%s: face on a screen or photo (%s)", r.student_id,
                          r.session_id, r.seq, self.identity_spoof_details.get("spoof_reason", ""))
+            self.identity_streak = self.identity_streak + 1 if self.identity_match else 0
         self.last_face = r.face
         self.last_result_mono = now_mono
         self.result_ages.append(max(0.0, now_mono - r.received_mono))
         frame = self.pending.pop(r.seq, None)
         if frame is not None:
             self.last_frame, self.processed_mono = frame, now_mono
-        face_state = None if r.face is None else ("no_face" if not r.face.face_detected else f"faces={r.face.face_count}")
         checked_now = r.identity_ran and r.identity_face_found
         if r.face is not None and r.face.face_detected and self.embedding is not None and not checked_now and (
                 face_state != self.face_state or face_jumped(self.last_face_box, r.face.box)):

@@ -6,7 +6,7 @@ import pytest
 
 from config_vision import VisionConfigError, load_vision_config
 from face_pipeline import FaceObservation
-from person_pipeline import Detection, Detections
+from person_pipeline import Detection, Detections, ObjectEvidence
 from proctor.live.cadence import DetectorCadence
 from proctor.live.pipeline import FrameResult
 
@@ -25,11 +25,13 @@ def face(count=1, yaw=2.0, pitch=-8.0):
     return FaceObservation(count > 0, count, yaw_deg=yaw if count else None, pitch_deg=pitch if count else None)
 
 
-def run_stream(cadence, frames, sees=lambda t: (PERSON,), every_s=0.5):
+def run_stream(cadence, frames, sees=lambda t: (PERSON,), every_s=0.5, config=None):
     """Feed frames (a list of (face, lower_motion) per frame, at `every_s` apart from t=0) through the
-    cadence as the runtime does: due -> ran -> the worker's result -> observe. `sees(t)` is what a
-    detector run at frame time t finds. Returns the frame times the detector ran at, with the reason."""
+    cadence as the runtime does (Stream.absorb): due -> ran -> the worker's result -> ObjectEvidence ->
+    observe. `sees(t)` is what a detector run at frame time t finds. Returns the frame times the
+    detector ran at, with the reason."""
     ran = []
+    evidence = ObjectEvidence.from_config(config or load_vision_config(env={}))
     for i, (f, motion) in enumerate(frames):
         t = round(i * every_s, 6)
         reason = cadence.due(t)
@@ -39,7 +41,7 @@ def run_stream(cadence, frames, sees=lambda t: (PERSON,), every_s=0.5):
         dets = Detections(tuple(sees(t)), "unit", (640, 480)) if reason else None
         result = FrameResult(1, 1, i + 1, t, 0.0, worker_id=0, face=f, detections=dets, detector_ran=bool(reason),
                              lower_motion=motion)
-        cadence.observe(result, dets)
+        cadence.observe(result, evidence.update(dets) if dets is not None else None)
     return ran
 
 
@@ -107,26 +109,65 @@ def test_a_change_right_after_a_run_waits_for_the_change_min_interval(config):
     assert [t for t, _ in run_stream(cadence, still(17, motion=20.0), every_s=0.25)] == [k / 2 for k in range(9)]
 
 
-def test_fast_while_a_candidate_is_confirmed_and_present_then_steady_again(config):
-    """A phone from t = 2.0 s to 5.0 s, seen first by a run triggered by motion: the detector then runs
-    on every frame (DETECTOR_FAST_INTERVAL_S 0.5) while the phone is there and until the last sighting
-    has left the OBJECT_EVIDENCE_WINDOW_RUNS (5) window, then once per steady interval again."""
+def test_fast_while_a_candidate_is_confirmed_then_held_then_fast_to_its_end_then_steady(config):
+    """A phone from t = 2.0 s to 5.0 s, seen first by a run triggered by motion: the detector runs on
+    the next frame (DETECTOR_FAST_INTERVAL_S 0.5) to confirm it (ObjectEvidence: 2 of the last 5 runs);
+    confirmed and seen by two runs in a row it is held (every DETECTOR_HOLD_INTERVAL_S, 1.5 s) while it
+    stays; the first run that misses it brings the fast pace back until its last sighting has left the
+    evidence window (5 runs), then the steady interval."""
     cadence = DetectorCadence(config)
-    frames = still(4) + [(face(), 20.0)] + still(19)  # the hand moves on frame 4 (2.0 s)
+    frames = still(4) + [(face(), 20.0)] + still(21)  # the hand moves on frame 4 (2.0 s)
     ran = run_stream(cadence, frames, sees=lambda t: (PERSON, PHONE) if 2.0 <= t < 5.0 else (PERSON,))
-    assert ran[:2] == [(0.0, "first"), (2.5, "motion")]
-    # 3.0 .. 4.5 see the phone; 5.0 .. 7.0 do not (the last sighting at 4.5 is in the window until 7.0)
-    assert ran[2:11] == [(t / 2, "watch") for t in range(6, 15)]
-    assert ran[11:] == [(10.0, "steady")]
-    assert not cadence.watching and cadence.summary() == {"watching": False,
-                                                          "runs": {"first": 1, "motion": 1, "watch": 9, "steady": 1}}
+    assert ran[:3] == [(0.0, "first"), (2.5, "motion"), (3.0, "watch")]   # seen, seen: confirmed
+    assert ran[3:5] == [(4.5, "hold"), (6.0, "hold")]                      # 6.0 misses it: fast again
+    # The evidence still carries the phone while 2 of the last 5 runs saw it (up to the run at 7.0);
+    # five runs without it after that (7.5 .. 9.5), then steady 3 s after the last run.
+    assert ran[5:] == [(t / 2, "watch") for t in range(13, 20)] + [(12.5, "steady")]
+    assert not cadence.watching and cadence.summary() == {
+        "watching": False, "holding": False, "runs": {"first": 1, "motion": 1, "watch": 8, "hold": 2, "steady": 1}}
+
+
+def test_a_phone_on_the_desk_all_along_costs_a_run_every_hold_interval(config):
+    """Seen from the first frame for 30 s: two fast runs to confirm, then one every 1.5 s (a third of
+    the frames at 2 frames/s instead of every frame); the rules' evidence is never older than
+    OBSERVATION_STALE_S (2 s) on any frame."""
+    cadence = DetectorCadence(config)
+    ran = run_stream(cadence, still(60), sees=lambda t: (PERSON, PHONE))
+    times = [t for t, _ in ran]
+    assert ran[:3] == [(0.0, "first"), (0.5, "watch"), (2.0, "hold")] and len(ran) == 2 + 19  # 60 before
+    assert all(b - a == pytest.approx(1.5) for a, b in zip(times[1:], times[2:]))
+    assert max(b - a for a, b in zip(times, times[1:])) < config.OBSERVATION_STALE_S
+    assert cadence.holding and cadence.summary()["holding"] is True
+
+
+def test_motion_while_holding_still_runs_the_detector_at_the_change_pace(config):
+    """A phone held in a moving hand: the change interval (1 s) is shorter than the hold interval."""
+    cadence = DetectorCadence(config)
+    ran = run_stream(cadence, still(3) + still(10, motion=20.0), sees=lambda t: (PERSON, PHONE))
+    assert ran == [(0.0, "first"), (0.5, "watch"), (2.0, "hold")] + [(t, "motion") for t in (3.0, 4.0, 5.0, 6.0)]
+
+
+def test_holding_is_a_setting_and_zero_runs_never_slows_down(config):
+    cadence = DetectorCadence(config.with_overrides(DETECTOR_HOLD_AFTER_RUNS=0))
+    assert len(run_stream(cadence, still(20), sees=lambda t: (PERSON, PHONE))) == 20 and not cadence.holding
+    cadence = DetectorCadence(config.with_overrides(DETECTOR_HOLD_INTERVAL_S=1.0))
+    assert [t for t, _ in run_stream(cadence, still(9), sees=lambda t: (PERSON, PHONE))] == [0.0, 0.5, 1.5, 2.5, 3.5]
+    # Never faster than watching: a hold interval below the fast one is the fast one.
+    assert DetectorCadence(config.with_overrides(DETECTOR_HOLD_INTERVAL_S=0.1)).hold_s == 0.5
+
+
+def test_the_hold_interval_must_stay_below_the_evidence_shelf_life():
+    with pytest.raises(VisionConfigError, match="DETECTOR_HOLD_INTERVAL_S=2.0 must be below OBSERVATION_STALE_S=2.0"):
+        load_vision_config(env={}, DETECTOR_HOLD_INTERVAL_S=2.0)
+    assert load_vision_config(env={}, DETECTOR_HOLD_INTERVAL_S=2.5, OBSERVATION_STALE_S=3.0).DETECTOR_HOLD_INTERVAL_S == 2.5
 
 
 def test_an_extra_person_is_watched_like_an_object(config):
     cadence = DetectorCadence(config)
     ran = run_stream(cadence, still(8), sees=lambda t: (PERSON, OTHER_PERSON) if t < 1 else (PERSON,))
-    # Two persons on frames 0 and 1; then every frame until 5 runs have seen one person only (frame 6).
-    assert [r for _, r in ran] == ["first"] + ["watch"] * 6
+    # Two persons on frames 0 and 1 (seen twice in a row: held, the next run 1.5 s later); that run
+    # sees one person only, so every frame again until 5 runs have (up to frame 9, past this clip).
+    assert ran == [(0.0, "first"), (0.5, "watch"), (2.0, "hold"), (2.5, "watch"), (3.0, "watch"), (3.5, "watch")]
 
 
 def test_a_phone_at_the_ear_is_watched_like_an_object(config):
@@ -146,8 +187,8 @@ def test_a_phone_at_the_ear_is_watched_like_an_object(config):
                                         detector_ran=bool(reason), lower_motion=1.0), dets)
         return ran
 
-    # At ear on frames 0 and 1; then every frame until 5 runs have not seen it (frame 6).
-    assert run(True) == ["first"] + ["watch"] * 6
+    # At ear on frames 0 and 1 (held after the second); the held run at 2.0 s misses it: every frame again.
+    assert run(True) == ["first", "watch", "hold", "watch", "watch", "watch"]
     assert run(False) == ["first", "steady"]  # 0 s, then DETECTOR_STEADY_INTERVAL_S (3 s) later
 def test_a_confirmed_object_keeps_it_watching(config):
     """The rules' detections (after ObjectEvidence) still hold a confirmed object: watch."""
@@ -188,7 +229,8 @@ def test_a_run_whose_detector_failed_still_sets_the_reference(config):
 @pytest.mark.parametrize("name, value", [
     ("DETECTOR_STEADY_INTERVAL_S", 0.1), ("DETECTOR_STEADY_INTERVAL_S", 31), ("DETECTOR_FAST_INTERVAL_S", -0.1),
     ("DETECTOR_FAST_INTERVAL_S", 1.6), ("DETECTOR_CHANGE_MIN_INTERVAL_S", 11), ("DETECTOR_MOTION_DIFF", 0),
-    ("DETECTOR_POSE_CHANGE_DEG", 2), ("DETECTOR_STEADY_INTERVAL_S", "often"),
+    ("DETECTOR_POSE_CHANGE_DEG", 2), ("DETECTOR_STEADY_INTERVAL_S", "often"), ("DETECTOR_HOLD_INTERVAL_S", -1),
+    ("DETECTOR_HOLD_AFTER_RUNS", 21),
 ])
 def test_cadence_settings_are_validated(name, value):
     with pytest.raises(VisionConfigError, match=name):

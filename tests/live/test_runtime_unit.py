@@ -304,14 +304,16 @@ def test_a_single_phone_sighting_is_not_a_prohibited_object(store, tmp_path):
     frames = rt.status(STUDENT)["frames"]
     assert rt.stats.counters["processed"] == 12 and frames["detector_runs"] == 7
     # frame 0 (first), frames 1-5 while the sighting is in the window, frame 11 (3 s after frame 5)
-    assert frames["detector_cadence"] == {"watching": False, "runs": {"first": 1, "watch": 5, "steady": 1}}
+    assert frames["detector_cadence"] == {"watching": False, "holding": False,
+                                          "runs": {"first": 1, "watch": 5, "steady": 1}}
     assert _prohibited(store) == [] and "PROHIBITED_OBJECT" not in rt.status(STUDENT)["active_rules"]
 
 
 def test_repeated_phone_sightings_are_a_prohibited_object(store, tmp_path):
     """A phone in every detector run: seen on the first frame, looked at again on the next frame
     (the cadence watches a candidate), confirmed there (t0 + 0.5 s) and reported TIME_BANNED_OBJECT_S
-    (1.5 s) of frame time later. The detector keeps running on every frame while the phone is there."""
+    (1.5 s) of frame time later. Confirmed and seen twice in a row, the phone is held: the detector
+    then runs every DETECTOR_HOLD_INTERVAL_S (1.5 s) while it is there, not on every frame."""
     respond, times = _phone_runs(range(10 ** 6), frames=12)
     rt, events = make_runtime(store, tmp_path, respond)
     for t in times:
@@ -321,7 +323,9 @@ def test_repeated_phone_sightings_are_a_prohibited_object(store, tmp_path):
     assert found[0].details["frame_t"] == pytest.approx(200.0 + 0.5 + 1.5)
     assert [o["label"] for o in found[0].details["objects"]] == ["cell phone"]
     assert [o["label"] for o in rt.status(STUDENT)["objects"]] == ["person", "cell phone"]
-    assert rt.status(STUDENT)["frames"]["detector_runs"] == 12
+    # frames 0 and 1, then every third frame (4, 7, 10): 5 runs for 12 frames
+    assert rt.status(STUDENT)["frames"]["detector_runs"] == 5
+    assert rt.status(STUDENT)["frames"]["detector_cadence"]["runs"] == {"first": 1, "watch": 1, "hold": 3}
 
 
 def test_a_phone_seen_by_a_steady_run_is_confirmed_on_the_next_frame(store, tmp_path):
@@ -335,7 +339,8 @@ def test_a_phone_seen_by_a_steady_run_is_confirmed_on_the_next_frame(store, tmp_
         feed(rt, t)
     found = _prohibited(store)
     assert len(found) == 1 and found[0].details["frame_t"] == pytest.approx(200.0 + 6.5 + 1.5)
-    assert rt.status(STUDENT)["frames"]["detector_cadence"]["runs"] == {"first": 1, "steady": 2, "watch": 7}
+    # then held: every DETECTOR_HOLD_INTERVAL_S (frames 16 and 19)
+    assert rt.status(STUDENT)["frames"]["detector_cadence"]["runs"] == {"first": 1, "steady": 2, "watch": 1, "hold": 2}
 
 
 def test_an_exam_stored_with_the_retired_detector_every_n_frames_still_opens(store, tmp_path, caplog):
@@ -519,6 +524,39 @@ def test_identity_is_checked_again_when_the_face_changes_not_only_on_the_clock(s
     assert checked[-1] >= 14.0 and checked[-1] - checked[-2] == pytest.approx(10.0), jobs  # then the clock
 
 
+def test_a_verified_unbroken_face_is_checked_less_often_and_any_break_or_mismatch_restores_the_clock(store, tmp_path):
+    """Two matching checks in a row of one face tracked without a break (IDENTITY_VERIFIED_AFTER_CHECKS)
+    stretch the routine check from IDENTITY_CHECK_EVERY_S (10 s) to IDENTITY_VERIFIED_EVERY_S (30 s).
+    The main face jumping (someone else sat down) checks on the next frame and starts the streak over;
+    a mismatch keeps the 10 s clock for as long as it lasts."""
+    from face_pipeline import FaceObservation
+
+    store.add_session(embedding=b"\0" * 512)
+    here, there = (200, 100, 400, 340), (20, 10, 140, 150)
+    scene = {}  # frame time -> (main face box, does it match)
+
+    def respond(job):
+        box, match = scene[job.frame_ts]
+        checked = job.identity_embedding is not None
+        return FrameResult(job.student_id, job.session_id, job.seq, job.frame_ts, job.received_mono, worker_id=0,
+                           face=FaceObservation(face_detected=True, face_count=1, box=box), frame_mean=90.0,
+                           frame_diff=3.0, identity_ran=checked, identity_face_found=checked,
+                           identity_match=match if checked else None)
+
+    rt, _ = make_runtime(store, tmp_path, respond=respond)
+    t0 = 5000.0
+    # 0-79.5 s the student (matches); 80-129.5 s someone else in another place (never matches)
+    plan = [(here, True)] * 160 + [(there, False)] * 100
+    for i, step in enumerate(plan):
+        scene[t0 + i * 0.5] = step
+        feed(rt, t0 + i * 0.5)
+    checked = [round(j.frame_ts - t0, 1) for j in rt.pool.jobs if j.identity_embedding is not None]
+    assert checked[:4] == [0.0, 10.0, 40.0, 70.0], checked      # 10 s until verified twice, then 30 s
+    assert checked[4] == 80.5, checked                          # the jump: checked on the next frame
+    assert checked[5:] == [90.5, 100.5, 110.5, 120.5], checked  # mismatches: the 10 s clock
+    assert rt.status(STUDENT)["identity"]["match"] is False
+
+
 def test_pipeline_counters_say_how_often_the_costly_models_ran():
     """The load bench reads these: detector and identity-model runs and the workers' CPU over all jobs."""
     from proctor.live.stats import PipelineStats
@@ -531,3 +569,14 @@ def test_pipeline_counters_say_how_often_the_costly_models_ran():
     assert out["counters"]["processed"] == 3
     assert out["counters"]["detector_runs"] == 1 and out["counters"]["identity_runs"] == 1
     assert out["worker_cpu_ms"] == pytest.approx(238.5)
+
+
+def test_the_verified_identity_interval_is_validated_against_the_routine_one():
+    from config_vision import VisionConfigError, load_vision_config
+
+    with pytest.raises(VisionConfigError, match="IDENTITY_VERIFIED_EVERY_S=5.0 must not be below IDENTITY_CHECK_EVERY_S=10.0"):
+        load_vision_config(env={}, IDENTITY_VERIFIED_EVERY_S=5.0)
+    with pytest.raises(VisionConfigError, match="IDENTITY_VERIFIED_AFTER_CHECKS"):
+        load_vision_config(env={}, IDENTITY_VERIFIED_AFTER_CHECKS=-1)
+    cfg = load_vision_config(env={}, IDENTITY_CHECK_EVERY_S=5.0, IDENTITY_VERIFIED_EVERY_S=5.0)
+    assert cfg.IDENTITY_VERIFIED_EVERY_S == cfg.IDENTITY_CHECK_EVERY_S == 5.0
