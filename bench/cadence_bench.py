@@ -45,7 +45,7 @@ class EveryNFrames:
     def __init__(self, n: int = 2):
         self.n, self.frames, self.reasons = n, 0, {}
 
-    def due(self, frame_t):
+    def due(self, frame_t, stretch=1.0):  # stretch: the overload factor, which the old cadence ignored
         due = self.frames % self.n == 0
         self.frames += 1
         return "every_n" if due else None
