@@ -8,41 +8,13 @@ from __future__ import annotations
 
 import queue
 import threading
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import contextmanager
 
-_executor: ThreadPoolExecutor | None = None
-_executor_lock = threading.Lock()
+from proctor.live.offload import run_off_loop
 
-
-def _green() -> bool:
-    try:
-        import eventlet.patcher
-
-        return eventlet.patcher.is_monkey_patched("thread")
-    except ImportError:
-        return False
-
-
-def run_blocking(fn, *args, timeout_s: float):
-    """fn(*args) off the event loop; TimeoutError if it takes longer than timeout_s."""
-    timeout_s = float(timeout_s)
-    if _green():
-        import eventlet
-        from eventlet import tpool
-
-        with eventlet.Timeout(timeout_s, TimeoutError(f"inference took more than {timeout_s:g} s")):
-            return tpool.execute(fn, *args)
-    global _executor
-    with _executor_lock:
-        if _executor is None:
-            _executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="exam-inference")
-    future = _executor.submit(fn, *args)
-    try:
-        return future.result(timeout=timeout_s)
-    except FutureTimeout:
-        raise TimeoutError(f"inference took more than {timeout_s:g} s") from None
+# The off-the-loop runner lives with the live runtime (which draws its views off the loop too) and
+# stands on nothing of the web layer; the web layer uses it under this name.
+run_blocking = run_off_loop
 
 
 class InstancePool:

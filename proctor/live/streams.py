@@ -180,7 +180,7 @@ class Stream:
     processed_mono: float | None = None
     drawn: tuple | None = None   # views.py's cache: (key, JPEG with the HUD)
     result_ages: deque = field(default_factory=lambda: deque(maxlen=40))  # s from a frame's arrival to its result
-    load_marks: deque = field(default_factory=lambda: deque(maxlen=64))   # (mono, frames received, processed)
+    load_marks: deque = field(default_factory=lambda: deque(maxlen=64))   # (mono, frames received, dropped)
     alerts: deque = field(default_factory=lambda: deque(maxlen=3))
     last_status_mono: float = 0.0
     terminated: bool = False
@@ -318,18 +318,21 @@ class Stream:
         )
 
     # ------------------------------------------------------------------ what admins see
-    def load(self, now_mono: float, received: int) -> dict:
-        """How much of this student's stream the workers keep up with, over the last LOAD_WINDOW_S.
+    def load(self, now_mono: float, received: int, dropped: int) -> dict:
+        """How much of this student's stream the workers keep up with, over the last LOAD_WINDOW_S:
+        the share of the frames received that were not dropped (replaced in the latest-frame slot
+        before a worker took them). A frame still waiting or with a worker is not counted as lost:
+        counting only finished results read a student as degraded whenever a frame was in flight.
 
         Under overload every student is served in turn (frames.py, workers.py), so each gets a reduced,
         equal rate: the status says so ("1 frame in N") with how old results are, rather than hiding it."""
         marks = self.load_marks
-        marks.append((now_mono, received, self.processed))
+        marks.append((now_mono, received, dropped))
         while len(marks) > 2 and now_mono - marks[1][0] >= LOAD_WINDOW_S:
             marks.popleft()
-        t0, received0, processed0 = marks[0]
-        got, done = received - received0, self.processed - processed0
-        share = None if got <= 0 or now_mono - t0 < 1.0 else min(1.0, done / got)
+        t0, received0, dropped0 = marks[0]
+        got, lost = received - received0, dropped - dropped0
+        share = None if got <= 0 or now_mono - t0 < 1.0 else min(1.0, max(0.0, 1.0 - lost / got))
         ages = sorted(self.result_ages)
         p95 = ages[min(len(ages) - 1, int(0.95 * len(ages)))] if ages else None
         # Overload: the detector's and identity's clocks run slower by about the share not analysed
@@ -378,7 +381,7 @@ class Stream:
                 "processed": self.processed, "detector_runs": self.detector_runs,
                 "detector_cadence": self.cadence.summary(),
                 "identity_checks": self.identity_checks, "identity_attempts": self.identity_attempts},
-            "load": self.load(now_mono, int(frame_stats.get("received", 0))),
+            "load": self.load(now_mono, int(frame_stats.get("received", 0)), int(frame_stats.get("dropped", 0))),
             "errors": list(self.last_errors),
             "terminated": self.terminated,
         }

@@ -18,6 +18,7 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 VIEW_JPEG_QUALITY = 80
+DRAW_TIMEOUT_S = 10.0  # a view's drawing off the event loop that takes longer is given up (the raw frame is shown)
 
 
 @dataclass(frozen=True)
@@ -62,9 +63,11 @@ def hud_status(stream) -> dict:
             "warnings": stream.warnings.count(stream.student_id), "seq": None if frame is None else frame.seq}
 
 
-def processed_jpeg(stream) -> bytes | None:
-    """The stream's last analysed frame with its HUD (faces, objects, status, alerts) as JPEG; None
-    before the first result. Drawn on the first call after a change, then served from the cache."""
+def hud_plan(stream) -> tuple | None:
+    """What processed_jpeg would serve, read from the stream at once: (key, cached JPEG or None, the
+    arguments of draw_processed when it must be drawn); None before the first result. The arguments
+    are the stream's values of this moment (the frame, the face, the detections: replaced, never
+    changed in place), so the drawing itself can run off the event loop while the stream moves on."""
     frame = stream.last_frame
     if frame is None:
         return None
@@ -73,20 +76,50 @@ def processed_jpeg(stream) -> bytes | None:
     key = (frame.seq, id(frame), status["warnings"], alerts)
     cached = stream.drawn
     if cached is not None and cached[0] == key:
-        return cached[1]
+        return key, cached[1], None
+    return key, None, (frame, stream.last_face, stream.last_detections, status, alerts, stream.student_id)
+
+
+def draw_processed(frame, face, detections, status: dict, alerts: tuple, student_id: int) -> bytes | None:
+    """The frame with its HUD as JPEG (decode, draw, encode: 5-10 ms of CPU on 640x480); touches no
+    shared state, so it may run in a native thread (proctor/blocking.py)."""
     image = frame_pixels(frame)
     if image is None:
         return None
     try:
         from vision_ui import draw_hud
 
-        image = draw_hud(image, stream.last_face, stream.last_detections, status, list(alerts))
+        image = draw_hud(image, face, detections, status, list(alerts))
     except Exception:  # noqa: BLE001 - a drawing bug must not cost the proctor the picture
-        log.exception("draw_hud failed for student %s; showing the plain frame", stream.student_id)
-    jpeg = encode_jpeg(image)
-    if jpeg is not None:
-        stream.drawn = (key, jpeg)
+        log.exception("draw_hud failed for student %s; showing the plain frame", student_id)
+    return encode_jpeg(image)
+
+
+def processed_jpeg(stream, draw=None) -> bytes | None:
+    """The stream's last analysed frame with its HUD (faces, objects, status, alerts) as JPEG; None
+    before the first result. Drawn on the first call after a change, then served from the cache.
+    `draw(fn, *args)` runs the drawing (default: here and now)."""
+    plan = hud_plan(stream)
+    if plan is None:
+        return None
+    key, jpeg, args = plan
+    if jpeg is None:
+        jpeg = draw(draw_processed, *args) if draw is not None else draw_processed(*args)
+        if jpeg is not None:
+            stream.drawn = (key, jpeg)
     return jpeg
+
+
+def draw_off_loop(fn, *args):
+    """Under eventlet, fn(*args) in eventlet's native thread pool, so that decoding, drawing and
+    encoding a view (cv2 lets the GIL go) do not stall the event loop that answers every student's
+    frame upload: the live grid fetches every student's picture every 2 s, and drawn on the loop
+    those bursts were the frame acks' slowest 1 % (bench/README.md). Elsewhere, here and now."""
+    from . import offload
+
+    if not offload.green():
+        return fn(*args)
+    return offload.run_off_loop(fn, *args, timeout_s=DRAW_TIMEOUT_S)
 
 
 def raw_jpeg(frame, cache: dict) -> bytes | None:
@@ -112,7 +145,17 @@ class LiveViews:
         """The newest processed frame (HUD drawn), else the newest raw JPEG; None when there is nothing yet."""
         with self._reading():
             stream = self._streams.get(student_id)
-            jpeg = processed_jpeg(stream) if stream is not None else None
+            plan = hud_plan(stream) if stream is not None else None
+        if plan is not None:
+            key, jpeg, args = plan
+            if jpeg is None:  # drawn outside the runtime's lock, off the event loop
+                try:
+                    jpeg = draw_off_loop(draw_processed, *args)
+                except TimeoutError:
+                    log.error("drawing student %s's view took over %g s; showing the raw frame", student_id,
+                              DRAW_TIMEOUT_S)
+                if jpeg is not None and (stream.drawn is None or stream.drawn[0] != key):
+                    stream.drawn = (key, jpeg)
             if jpeg is not None:
                 return LiveView(jpeg, "processed", time.monotonic() - stream.processed_mono, self.status(student_id))
         frame = self.slots.latest(student_id)

@@ -455,12 +455,13 @@ def test_the_status_says_degraded_with_the_share_analysed(store, tmp_path):
     """Under overload a student is analysed 1 frame in N: the status says so, with the results' age."""
     rt, _ = make_runtime(store, tmp_path, respond=result_for)
     clock = [1000.0]
-    stream_status = lambda: rt._streams[STUDENT].status(0.0, clock[0], None, {"received": received[0]})  # noqa: E731
+    stream_status = lambda: rt._streams[STUDENT].status(0.0, clock[0], None,  # noqa: E731
+                                                        {"received": received[0], "dropped": dropped[0]})
     feed(rt, 100.0)
     rt._streams[STUDENT].load_marks.clear()  # the step's own status used the real clock
-    received = [1]
+    received, dropped = [1], [0]
     assert stream_status()["load"]["degraded"] is False  # too early to say
-    rt._streams[STUDENT].processed += 3  # 4 of 12 frames analysed over 4 s
+    dropped[0] += 8  # 4 of 12 frames analysed over 4 s: 8 replaced before a worker took them
     received[0] = 12
     clock[0] += 4.0
     load = stream_status()["load"]
@@ -473,18 +474,33 @@ def test_the_status_says_degraded_with_the_share_analysed(store, tmp_path):
     steady = stream.rules.config.DETECTOR_STEADY_INTERVAL_S
     assert stream.cadence.due(t + steady * 1.01, stream.stretch) is None
     assert stream.cadence.due(t + steady * 3.8, stream.stretch) == "steady"
-    rt._streams[STUDENT].processed += 20  # catching up: every frame of the window analysed
-    received[0] = 30
+    received[0] = 30  # catching up: none dropped any more
     clock[0] += 11.0
     load = stream_status()["load"]
     assert load["degraded"] is False and load["intervals_x"] == pytest.approx(3.57)  # shrinks back slowly
     assert stream_status()["load"]["intervals_x"] == pytest.approx(3.57)  # a second read the same second: no step
     for _ in range(40):
-        stream.processed += 2
         received[0] += 2
         clock[0] += 1.0
         load = stream_status()["load"]
     assert load["intervals_x"] == 1.0
+
+
+def test_a_frame_in_flight_is_not_counted_as_lost(store, tmp_path):
+    """Frames received but not yet analysed (waiting in the slot or with a worker) are not a degraded
+    stream: only frames replaced before a worker took them are. A status read while every frame is one
+    step behind its result stays at a full share, and the detector's clock is not stretched."""
+    rt, _ = make_runtime(store, tmp_path, respond=result_for)
+    feed(rt, 100.0)
+    stream = rt._streams[STUDENT]
+    stream.load_marks.clear()
+    base = stream.processed
+    stream.load(2000.0, base, 0)  # read when every frame received had its result
+    stream.processed = base + 5   # 3 s later: six more frames arrived at 2 frames/s, the sixth in flight
+    load = stream.load(2003.0, base + 6, 0)
+    assert load["analysed_share"] == 1.0 and load["degraded"] is False and stream.stretch == 1.0
+    load = stream.load(2004.0, base + 8, 2)  # two replaced before a worker took them: those are lost
+    assert load["analysed_share"] == 0.75 and load["degraded"] is True and stream.stretch > 1.0
 
 
 def test_identity_is_checked_again_when_the_face_changes_not_only_on_the_clock(store, tmp_path):
@@ -580,3 +596,50 @@ def test_the_verified_identity_interval_is_validated_against_the_routine_one():
         load_vision_config(env={}, IDENTITY_VERIFIED_AFTER_CHECKS=-1)
     cfg = load_vision_config(env={}, IDENTITY_CHECK_EVERY_S=5.0, IDENTITY_VERIFIED_EVERY_S=5.0)
     assert cfg.IDENTITY_VERIFIED_EVERY_S == cfg.IDENTITY_CHECK_EVERY_S == 5.0
+
+
+def test_a_view_is_drawn_outside_the_runtime_lock_and_off_the_event_loop(store, tmp_path, monkeypatch):
+    """Decoding, drawing and encoding a view (5-10 ms) happen after the runtime's lock is let go, and
+    under eventlet in its native thread pool (proctor/live/offload.py): the live grid's burst of
+    thumbnails must not hold up the loop or the frame acks."""
+    import threading
+
+    from proctor.live import offload, views
+
+    rt, _ = make_runtime(store, tmp_path, respond=result_for)
+    feed(rt, 100.0)
+    lock_free, real = [], views.draw_processed
+
+    def spy(*args):
+        got = []
+
+        def try_lock():
+            took = rt._lock.acquire(timeout=0.5)
+            got.append(took)
+            if took:
+                rt._lock.release()
+
+        other = threading.Thread(target=try_lock)
+        other.start()
+        other.join()
+        lock_free.append(got[0])
+        return real(*args)
+
+    monkeypatch.setattr(views, "draw_processed", spy)
+    view = rt.latest_view(STUDENT)
+    assert view.kind == "processed" and view.jpeg.startswith(b"\xff\xd8") and lock_free == [True]
+    assert rt.latest_view(STUDENT).jpeg is view.jpeg and lock_free == [True]  # cached: drawn once
+
+    offloaded = []
+    monkeypatch.setattr(offload, "green", lambda: True)
+    monkeypatch.setattr(offload, "run_off_loop",
+                        lambda fn, *a, timeout_s: offloaded.append(timeout_s) or fn(*a))
+    feed(rt, 100.5)
+    assert rt.latest_view(STUDENT).jpeg is not view.jpeg and offloaded == [views.DRAW_TIMEOUT_S]
+
+    def too_slow(fn, *a, timeout_s):
+        raise TimeoutError("slow")
+
+    monkeypatch.setattr(offload, "run_off_loop", too_slow)
+    feed(rt, 101.0)
+    assert rt.latest_view(STUDENT).kind == "raw"  # given up: the newest raw frame instead, no error
