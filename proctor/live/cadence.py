@@ -16,8 +16,8 @@ frame, whether the detector runs:
            the rules see it (after ObjectEvidence) and the last DETECTOR_HOLD_AFTER_RUNS runs all saw
            it themselves. A run that misses it goes back to `watch`, so the end of the condition is
            found at the fast pace. A phone left on the desk for the whole exam then costs a run every
-           1.5 s, not on every frame, and its evidence never goes stale (the interval stays below
-           OBSERVATION_STALE_S);
+           1.5 s, not on every frame, and its evidence never goes stale (the interval is at most
+           3/4 of OBSERVATION_STALE_S);
   change   on the next frame after a change since the detector's last run: motion in the lower half
            of the picture (hands, desk: FrameResult.lower_motion above DETECTOR_MOTION_DIFF), the
            face count changed (a face lost, back, or another one), the head turned or tilted more
@@ -38,6 +38,7 @@ from collections import Counter
 from typing import Any
 
 TIME_EPS_S = 1e-6  # frame times are floats: 3.5 - 0.5 is a full 3 s
+HOLD_STALE_SHARE = 0.75  # a held object is looked at again within this share of OBSERVATION_STALE_S
 
 
 def _face_state(face) -> tuple[int, float | None, float | None] | None:
@@ -60,9 +61,10 @@ class DetectorCadence:
         self.motion_diff = float(config.DETECTOR_MOTION_DIFF)
         self.pose_deg = float(config.DETECTOR_POSE_CHANGE_DEG)
         self.window_runs = int(config.OBJECT_EVIDENCE_WINDOW_RUNS)
-        # Holding a confirmed, steadily seen object: slower than watching, never slower than the evidence's
-        # shelf life (config_vision checks DETECTOR_HOLD_INTERVAL_S < OBSERVATION_STALE_S).
-        self.hold_s = max(self.fast_s, min(float(config.DETECTOR_HOLD_INTERVAL_S), float(config.OBSERVATION_STALE_S)))
+        # Holding a confirmed, steadily seen object: slower than watching, and well within the evidence's
+        # shelf life (3/4 of OBSERVATION_STALE_S at most: an exam that shortens it shortens the hold too).
+        self.hold_s = max(self.fast_s, min(float(config.DETECTOR_HOLD_INTERVAL_S),
+                                           HOLD_STALE_SHARE * float(config.OBSERVATION_STALE_S)))
         self.hold_after = int(config.DETECTOR_HOLD_AFTER_RUNS)
         self.seen_streak = 0                   # consecutive runs whose own result showed the thing
         self.confirmed = False                 # the latest run's result, after ObjectEvidence, shows it
