@@ -124,15 +124,19 @@ def face_summary(face) -> dict | None:
     }
 
 
-def objects_summary(dets) -> list[dict]:
+def objects_summary(dets, banned_class_ids=()) -> list[dict]:
+    """What the detector's latest result (after ObjectEvidence) holds, for the status. Each item says
+    whether it is `prohibited` in this exam (its banned classes): persons and anything else not banned
+    are context, never an alarm; an extra person is the `persons` count's business (MULTIPLE_FACES)."""
     if dets is None:
         return []
+    banned = frozenset(int(c) for c in banned_class_ids)
     out = [{"label": d.label, "class_id": d.class_id, "score": round(float(d.score), 3),
-            "box": [round(float(v), 1) for v in d.box]} for d in dets.items]
-    if dets.phone_at_ear:  # confirmed by ObjectEvidence, as the objects are
+            "box": [round(float(v), 1) for v in d.box], "prohibited": int(d.class_id) in banned} for d in dets.items]
+    if dets.phone_at_ear:  # confirmed by ObjectEvidence, as the objects are, and only while phones are banned
         from config_vision import COCO_CELL_PHONE
 
-        out.append({"label": "phone at ear", "class_id": COCO_CELL_PHONE})
+        out.append({"label": "phone at ear", "class_id": COCO_CELL_PHONE, "prohibited": True})
     return out
 
 
@@ -367,7 +371,7 @@ class Stream:
             "face": face_summary(face),
             "faces": None if face is None else int(face.face_count),
             "persons": None if dets is None else dets.person_count,
-            "objects": objects_summary(dets),
+            "objects": objects_summary(dets, self.rules.config.banned_class_ids),
             "identity": {"match": self.identity_match, "distance": self.identity_distance,
                          "enrolled": self.embedding is not None, "spoof": self.identity_spoof},
             "warnings": warnings,

@@ -152,6 +152,13 @@ def _run(server, admin, student, shots):
     assert STUDENT_NAME in card.inner_text()
     wait_until(card.locator("img"), "img => img.naturalWidth > 0")
     shots(admin, "admin-monitor")
+    # The detector has seen the honest student (one person): a person is not a prohibited object, so
+    # the objects chip says none and is not red (it used to say "objects: person" in red).
+    admin.locator(f'#monitor-grid [data-student-id="{student_id}"][data-persons="1"]').wait_for(timeout=WAIT_MS)
+    objects_chip = card.locator('[data-chip="objects"]')
+    assert objects_chip.inner_text() == "objects: none"
+    assert "text-bg-danger" not in (objects_chip.get_attribute("class") or "")
+    assert card.locator('[data-chip="persons"]').count() == 0
 
     # 2. the face disappears (the clip moves to the empty room): a toast on the dashboard
     toast = admin.locator(".admin-toast", has_text="NO_FACE")

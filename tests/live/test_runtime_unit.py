@@ -643,3 +643,27 @@ def test_a_view_is_drawn_outside_the_runtime_lock_and_off_the_event_loop(store, 
     monkeypatch.setattr(offload, "run_off_loop", too_slow)
     feed(rt, 101.0)
     assert rt.latest_view(STUDENT).kind == "raw"  # given up: the newest raw frame instead, no error
+
+
+def test_the_status_says_which_objects_the_exam_prohibits(store, tmp_path):
+    """A person is context, never a prohibited object (the live card used to paint every honest
+    student's "objects: person" red); a confirmed phone is prohibited; a mouse only in an exam that
+    adds it to its banned classes (EXTRA_BANNED_CLASSES)."""
+    mouse = Detection(64, "mouse", 0.8, (40, 400, 90, 440))
+
+    def respond(job):
+        return result_for(job, Detections((PERSON, PHONE, mouse), "unit", (640, 480)))
+
+    times = [200.0 + i * 0.5 for i in range(4)]
+    rt, _ = make_runtime(store, tmp_path, respond)
+    for t in times:
+        feed(rt, t)
+    objects = {o["label"]: o["prohibited"] for o in rt.status(STUDENT)["objects"]}
+    assert objects == {"person": False, "cell phone": True, "mouse": False} and rt.status(STUDENT)["persons"] == 1
+
+    store.sessions[SESSION]["thresholds"] = '{"EXTRA_BANNED_CLASSES": "64"}'
+    rt, _ = make_runtime(store, tmp_path, respond)
+    for t in times:
+        feed(rt, t)
+    objects = {o["label"]: o["prohibited"] for o in rt.status(STUDENT)["objects"]}
+    assert objects == {"person": False, "cell phone": True, "mouse": True}

@@ -62,9 +62,13 @@
     const face = status.face;
     const faceText = faces !== null ? (faces === 0 ? "no face" : faces === 1 ? "1 face" : faces + " faces")
       : (typeof face === "string" ? face : face && face.state ? face.state : face ? "face" : "—");
-    const objects = Array.isArray(status.objects) ? status.objects : [];
+    // Persons are context, not objects: the face chip and the persons count speak for them. An object
+    // is red only when the server says this exam prohibits it.
+    const objects = (Array.isArray(status.objects) ? status.objects : [])
+      .filter((o) => typeof o === "string" || (o.class_id !== 0 && o.label !== "person"));
     const objectText = objects.length
       ? objects.map((o) => (typeof o === "string" ? o : (o.name || o.label || "object"))).join(", ") : "none";
+    const persons = typeof status.persons === "number" ? status.persons : null;
     const suspicion = status.suspicion && typeof status.suspicion.score === "number" ? status.suspicion.score : null;
     const rules = status.active_rules || {};
     const ruleText = (Array.isArray(rules) ? rules : Object.keys(rules)).join(", ");
@@ -79,7 +83,9 @@
       faceText: faceText,
       faceBad: faces !== null ? faces !== 1 : false,
       objectText: objectText,
-      objectBad: objects.length > 0,
+      objectBad: objects.some((o) => typeof o === "object" && o.prohibited === true),
+      persons: persons,
+      personsBad: persons !== null && persons > 1,
       warnings: typeof status.warnings === "number" ? status.warnings : 0,
       suspicion: suspicion,
       suspicionText: suspicion === null ? "—" : suspicion.toFixed(0),

@@ -25,6 +25,7 @@
     set("load", d.degraded ? d.loadText : "every frame analysed");
     set("face", d.faceText);
     set("objects", d.objectText);
+    set("persons", d.persons === null ? "—" : String(d.persons));
     set("warnings", String(d.warnings));
     set("suspicion", d.suspicionText);
     set("active_rules", d.ruleText);
