@@ -151,6 +151,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("WARNING_COOLDOWN_S", float, 5.0, "After a warning of one type, further warnings of that type wait this long.", 0.0, 3600),
     Setting("INSTANT_PENALTY_THRESHOLD", int, 3, "Warnings after which the session is terminated, when auto-terminate is on.", 1, 100),
     Setting("AUTO_TERMINATE_DEFAULT", bool, False, "Whether auto-termination is on for new exams (OFF unless an admin turns it on)."),
+    # --- incidents: one moment of the scene is one warning, however many rules it fires (warning_system.py)
+    Setting("INCIDENT_WINDOW_S", float, 4.0, "Warnings that start within this many seconds (frame time) of an incident's first warning are parts of that incident: each is stored, the incident counts once, at the weight of its most severe part. 4 s: one change of scene fires its rules up to 1.5 s apart by their hold times (TIME_BANNED_OBJECT_S 1.5 to TIME_IDENTITY_MISMATCH_S 3), plus up to about 2 s for the detector to confirm an object (DETECTOR_CHANGE_MIN_INTERVAL_S and OBJECT_EVIDENCE_MIN_HITS runs). 0: every warning is its own incident.", 0.0, 60),
+    Setting("INCIDENT_WEIGHT_LOW", float, 0.5, "What an incident whose most severe part is 'low' (eyes closed: blinks and looking down at the desk look alike) adds to the warning count that auto-terminate compares with INSTANT_PENALTY_THRESHOLD.", 0.0, 10),
+    Setting("INCIDENT_WEIGHT_MEDIUM", float, 1.0, "What an incident whose most severe part is 'medium' (looking away, tab switch, voice) adds to the warning count.", 0.0, 10),
+    Setting("INCIDENT_WEIGHT_HIGH", float, 1.0, "What an incident whose most severe part is 'high' (another person, a prohibited object, no face, camera off) adds to the warning count.", 0.0, 10),
+    Setting("INCIDENT_WEIGHT_CRITICAL", float, 2.0, "What an incident whose most severe part is 'critical' (identity mismatch: someone else sits the exam) adds to the warning count; 2 with the threshold 3: one such moment alone never ends an exam, a second incident of any kind does.", 0.0, 10),
     # --- face detection
     Setting("FACE_DETECTION_CONFIDENCE", float, 0.3, "Minimum confidence for a face detection.", 0.05, 0.99),
     Setting("FACE_TILE_CONFIDENCE", float, 0.7, "Minimum confidence for face detections on tiles of the frame (large turned faces, small background faces); detectors fire on some non-faces at 0.5-0.67 on tiles in the test photos.", 0.05, 0.99),
