@@ -30,6 +30,10 @@ def _rules(text: str | None) -> frozenset[str]:
     return frozenset(part.strip().upper() for part in (text or "").split(",") if part.strip())
 
 
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 class SqlLiveStore:
     def __init__(self, app):
         self.app = app
@@ -55,36 +59,48 @@ class SqlLiveStore:
                 exam_disabled_rules=_rules(exam.disabled_rules), session_disabled_rules=_rules(session.disabled_rules),
                 exam_thresholds=exam.thresholds or "{}",
                 embedding=bytes(profile.embedding) if profile is not None and profile.embedding else None,
-                **dict(zip(("warning_count", "warned_at"), self._warning_state(session.id))),
+                **self._warning_state(session.id),
             )
 
     @staticmethod
-    def _warning_state(session_id: int) -> tuple[int, tuple[tuple[str, float], ...]]:
-        """The session's warnings as the runtime left them: the count stored with its last violation and
-        the frame time each rule was last warned at (its cooldown), both from the violations after the
-        proctor's last clear. A stream opened again (a server restart, another web process taking the
-        student over) goes on from there: the count that auto-termination is measured against is not
-        reset, and a condition still going on is not warned (and stored) a second time within its cooldown."""
+    def _warning_state(session_id: int) -> dict:
+        """The session's warnings as the runtime left them (SessionInfo's warning_count, warned_at,
+        last_incident, open_incident): the count stored with its last violation, the frame time each
+        rule was last warned at (its cooldown) and the incident of the last violation, all from the
+        violations after the proctor's last clear; the highest incident number from all of them. A
+        stream opened again (a server restart, another web process taking the student over) goes on
+        from there: the count that auto-termination is measured against is not reset, a condition still
+        going on is not warned (and stored) a second time within its cooldown, a part of the incident
+        under way still joins it, and incident numbers are not used twice."""
         cleared = db.session.scalar(select(func.max(AuditLog.created_at)).where(
             AuditLog.action == "live.clear_warnings", AuditLog.target_type == "exam_session",
             AuditLog.target_id == session_id))
-        query = select(Violation.type, Violation.details).where(Violation.session_id == session_id)
-        if cleared is not None:
-            query = query.where(Violation.timestamp > cleared)
-        count, warned = 0, {}
-        for rule, raw in db.session.execute(query.order_by(Violation.id)).all():
+        query = select(Violation.type, Violation.details, Violation.timestamp).where(Violation.session_id == session_id)
+        count, warned, last_incident, open_incident = 0, {}, 0, None
+        for rule, raw, stamp in db.session.execute(query.order_by(Violation.id)).all():
             try:
                 details = json.loads(raw or "{}")
             except ValueError:
                 continue
             if not isinstance(details, dict):
                 continue
+            number = details.get("incident")
+            number = number if isinstance(number, int) and not isinstance(number, bool) and 0 < number <= 10**9 else None
+            last_incident = max(last_incident, number or 0)
+            if cleared is not None and stamp <= cleared:
+                continue
             n, t = details.get("warning_count"), details.get("frame_t")
-            if isinstance(n, int) and 0 <= n <= 10_000:
+            if _finite(n) and 0 <= n <= 10_000:  # weighted incidents: 1.5 is a count
                 count = n
-            if isinstance(t, (int, float)) and math.isfinite(t):
+            if _finite(t):
                 warned[rule] = max(float(t), warned.get(rule, float("-inf")))
-        return count, tuple(sorted(warned.items()))
+            opened_t, weight = details.get("incident_t"), details.get("incident_weight")
+            open_incident = ((float(opened_t), float(weight)) if number and _finite(opened_t) and _finite(weight)
+                             and weight >= 0 else None)
+        if open_incident is not None and not last_incident:
+            open_incident = None
+        return {"warning_count": count, "warned_at": tuple(sorted(warned.items())), "last_incident": last_incident,
+                "open_incident": open_incident}
 
     def session_states(self, session_ids: Iterable[int]) -> dict[int, str]:
         ids = list(session_ids)

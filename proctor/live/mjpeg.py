@@ -43,7 +43,7 @@ def _hud_status(status: dict) -> dict:
     hud: dict = {"raw": True}
     if isinstance(status.get("name"), str) and status["name"]:
         hud["label"] = status["name"]
-    if isinstance(status.get("warnings"), int):
+    if isinstance(status.get("warnings"), (int, float)) and not isinstance(status.get("warnings"), bool):  # 1.5: weighted
         hud["warnings"] = status["warnings"]
     suspicion = status.get("suspicion")
     if isinstance(suspicion, dict):

@@ -300,21 +300,26 @@ class LiveRuntime(ClusterMixin, LiveViews, ProctorActions):
                      decision.reason)
         if not decision.issued:
             return None
-        log.info("warning generated student=%s session=%s rule=%s count=%s: %s", sid, stream.session_id, event.rule,
-                 decision.count, decision.reason)
+        log.info("warning generated student=%s session=%s rule=%s count=%s incident=%s part=%s: %s", sid,
+                 stream.session_id, event.rule, decision.count, decision.incident, decision.incident_part,
+                 decision.reason)
         violation_id = self._store_violation(stream, event, decision, seq)
         message = decision.message or event.rule
         stream.alerts.append(f"{event.rule}: {message}")
+        # A later part of an incident is stored and shown as part of it; it is not a new warning.
+        incident = {"incident": decision.incident, "incident_opened": decision.opened_incident,
+                    "incident_part": decision.incident_part, "incident_weight": decision.incident_weight}
         payload = {
             "student_id": sid, "session_id": stream.session_id, "violation_id": violation_id, "type": event.rule,
             "severity": event.severity, "state": event.state, "count": decision.count, "message": message,
-            "t": event.t, "details": dict(event.details), "name": stream.name,
+            "t": event.t, "details": dict(event.details), "name": stream.name, **incident,
         }
         self.events.publish("student_violation", payload)
         self.events.publish("student_warning", {"student_id": sid, "session_id": stream.session_id,
-                                                "type": event.rule, "message": message, "count": decision.count})
+                                                "type": event.rule, "message": message, "count": decision.count,
+                                                **incident})
         issued = {"type": event.rule, "message": message, "count": decision.count, "violation_id": violation_id,
-                  "terminate": bool(decision.terminate)}
+                  "terminate": bool(decision.terminate), **incident}
         if decision.terminate and not stream.terminated:
             self._terminate_stream(stream, f"Automatically terminated: {decision.reason}", None, auto=True)
         return issued
@@ -333,7 +338,11 @@ class LiveRuntime(ClusterMixin, LiveViews, ProctorActions):
         suspicion = stream.warnings.suspicion(stream.student_id, event.t).score
         details = {"state": event.state, "frame_t": round(event.t, 3), "warning_count": decision.count,
                    "reason": decision.reason, "seq": seq, **{k: v for k, v in event.details.items()},
-                   "suspicion": round(float(suspicion), 1)}
+                   "suspicion": round(float(suspicion), 1),
+                   # the incident this violation is a part of (restore() and the session page read these)
+                   "incident": decision.incident, "incident_opened": decision.opened_incident,
+                   "incident_part": decision.incident_part, "incident_weight": decision.incident_weight,
+                   "incident_t": None if decision.incident_t is None else round(decision.incident_t, 3)}
         record = ViolationRecord(stream.student_id, stream.session_id, event.rule, event.severity, details, evidence_rel,
                                  client_id=str(uuid.uuid4()), clip_path=clip_rel)
         violation_id = self.violation_queue.submit(record)  # None: queued (the store failed), stored later
@@ -422,7 +431,7 @@ class LiveRuntime(ClusterMixin, LiveViews, ProctorActions):
             stream = Stream.open(info, self._exam_rules.for_exam(info.exam_thresholds, info.exam_id))
             stream.forget()
             stream.engine.set_disabled_rules(student_id, set(stream.disabled_rules))
-            stream.warnings.restore(student_id, int(info.warning_count), info.warned_at)
+            stream.warnings.restore(student_id, info.warning_count, info.warned_at, info.last_incident, info.open_incident)
             self._streams[student_id] = stream
             self._cluster_claim(student_id, session_id)
             self._refused.pop((student_id, session_id), None)

@@ -42,8 +42,10 @@ class SessionInfo:
     session_disabled_rules: frozenset[str]
     exam_thresholds: str                  # the exam's vision overrides, JSON text as stored ("{}" when none)
     embedding: bytes | None               # the student's enrolment face embedding, if enrolled
-    warning_count: int = 0                # warnings issued so far and not cleared (a stream opened again goes on from it)
+    warning_count: int | float = 0        # warnings (incidents by weight) so far and not cleared: a stream opened again goes on from it
     warned_at: tuple[tuple[str, float], ...] = ()  # (rule, frame time of its last warning): cooldowns go on too
+    last_incident: int = 0                # the highest incident number stored: new incidents are numbered after it
+    open_incident: tuple[float, float] | None = None  # (frame time, weight) of the last warning's incident since a clear
 
 
 @dataclass(frozen=True)

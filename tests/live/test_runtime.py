@@ -20,7 +20,7 @@ READY_TIMEOUT_S = 240
 RESULT_TIMEOUT_S = 120
 
 
-def _seed_session(app, *, auto_terminate=False, exam_disabled="", email="live@example.edu"):
+def _seed_session(app, *, auto_terminate=False, exam_disabled="", email="live@example.edu", thresholds="{}"):
     from proctor import exam_service
     from proctor.extensions import db
     from proctor.models import Exam, Question
@@ -28,7 +28,7 @@ def _seed_session(app, *, auto_terminate=False, exam_disabled="", email="live@ex
     student_id = make_user(app, email, name="Live Student")
     with app.app_context():
         exam = Exam(title="Live exam", description="", duration_minutes=30, pass_mark_percent=50, is_published=True,
-                    auto_terminate=auto_terminate, disabled_rules=exam_disabled)
+                    auto_terminate=auto_terminate, disabled_rules=exam_disabled, thresholds=thresholds)
         db.session.add(exam)
         db.session.flush()
         q = Question(exam_id=exam.id, text="2+2?", correct_index=1, position=0, points=1)
@@ -239,7 +239,8 @@ def test_browser_events_auto_terminate_the_session(app, runtime_factory):
     from proctor.extensions import db
     from proctor.models import AuditLog, ExamResult, ExamSession
 
-    student_id, session_id, _ = _seed_session(app, auto_terminate=True)
+    # The events come at once (real time); the exam counts each as its own incident, as an exam may.
+    student_id, session_id, _ = _seed_session(app, auto_terminate=True, thresholds='{"INCIDENT_WINDOW_S": 0}')
     rt, events = runtime_factory(enabled=False)
     assert rt.latest_view(student_id) is None
     rt.submit_frame(student_id, session_id, fit(load_photo("a_1_webcam_woman_T1.jpg")), 0)
@@ -271,12 +272,56 @@ def test_browser_events_auto_terminate_the_session(app, runtime_factory):
     assert err.value.status == 409
 
 
+def test_one_moment_is_one_incident_stored_pushed_and_restored(app, runtime_factory):
+    """Leaving the exam tab exits full screen at the same moment and the student says something: three
+    rules at once. With auto-terminate on and the threshold 3 this used to end the exam ("warning 3 of 3");
+    now it is three violations of one incident, warning 1 of 3. A stream opened again from the database
+    goes on with the count, the open incident and the numbering."""
+    from proctor.extensions import db
+    from proctor.models import ExamSession
+
+    student_id, session_id, _ = _seed_session(app, auto_terminate=True)
+    admin_id = make_user(app, "boss3@example.edu", role="ADMIN", name="Boss")
+    rt, events = runtime_factory(enabled=False)
+    issued = []
+    for kind in ("TAB_SWITCH", "FULLSCREEN_EXIT", "VOICE_DETECTED"):
+        issued += rt.browser_event(student_id, session_id, kind, {})
+    assert [(w["count"], w["incident"], w["incident_opened"], w["terminate"]) for w in issued] == [
+        (1, 1, True, False), (1, 1, False, False), (1, 1, False, False)]
+    rows = _violations(app, session_id)
+    details = [json.loads(r.details) for r in rows]
+    assert [r.type for r in rows] == ["TAB_SWITCH", "FULLSCREEN_EXIT", "VOICE_DETECTED"]
+    assert [(d["incident"], d["incident_part"], d["warning_count"]) for d in details] == [(1, 1, 1), (1, 2, 1), (1, 3, 1)]
+    assert "warning 1 of 3" in details[0]["reason"]
+    violation_pushes = [p for n, p in events if n == "student_violation"]
+    warning_pushes = [p for n, p in events if n == "student_warning"]
+    assert [(p["violation_id"], p["incident"], p["incident_opened"], p["count"]) for p in violation_pushes] == [
+        (r.id, 1, i == 0, 1) for i, r in enumerate(rows)]
+    assert [(p["incident"], p["incident_opened"], p["count"]) for p in warning_pushes] == [(1, True, 1), (1, False, 1),
+                                                                                         (1, False, 1)]
+    with app.app_context():
+        assert db.session.get(ExamSession, session_id).status == "IN_PROGRESS"
+
+    # Another web process takes the student over: the stream is opened again from the stored violations.
+    rt.session_ended(student_id, session_id, "MOVED")
+    later = rt.browser_event(student_id, session_id, "CAMERA_OFF", {})  # still the same moment
+    assert [(w["incident"], w["incident_opened"], w["count"]) for w in later] == [(1, False, 1)]
+    assert rt.status(student_id)["warnings"] == 1
+    rt.clear_warnings(student_id, admin_id)
+    again = rt.browser_event(student_id, session_id, "TAB_SWITCH", {})  # cleared: a new incident, numbers go on
+    assert [(w["incident"], w["incident_opened"], w["count"]) for w in again] == [(2, True, 1)]
+    rt.session_ended(student_id, session_id, "MOVED")
+    # Opened again: incident 1 is not used twice (whether FULLSCREEN_EXIT joins incident 2 or opens 3 depends
+    # on whether the database's clock tells the clear from the violation after it within one second).
+    assert rt.browser_event(student_id, session_id, "FULLSCREEN_EXIT", {})[0]["incident"] >= 2
+
+
 def test_no_auto_termination_by_default_cooldown_and_admin_actions(app, runtime_factory):
     from proctor.extensions import db
     from proctor.live import LiveError
     from proctor.models import AuditLog, ExamSession
 
-    student_id, session_id, _ = _seed_session(app, exam_disabled="VOICE_DETECTED")
+    student_id, session_id, _ = _seed_session(app, exam_disabled="VOICE_DETECTED", thresholds='{"INCIDENT_WINDOW_S": 0}')
     admin_id = make_user(app, "boss@example.edu", role="ADMIN", name="Boss")
     rt, events = runtime_factory(enabled=False)
     assert rt.browser_event(student_id, session_id, "VOICE_DETECTED", {}) == []  # disabled for the exam

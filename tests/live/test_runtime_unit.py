@@ -141,7 +141,8 @@ def test_tab_switch_is_saved_through_the_store_and_warned(store, tmp_path):
     assert events[0][1]["name"] == "Ada Lovelace"
     assert events[1][1]["violation_id"] == issued[0]["violation_id"] and events[1][1]["type"] == "TAB_SWITCH"
     assert events[2][1] == {"student_id": STUDENT, "session_id": SESSION, "type": "TAB_SWITCH",
-                            "message": issued[0]["message"], "count": 1}
+                            "message": issued[0]["message"], "count": 1, "incident": 1, "incident_opened": True,
+                            "incident_part": 1, "incident_weight": 1}
     assert rt.status(STUDENT)["warnings"] == 1
 
 
@@ -187,7 +188,7 @@ def test_terminate_finishes_through_the_store_and_publishes(store, tmp_path):
 
 
 def test_auto_terminate_and_rule_switches_go_through_the_store(store, tmp_path):
-    rt, events = make_runtime(store, tmp_path)
+    rt, events = make_runtime(store, tmp_path, INCIDENT_WINDOW_S=0)  # three events at once: three incidents here
     assert rt.set_rule(SESSION, "TAB_SWITCH", False, ADMIN) == ["TAB_SWITCH"]
     assert store.sessions[SESSION]["disabled"] == {"TAB_SWITCH"}
     assert rt.browser_event(STUDENT, SESSION, "TAB_SWITCH", {}) == []  # the new stream read it from the store
@@ -198,6 +199,27 @@ def test_auto_terminate_and_rule_switches_go_through_the_store(store, tmp_path):
     assert [a.action for a in store.audits] == ["live.set_rule", "live.set_auto_terminate", "live.auto_terminate"]
     assert store.audits[0].details == {"rule": "TAB_SWITCH", "enabled": False}
     assert [p["auto"] for n, p in events if n == "exam_terminated"] == [True]
+
+
+def test_events_of_one_moment_are_one_incident_and_do_not_terminate(store, tmp_path):
+    """Three browser rules within a moment (default INCIDENT_WINDOW_S): three violations stored, one incident,
+    warning 1 of 3, and auto-terminate (threshold 3) does not end the exam; the old count terminated it."""
+    rt, events = make_runtime(store, tmp_path)
+    assert rt.set_auto_terminate(SESSION, True, ADMIN) is True
+    issued = [w for kind in ("FULLSCREEN_EXIT", "VOICE_DETECTED", "CAMERA_OFF")
+              for w in rt.browser_event(STUDENT, SESSION, kind, {})]
+    assert [(w["count"], w["incident"], w["incident_opened"], w["incident_part"], w["terminate"]) for w in issued] == [
+        (1, 1, True, 1, False), (1, 1, False, 2, False), (1, 1, False, 3, False)]
+    assert store.sessions[SESSION]["status"] == "IN_PROGRESS" and not store.finished
+    saved = [store.violations[w["violation_id"]].details for w in issued]
+    assert [(d["incident"], d["incident_opened"], d["warning_count"]) for d in saved] == [(1, True, 1), (1, False, 1),
+                                                                                        (1, False, 1)]
+    assert saved[0]["incident_t"] == saved[2]["incident_t"] == saved[0]["frame_t"]
+    assert "warning 1 of 3" in saved[0]["reason"] and "part 3 of incident 1" in saved[2]["reason"]
+    pushed = [p for n, p in events if n == "student_warning"]
+    assert [(p["count"], p["incident"], p["incident_opened"]) for p in pushed] == [(1, 1, True), (1, 1, False),
+                                                                                  (1, 1, False)]
+    assert [p["incident"] for n, p in events if n == "student_violation"] == [1, 1, 1]
 
 
 def test_unknown_and_finished_sessions_are_refused(store, tmp_path):
