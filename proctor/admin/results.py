@@ -182,8 +182,11 @@ def build_timeline(session: ExamSession, violations: list[Violation], width: int
     types = sorted({v.type for v in violations})
     lanes = [{"type": t, "y": top + i * lane_h + lane_h / 2} for i, t in enumerate(types)]
     lane_y = {lane["type"]: lane["y"] for lane in lanes}
+    incidents = group_incidents(session, violations)
+    incident_of = {p["id"]: inc["number"] for inc in incidents for p in inc["parts"] if inc["number"]}
     markers = [{"x": x(v.timestamp), "y": lane_y[v.type], "id": v.id, "status": v.review_status.lower(),
-                "label": f"{v.type} at +{int((v.timestamp - start).total_seconds())} s ({v.review_status.lower()})"}
+                "label": f"{v.type} at +{int((v.timestamp - start).total_seconds())} s ({v.review_status.lower()})"
+                         + (f", incident {incident_of[v.id]}" if v.id in incident_of else "")}
                for v in violations]
     chart_top = top + max(len(lanes), 1) * lane_h + 16
     chart_h = 90
@@ -219,7 +222,45 @@ def build_timeline(session: ExamSession, violations: list[Violation], width: int
     return {"width": width, "height": chart_top + chart_h + 30, "left": left, "right": width - right, "lanes": lanes,
             "markers": markers, "line": " ".join(f"{px},{py}" for px, py in points), "mode": mode,
             "top_value": top_value, "chart_top": chart_top, "chart_bottom": chart_top + chart_h, "ticks": ticks,
-            "axis_y": chart_top + chart_h + 16, "start": start, "end": end}
+            "axis_y": chart_top + chart_h + 16, "start": start, "end": end, "incidents": incidents}
+
+
+SEVERITY_RANK = {"low": 0, "medium": 1, "high": 2, "critical": 3}
+
+
+def _incident_number(details: dict) -> int | None:
+    n = details.get("incident")
+    return n if isinstance(n, int) and not isinstance(n, bool) and 0 < n <= 10**9 else None
+
+
+def group_incidents(session: ExamSession, violations: list[Violation]) -> list[dict]:
+    """The violations as incidents, in the order they began: one row per incident with its parts.
+
+    The live runtime stores each violation with the incident it is a part of (details["incident"],
+    warning_system.py): rules that fired together are one incident, one warning at the weight of its
+    most severe part. A violation stored without one (before incidents, or by hand) is a row of its own.
+    """
+    rows: list[dict] = []
+    by_number: dict[int, dict] = {}
+    for v in violations:
+        d = _details(v)
+        number = _incident_number(d)
+        row = by_number.get(number) if number is not None else None
+        if row is None:
+            row = {"number": number, "start": v.timestamp, "parts": [], "weight": None, "severity": "low",
+                   "offset": _fmt_offset(max(0.0, (v.timestamp - session.started_at).total_seconds()))}
+            rows.append(row)
+            if number is not None:
+                by_number[number] = row
+        weight = d.get("incident_weight")
+        if isinstance(weight, (int, float)) and not isinstance(weight, bool) and 0 <= weight <= 100:
+            row["weight"] = max(weight, row["weight"] or 0)  # it only rises as parts join
+        severity = v.severity if v.severity in SEVERITY_RANK else "medium"
+        if SEVERITY_RANK[severity] > SEVERITY_RANK[row["severity"]] or not row["parts"]:
+            row["severity"] = severity
+        row["parts"].append({"id": v.id, "type": v.type, "severity": severity, "status": v.review_status.lower(),
+                             "offset": _fmt_offset(max(0.0, (v.timestamp - session.started_at).total_seconds()))})
+    return sorted(rows, key=lambda r: r["start"])
 
 
 def replay_suspicion(session: ExamSession, violations: list[Violation]) -> list[tuple[datetime, float]] | None:

@@ -149,6 +149,37 @@ def test_timeline_recomputes_suspicion_when_none_was_stored(app, admin_client):
     assert no_face[0]["seconds"] == 4.0  # the time the condition had held counted
 
 
+def test_timeline_groups_violations_by_incident(app, admin_client):
+    """One row per incident with its parts: the four rules one moment fired are one row counting 2 (its
+    critical part), a later warning is a second row, and a violation stored without an incident (before
+    incidents, or with a junk number) is a row of its own."""
+    def part(n, k, weight):
+        return {"incident": n, "incident_part": k, "incident_opened": k == 1, "incident_weight": weight,
+                "warning_count": weight}
+    s = seed_session(app, violations=[
+        ("MULTIPLE_FACES", 100, part(1, 1, 1), None), ("PROHIBITED_OBJECT", 100, part(1, 2, 1), None),
+        ("DISTRACTION", 101, part(1, 3, 1), None), ("IDENTITY_MISMATCH", 102, part(1, 4, 2), None),
+        ("TAB_SWITCH", 300, part(2, 1, 1), None), ("NO_FACE", 500, {"incident": "2; DROP TABLE"}, None),
+        ("NO_FACE", 560, {}, None)])
+    ids = s["violation_ids"]
+    for path in (f"/admin/sessions/{s['session_id']}", f"/admin/sessions/{s['session_id']}/report"):
+        page = admin_client.get(path).get_data(as_text=True)
+        rows = re.findall(r'<tr class="incident[^"]*" data-incident="(\d*)" data-parts="(\d+)">(.*?)</tr>', page, re.S)
+        assert [(n, parts) for n, parts, _ in rows] == [("1", "4"), ("2", "1"), ("", "1"), ("", "1")], path
+        first = rows[0][2]
+        assert re.findall(r'href="#v(\d+)"', first) == [str(i) for i in ids[:4]]
+        assert [t for t in ("MULTIPLE_FACES", "PROHIBITED_OBJECT", "DISTRACTION", "IDENTITY_MISMATCH") if t in first] == [
+            "MULTIPLE_FACES", "PROHIBITED_OBJECT", "DISTRACTION", "IDENTITY_MISMATCH"]
+        assert "2 warnings" in first and "1:40" in first
+        assert "1 warning" in rows[1][2] and "TAB_SWITCH" in rows[1][2]
+        assert "DROP TABLE" not in page.split('class="timeline-figure"')[1].split("</table>")[0]
+        assert page.count('class="tl-marker') == 7 and "incident 1" in page  # the dots name their incident
+    # a session whose violations carry no incident still gets a row per violation
+    plain = seed_session(app, student_email="plain@example.edu")
+    page = admin_client.get(f"/admin/sessions/{plain['session_id']}").get_data(as_text=True)
+    assert page.count('<tr class="incident') == 3
+
+
 def test_review_decisions_and_outcome_are_saved_and_audited(app, admin_client):
     s = seed_session(app)
     token = csrf_token(admin_client, f"/admin/sessions/{s['session_id']}")
