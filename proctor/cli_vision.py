@@ -238,7 +238,11 @@ def _analyze_video(tools: _Tools, path: Path, cap, fps: float) -> Iterator[dict]
             events = engine.evaluate(student, obs, t)
             for event in events:
                 decision = warnings.on_event(student, event, auto_terminate=False)
-                yield {"file": str(path), **event.as_dict(), "warning_issued": decision.issued}
+                yield {"file": str(path), **event.as_dict(), "warning_issued": decision.issued,
+                       "warning_count": decision.count,
+                       # rules the same moment fired are parts of one incident: one warning between them
+                       **({"incident": decision.incident, "incident_opened": decision.opened_incident}
+                          if decision.issued else {})}
             last_t = t
             out = {"file": str(path), "kind": "video", "t": round(t, 3), "frame": index - 1, **record}
             if tools.overlay_dir is not None:

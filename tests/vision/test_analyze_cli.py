@@ -130,6 +130,8 @@ def test_video_reports_frames_and_a_no_face_event(app, load_image, tmp_path):
     assert [e["state"] for e in no_face] == ["started", "ended"], events
     assert no_face[0]["t"] == pytest.approx(6.0) and no_face[0]["since"] == pytest.approx(3.0)
     assert no_face[0]["warning_issued"] is True
+    assert (no_face[0]["incident"], no_face[0]["incident_opened"], no_face[0]["warning_count"]) == (1, True, 1)
+    assert "incident" not in no_face[1]  # an end is not a warning
     assert no_face[1]["cleared_at"] == pytest.approx(7.0)
     assert [e for e in events if e["event"] == "CAMERA_OFF"] == []  # noisy real frames are not "frozen"
     assert summary and summary[0]["frames_analysed"] == 45 and summary[0]["warnings"] >= 1

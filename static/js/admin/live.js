@@ -30,6 +30,35 @@
     box.appendChild(el);
     while (box.children.length > 6) box.removeChild(box.firstChild);
     setTimeout(() => el.remove(), 15000);
+    return el;
+  }
+
+  // A violation's toast. The later parts of an incident (rules one moment fired together: one warning,
+  // warning_system.py) join the toast of its first part instead of looking like new warnings.
+  const incidentToasts = {};  // "student:session:incident" -> {el, labels}
+  function violationToast(p, who) {
+    const label = P.ruleLabel(p.type);
+    const text = who ? who + (p.message ? ": " + p.message : "") : (p.message || "");
+    const key = [p.student_id, p.session_id, p.incident].join(":");
+    const open = p.incident && p.incident_opened === false ? incidentToasts[key] : null;
+    if (open && open.el.isConnected) {
+      open.labels.push(label);
+      open.el.querySelector(".toast-header strong").textContent = "Incident " + p.incident + ": " + open.labels.join(", ");
+      const line = document.createElement("div");
+      line.className = "incident-part";
+      line.textContent = "Same incident: " + label + (p.message ? " - " + p.message : "");
+      open.el.querySelector(".toast-body").appendChild(line);
+      return open.el;
+    }
+    const el = p.incident && p.incident_opened === false
+      ? toast("Incident " + p.incident + " (continued): " + label, text, "warning")
+      : toast("Violation: " + label, text, "warning");
+    if (el && p.incident) {
+      el.setAttribute("data-incident", String(p.incident));
+      incidentToasts[key] = {el: el, labels: [label]};
+    }
+    for (const k of Object.keys(incidentToasts)) if (!incidentToasts[k].el.isConnected) delete incidentToasts[k];
+    return el;
   }
 
   // The API answers {students: [...]} in the server's order; each entry has an id and a status dict.
@@ -146,5 +175,5 @@
     window.adminSocket = socket;
   }
 
-  window.AdminLive = {toast, connect, describe, studentIdOf, studentsFrom};
+  window.AdminLive = {toast, violationToast, connect, describe, studentIdOf, studentsFrom};
 })();

@@ -145,7 +145,7 @@
     },
     student_violation(p) {
       const id = Live.studentIdOf(p);
-      Live.toast("Violation: " + P.ruleLabel(p.type), nameOf(p, id) + (p.message ? ": " + p.message : ""), "warning");
+      Live.violationToast(p, nameOf(p, id));
       if (id !== null && cards[id]) {
         const el = cards[id].el;
         el.classList.add("flash");

@@ -74,7 +74,7 @@
     student_status(p) { if (mine(p)) showStatus(p.status || {}); },
     student_violation(p) {
       if (!mine(p)) return;
-      Live.toast("Violation: " + P.ruleLabel(p.type), p.message || "", "warning");
+      Live.violationToast(p, "");
       addViolation(p);
     },
     warnings_cleared(p) { if (mine(p)) say("Warnings cleared.", true); },
