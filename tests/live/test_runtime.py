@@ -235,6 +235,50 @@ def test_identity_checked_against_the_enrolment_and_a_killed_worker_is_replaced(
     assert workers[0]["pid"] != pid and workers[0]["restarts"] == 1 and workers[0]["alive"]
 
 
+@pytest.mark.parametrize("scene_photo", ["b_3_coco536_women_on_phones.jpg", "e_5_zidane_two_men.jpg"])
+def test_a_scene_that_fires_several_rules_is_one_incident(app, runtime_factory, scene_photo):
+    """The enrolled student, then a scene of other people (b_3: two women on phones; e_5: two men, where
+    looking away fires 5 s after the second face), through the real worker processes: several rules fire
+    within a few seconds of each other. Each is stored as its own violation, all of one incident, and the
+    warning count is that incident's weight (its most severe part), not the number of rules: with
+    auto-terminate on and the threshold 3, the scene used to end the exam."""
+    from config_vision import load_vision_config
+    from config_vision import rule as registered_rule
+    from face_identity import FaceIdentity, embedding_to_bytes
+    from proctor.extensions import db
+    from proctor.models import Profile
+    from warning_system import severity_weight
+
+    student_id, session_id, _ = _seed_session(app, auto_terminate=True)
+    enrolment = FaceIdentity(load_vision_config(env={})).enrol(load_photo("identity/obama.jpg"))
+    assert enrolment.ok, enrolment.error
+    with app.app_context():
+        db.session.add(Profile(student_id=student_id, embedding=embedding_to_bytes(enrolment.embedding)))
+        db.session.commit()
+    rt, events = runtime_factory()
+    same, scene = fit(load_photo("identity/obama2.jpg")), fit(load_photo(scene_photo))
+    t0 = 30_000.0
+    for i in range(4):
+        _feed(rt, student_id, session_id, live_frame(same, i), t0 + i * 0.5)
+    assert _violations(app, session_id) == []
+    for i in range(4, 20):  # 8 s of the scene
+        _feed(rt, student_id, session_id, live_frame(scene, i), t0 + i * 0.5)
+    rows = _violations(app, session_id)
+    details = [json.loads(r.details) for r in rows]
+    fired = [(r.type, d["frame_t"] - t0 - 2.0, d["incident"]) for r, d in zip(rows, details)]
+    print("rules fired (type, s after the scene began, incident):", fired)
+    assert len({r.type for r in rows}) >= 2, fired  # a multi-rule moment
+    assert {d["incident"] for d in details} == {1}, fired
+    assert [d["incident_opened"] for d in details] == [True] + [False] * (len(rows) - 1)
+    config = load_vision_config(env={})
+    weight = max(severity_weight(config, registered_rule(r.type).severity) for r in rows)
+    assert rt.status(student_id)["warnings"] == weight and details[-1]["warning_count"] == weight
+    pushed = [p for n, p in events if n == "student_violation"]
+    assert [(p["violation_id"], p["incident"]) for p in pushed] == [(r.id, 1) for r in rows]
+    assert [p["count"] for p in pushed] == [d["warning_count"] for d in details]
+    assert rt.status(student_id)["active"]  # one moment did not end the exam (auto-terminate on, threshold 3)
+
+
 def test_browser_events_auto_terminate_the_session(app, runtime_factory):
     from proctor.extensions import db
     from proctor.models import AuditLog, ExamResult, ExamSession

@@ -271,3 +271,15 @@ def test_restore_goes_on_with_the_count_the_numbers_and_the_open_incident():
             ws.restore("s", bad)
     with pytest.raises(ValueError):
         ws.restore("s", 1, last_incident=-1)
+
+
+def test_the_default_window_holds_the_scenes_measured_live():
+    """The firing times the live runtime measured on real scenes (tests/live/test_runtime.py, seconds after the
+    scene began): e_5 looked away 5 s after the second face fired, the widest; all are one incident."""
+    measured = {"b_3": [("MULTIPLE_FACES", 2.0), ("PROHIBITED_OBJECT", 2.5), ("IDENTITY_MISMATCH", 3.5)],
+                "e_5": [("MULTIPLE_FACES", 1.5), ("IDENTITY_MISMATCH", 3.5), ("DISTRACTION", 6.5)]}
+    for scene, fired in measured.items():
+        ws = WarningSystem(cfg())
+        ds = [ws.on_event("s", ev(rule, 500.0 + t, STARTED, since=499.0 + t)) for rule, t in fired]
+        assert [d.incident for d in ds] == [1, 1, 1], scene
+        assert ws.count("s") == 2, scene  # the identity mismatch's weight, not 3 warnings
