@@ -135,6 +135,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("YAW_THRESHOLD_DEG", float, 25.0, "Head yaw beyond this (either side) counts as looking away.", 5, 80),
     Setting("PITCH_THRESHOLD_DEG", float, 30.0, "Head pitch beyond this (up or down) counts as looking away.", 5, 80),
     Setting("EAR_THRESHOLD", float, 0.18, "Eye aspect ratio below this (both eyes) counts as eyes closed.", 0.05, 0.40),
+    Setting("EYES_CLOSED_MAX_PITCH_DOWN_DEG", float, 20.0, "Eyes are judged closed (EAR) only while the head is turned down by at most this from the line of sight; further down the camera sees the upper lids over open eyes (reading, writing), so EYES_CLOSED does not judge and DISTRACTION's PITCH_THRESHOLD_DEG applies. 20: faces looking at the camera read up to 18 down in the test photos, heads turned down 30 beyond 20 in 42 of 45 (tests/vision/test_eyes_looking_down.py).", 5, 90),
     Setting("IRIS_OFFSET_THRESHOLD", float, 0.28, "Iris offset from the eye centre (fraction of half the eye width) beyond this counts as gazing away.", 0.05, 1.0),
     # --- how long a condition must hold before its rule fires (seconds, frame time)
     Setting("TIME_NO_FACE_S", float, 3.0, "No face in frame for this long fires NO_FACE.", 0.0, 120),

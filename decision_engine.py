@@ -184,6 +184,15 @@ class DistractionRule(Rule):
 
 
 class EyesClosedRule(Rule):
+    """Both eyes' lids closed (EAR below EAR_THRESHOLD) for TIME_EYES_CLOSED_S.
+
+    Lids that look closed on a head turned down beyond EYES_CLOSED_MAX_PITCH_DOWN_DEG are not
+    judged (unknown): from a camera above the eyes, open eyes looking down at the keyboard or a
+    sheet show their upper lids over the iris and read as low an EAR as a blink. Looking down is
+    a gaze question, DISTRACTION's (PITCH_THRESHOLD_DEG), not sleep. Unknown neither starts the
+    rule nor ends it, so a sleeper whose head sinks stays reported.
+    """
+
     name = "EYES_CLOSED"
 
     def condition(self, obs, cfg, now, state):
@@ -194,10 +203,15 @@ class EyesClosedRule(Rule):
             return Condition(False)
         if face.ear_left is None or face.ear_right is None:
             return None
-        if face.ear_left < cfg.EAR_THRESHOLD and face.ear_right < cfg.EAR_THRESHOLD:
-            return Condition(True, cfg.TIME_EYES_CLOSED_S,
-                             {"ear_left": round(face.ear_left, 3), "ear_right": round(face.ear_right, 3)})
-        return Condition(False)
+        if not (face.ear_left < cfg.EAR_THRESHOLD and face.ear_right < cfg.EAR_THRESHOLD):
+            return Condition(False)
+        down = face.pitch_down_deg
+        if down is not None and down > cfg.EYES_CLOSED_MAX_PITCH_DOWN_DEG:
+            return None  # looking down: low lids over open eyes
+        details = {"ear_left": round(face.ear_left, 3), "ear_right": round(face.ear_right, 3)}
+        if down is not None:
+            details["pitch_down_deg"] = round(down, 1)
+        return Condition(True, cfg.TIME_EYES_CLOSED_S, details)
 
 
 class ProhibitedObjectRule(Rule):
