@@ -77,3 +77,5 @@ def init_app(app: Flask) -> None:
     app.jinja_env.globals["rules_script"] = rules_script
     app.jinja_env.globals["violation_wording"] = wording.violation_wording
     app.jinja_env.globals["termination_sentence"] = wording.termination_sentence
+    app.jinja_env.globals["liveness_wording"] = lambda audience: wording.liveness_wording(server_vision_config(),
+                                                                                        audience=audience)

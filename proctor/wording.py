@@ -291,6 +291,19 @@ def describe_details(details: Mapping[str, Any], start: datetime) -> list[tuple[
     return rows
 
 
+# --------------------------------------------------------------------------- liveness
+
+def liveness_wording(config: Any, *, audience: str) -> str:
+    """What face_liveness.LivenessCheck accepts, said once: a blink OR a head turn, either one is enough
+    (not both), seen within any LIVENESS_WINDOW_S of the check. ``config`` is the server's VisionConfig."""
+    turn, window = f"{float(config.LIVENESS_TURN_DEG):g}", f"{float(config.LIVENESS_WINDOW_S):g}"
+    if audience == "student":
+        return (f"Then blink, or turn your head slowly to one side (about {turn}°) and back. "
+                f"Either one is enough, within {window} seconds.")
+    return (f"the student blinks, or turns their head at least {turn}° to one side and back: either one is enough, "
+            f"seen within {window} s")
+
+
 # --------------------------------------------------------------------------- for the browser
 
 def wording_facts() -> dict[str, Any]:

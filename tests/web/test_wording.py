@@ -163,3 +163,47 @@ def test_result_page_uses_sentences_not_codes(app):
     assert "Your exam was ended automatically after 3 proctoring warnings. The last one: you left the exam tab." in page
     for code in ("NO_FACE", "TAB_SWITCH", "Automatically terminated:"):
         assert code not in page.replace('data-type="NO_FACE"', "").replace('data-type="TAB_SWITCH"', ""), code
+
+
+# --------------------------------------------------------------------------- liveness: what the code accepts
+
+def test_liveness_is_described_as_the_check_accepts_it():
+    """face_liveness passes on a blink OR a head turn (either one): the wording says so, with the server's numbers."""
+    from face_liveness import LivenessCheck
+    from face_pipeline import FaceObservation
+
+    cfg = config_vision.load_vision_config()
+    admin = wording.liveness_wording(cfg, audience="admin")
+    student = wording.liveness_wording(cfg, audience="student")
+    assert "either one is enough" in admin and "Either one is enough" in student
+    assert f"{cfg.LIVENESS_TURN_DEG:g}°" in admin and f"{cfg.LIVENESS_WINDOW_S:g} s" in admin
+    assert " and head turn" not in admin + student
+    # the check itself: a head turn alone passes, with no blink
+    check = LivenessCheck(cfg)
+    state = None
+    for i, yaw in enumerate((0.0, 0.0, cfg.LIVENESS_TURN_DEG + 2, cfg.LIVENESS_TURN_DEG + 2, 1.0)):
+        state = check.update(FaceObservation(face_detected=True, face_count=1, yaw_deg=yaw, ear_left=0.3, ear_right=0.3), 0.2 * i)
+    assert state.passed and state.head_turn_seen and not state.blink_seen
+    for path in (ROOT / "templates").rglob("*.html"):
+        assert "blink and head turn" not in path.read_text(), path
+
+
+def test_exam_form_and_confirm_page_say_either_one(app, admin_client, student_client):
+    from markupsafe import escape
+
+    from tests.web.test_exam_flow import make_exam
+    from tests.web.test_face_registration import TESTDATA as PHOTOS, upload
+
+    cfg = config_vision.load_vision_config()
+    form = admin_client.get("/admin/exams/new").get_data(as_text=True)
+    assert str(escape(wording.liveness_wording(cfg, audience="admin"))) in form
+    exam_id = make_exam(app)  # liveness required (the default)
+    assert upload(student_client, (PHOTOS / "identity/obama.jpg").read_bytes()).status_code == 302
+    from tests.conftest import csrf_token
+
+    token = csrf_token(student_client, "/student/")
+    student_client.post("/api/exam/system-check", headers={"X-CSRFToken": token}, content_type="application/json",
+                        data=json.dumps({"camera": True, "microphone": True, "browser": True, "upload": True}))
+    student_client.post("/student/rules", data={"csrf_token": token, "accept": "yes"})
+    page = student_client.get(f"/student/exams/{exam_id}/confirm").get_data(as_text=True)
+    assert f'<span id="liveness-instruction">{escape(wording.liveness_wording(cfg, audience="student"))}</span>' in page
