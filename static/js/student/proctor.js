@@ -32,7 +32,8 @@
 
   function page() { return window.ExamPage; }
 
-  function say(text) { statusEl.textContent = text; }
+  // A status region: rewritten only when the text changes, so a screen reader is not told every frame.
+  function say(text) { if (statusEl.textContent !== text) statusEl.textContent = text; }
 
   // count: the server's number of warnings so far, when it says it.
   function warn(message, type, count) {
