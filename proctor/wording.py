@@ -25,10 +25,11 @@ from typing import Any, Mapping
 import config_vision
 
 # Severity -> (label, icon); the icon is decoration (aria-hidden), the label is the text that carries it.
+# Icons are plain characters found in common fonts (DejaVu has all four; U+26D4 "no entry" showed as a box).
 SEVERITY_WORDING: dict[str, tuple[str, str]] = {
     "low": ("Notice", "ℹ"),
     "medium": ("Warning", "⚠"),
-    "high": ("Serious", "⛔"),
+    "high": ("Serious", "‼"),
     "critical": ("Critical", "✖"),
 }
 

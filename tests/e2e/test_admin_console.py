@@ -224,6 +224,10 @@ def _run(server, admin, student, shots):
     no_face = admin.locator('article.violation[data-type="NO_FACE"]').first
     no_face.wait_for()
     vid = int(no_face.get_attribute("data-violation-id"))
+    # read as words and times: a sentence naming the student, "+m:ss" from the start and the browser's local time
+    assert no_face.locator(".violation-sentence").inner_text().startswith(f"{STUDENT_NAME} was not visible to the camera")
+    assert re.fullmatch(r"\+\d+:\d\d", no_face.locator(".moment-offset").first.inner_text())
+    assert no_face.locator("time.local-time").first.inner_text().endswith(" local")
     snapshot = no_face.locator("img.evidence-snapshot")
     assert snapshot.count() == 1, "the NO_FACE violation has no evidence snapshot"
     wait_until(snapshot, "img => img.complete && img.naturalWidth > 0")

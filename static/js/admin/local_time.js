@@ -6,6 +6,8 @@
     const at = new Date(el.getAttribute("datetime"));
     if (isNaN(at.getTime())) return;
     el.title = el.textContent;
-    el.textContent = at.toLocaleTimeString([], {hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false}) + " local";
+    const time = at.toLocaleTimeString([], {hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false});
+    // The date too where asked (data-with-date): the local day can differ from the UTC one.
+    el.textContent = (el.hasAttribute("data-with-date") ? at.toLocaleDateString() + " " : "") + time + " local";
   });
 })();
