@@ -9,8 +9,6 @@ import re
 from datetime import timedelta
 from pathlib import Path
 
-import pytest
-
 import config_vision
 from proctor import wording
 from tests.conftest import login
@@ -107,21 +105,18 @@ def _live_like_session(app):
             ("IDENTITY_MISMATCH", 3725, {"state": "started", "frame_t": t0 + 3725.0, "identity_t": t0 + 3721.4, "seq": 9000,
                                          "since": t0 + 3719.0, "duration_s": 6.0, "warning_count": 3}),
         ]
-        ids = []
         for vtype, offset, details in rows:
             v = Violation(student_id=s["student_id"], session_id=sess.id, type=vtype, severity=config_vision.rule(vtype).severity,
                           details=json.dumps(details), timestamp=start + timedelta(seconds=offset),
                           client_id=f"client-{vtype.lower()}-3f9c")
             db.session.add(v)
-            db.session.flush()
-            ids.append(v.id)
         sess.termination_reason = "Automatically terminated: warning 3 of 3 for IDENTITY_MISMATCH; auto-terminate: 3 warnings reached the threshold 3"
         db.session.commit()
-        return s, start, t0, ids
+        return s, start
 
 
 def test_session_page_reads_as_words_and_times(app, admin_client):
-    s, start, t0, ids = _live_like_session(app)
+    s, start = _live_like_session(app)
     page = admin_client.get(f"/admin/sessions/{s['session_id']}").get_data(as_text=True)
     section = re.search(r'<section class="mb-4" aria-labelledby="v-h">.*?</section>', page, re.S).group(0)
     # no internals: raw epoch floats, seq, dict reprs, client ids, the warning system's coded reason
