@@ -14,6 +14,7 @@ from flask import abort, flash, redirect, render_template, request, send_file, u
 from flask_login import current_user
 from sqlalchemy import func, select
 
+from .. import wording
 from ..datafiles import stored_file
 from ..extensions import db
 from ..models import (
@@ -275,8 +276,16 @@ def session_review_data(session_id: int) -> dict:
     ids = {v.reviewed_by for v in violations if v.reviewed_by}
     if ids:
         reviewers = dict(db.session.execute(select(User.id, User.name).where(User.id.in_(ids))).all())
+    details = {v.id: _details(v) for v in violations}
     return {"session": session, "student": session.student, "exam": session.exam, "result": result,
-            "violations": violations, "details": {v.id: _details(v) for v in violations}, "answers": answers,
+            "violations": violations, "details": details, "answers": answers,
+            # what a reviewer reads (proctor/wording.py): a sentence, times from the start, no internals
+            "sentences": {v.id: wording.admin_sentence(v.type, session.student.name, details[v.id]) for v in violations},
+            "readable": {v.id: wording.describe_details(details[v.id], session.started_at) for v in violations},
+            "moments": {v.id: wording.moment(v.timestamp, session.started_at) for v in violations},
+            "started": wording.moment(session.started_at, session.started_at),
+            "ended": wording.moment(session.ended_at, session.started_at) if session.ended_at else None,
+            "ending": wording.termination_sentence(session.termination_reason, audience="admin"),
             "by_type": sorted(by_type.items(), key=lambda kv: (-kv[1], kv[0])), "timeline": build_timeline(session, violations),
             "recordings": recordings_for(session.id), "reviewers": reviewers, "outcomes": OUTCOMES,
             "review_counts": Counter(v.review_status for v in violations)}

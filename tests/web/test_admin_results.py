@@ -107,7 +107,8 @@ def test_session_review_page_shows_everything(app, admin_client):
     assert resp.status_code == 200
     page = resp.get_data(as_text=True)
     assert 'id="score">1/2<' in page
-    assert "<code>NO_FACE</code>: 2" in page and "<code>PROHIBITED_OBJECT</code>: 1" in page
+    by_type = re.search(r'<ul class="list-unstyled mb-0" id="by-type">.*?</ul>', page, re.S).group(0)
+    assert re.search(r'data-type="NO_FACE">No face: 2 ', by_type) and re.search(r'data-type="PROHIBITED_OBJECT">Prohibited object: 1 ', by_type)
     v1 = s["violation_ids"][0]
     assert f'src="/admin/evidence/{v1}/snapshot"' in page  # evidence snapshot via the evidence route
     assert "Too many warnings" in page

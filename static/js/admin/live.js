@@ -4,14 +4,28 @@
   "use strict";
   const P = window.Proctor;
 
-  function toast(title, message, level) {
+  // A toast: opts.severity ("low".."critical", from the page's wording) gives it a style, an icon and a
+  // label in words, so severity is never colour alone; a critical one interrupts (role=alert), others wait.
+  function toast(title, message, opts) {
+    opts = opts || {};
     const box = document.getElementById("toasts");
-    if (!box) return;
+    if (!box) return null;
+    const sev = wording().severities[opts.severity] ? opts.severity : "medium";
+    const sevWords = wording().severities[sev];
     const el = document.createElement("div");
-    el.className = "toast show admin-toast toast-" + (level || "info");
-    el.setAttribute("role", "alert");
+    el.className = "toast show admin-toast toast-sev-" + sev;
+    el.setAttribute("role", sev === "critical" ? "alert" : "status");
+    el.setAttribute("data-severity", sev);
+    if (opts.type) el.setAttribute("data-type", opts.type);
     const head = document.createElement("div");
     head.className = "toast-header";
+    const icon = document.createElement("span");
+    icon.className = "toast-icon me-2";
+    icon.setAttribute("aria-hidden", "true");
+    icon.textContent = sevWords.icon;
+    const label = document.createElement("span");
+    label.className = "toast-severity me-2";
+    label.textContent = sevWords.label;
     const strong = document.createElement("strong");
     strong.className = "me-auto";
     strong.textContent = title;
@@ -20,6 +34,8 @@
     close.className = "btn-close";
     close.setAttribute("aria-label", "Close");
     close.addEventListener("click", () => el.remove());
+    head.appendChild(icon);
+    head.appendChild(label);
     head.appendChild(strong);
     head.appendChild(close);
     const body = document.createElement("div");
@@ -29,7 +45,46 @@
     el.appendChild(body);
     box.appendChild(el);
     while (box.children.length > 6) box.removeChild(box.firstChild);
-    setTimeout(() => el.remove(), 15000);
+    // A critical toast stays until the proctor closes it; the rest go after a while.
+    if (sev !== "critical") setTimeout(() => el.remove(), 15000);
+    return el;
+  }
+
+  // The wording of every violation, rendered into the page from proctor/wording.py.
+  function wording() { return P.rules().wording; }
+
+  function violationWords(type) {
+    return wording().violations[type] || {title: String(type || "Violation"), severity: "medium",
+                                           admin: "{name}: " + String(type || "a violation"), student: ""};
+  }
+
+  // Same formats as proctor/wording.py (format_duration, format_objects).
+  function duration(seconds) {
+    if (typeof seconds !== "number" || !isFinite(seconds) || seconds < 0) return "";
+    const s = Math.round(seconds);
+    if (s < 60) return s + " s";
+    return Math.floor(s / 60) + " min" + (s % 60 ? " " + (s % 60) + " s" : "");
+  }
+
+  function objectsText(objects) {
+    if (!Array.isArray(objects)) return "";
+    return objects.slice(0, 10).filter((o) => o && typeof o.label === "string")
+      .map((o) => o.label.slice(0, 40) + (typeof o.score === "number" && isFinite(o.score) ? " " + o.score.toFixed(2) : ""))
+      .join(", ");
+  }
+
+  // The admin sentence: its template (proctor/wording.py) filled with the name, duration and objects.
+  function violationSentence(type, name, details) {
+    details = details || {};
+    const d = duration(details.duration_s);
+    const fill = {name: name || "The student", for_duration: d ? " for " + d : "", objects: objectsText(details.objects) || "not named"};
+    return violationWords(type).admin.replace(/\{(\w+)\}/g, (m, key) => (key in fill ? fill[key] : m));
+  }
+
+  // The toast of a student_violation payload, in the third person.
+  function violationToast(p, name) {
+    const w = violationWords(p.type);
+    return toast(w.title, violationSentence(p.type, name || p.name, p.details), {severity: w.severity, type: p.type});
   }
 
   // The API answers {students: [...]} in the server's order; each entry has an id and a status dict.
@@ -146,5 +201,5 @@
     window.adminSocket = socket;
   }
 
-  window.AdminLive = {toast, connect, describe, studentIdOf, studentsFrom};
+  window.AdminLive = {toast, violationToast, violationWords, violationSentence, connect, describe, studentIdOf, studentsFrom};
 })();

@@ -4,7 +4,7 @@
   "use strict";
   const grid = document.getElementById("monitor-grid");
   if (!grid) return;
-  const P = window.Proctor, Live = window.AdminLive;
+  const Live = window.AdminLive;
   const base = grid.getAttribute("data-monitor-base").replace(/\/$/, "");
   const cards = {};   // student id -> {el, data}
   const THUMB_MS = 2000;
@@ -136,7 +136,7 @@
     },
     exam_terminated(p) {
       const id = Live.studentIdOf(p);
-      Live.toast("Exam terminated", nameOf(p, id) + ": " + (p.reason || "terminated"), "danger");
+      Live.toast("Exam ended", nameOf(p, id) + "'s exam was ended: " + (p.reason || "no reason given"), {severity: "critical"});
       if (id !== null) { remove(id); order(); }
     },
     warnings_cleared(p) {
@@ -145,7 +145,7 @@
     },
     student_violation(p) {
       const id = Live.studentIdOf(p);
-      Live.toast("Violation: " + P.ruleLabel(p.type), nameOf(p, id) + (p.message ? ": " + p.message : ""), "warning");
+      Live.violationToast(p, nameOf(p, id));
       if (id !== null && cards[id]) {
         const el = cards[id].el;
         el.classList.add("flash");

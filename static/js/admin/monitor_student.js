@@ -45,9 +45,14 @@
     if (!list) return;
     const li = document.createElement("li");
     if (p.violation_id !== undefined && p.violation_id !== null) li.setAttribute("data-violation-id", String(p.violation_id));
-    const code = document.createElement("code");
-    code.textContent = p.type || "VIOLATION";
-    li.appendChild(code);
+    const w = Live.violationWords(p.type);
+    li.setAttribute("data-type", String(p.type || ""));
+    li.setAttribute("data-severity", w.severity);
+    const title = document.createElement("strong");
+    title.textContent = w.title;
+    li.appendChild(title);
+    const sev = P.rules().wording.severities[w.severity];
+    if (sev) li.appendChild(document.createTextNode(" (" + sev.label.toLowerCase() + ")"));
     const when = p.time ? new Date(p.time) : new Date();
     li.appendChild(document.createTextNode(" " + (isNaN(when) ? "" : when.toISOString().substr(11, 8) + " UTC")));
     if (p.evidence_url) {
@@ -74,7 +79,7 @@
     student_status(p) { if (mine(p)) showStatus(p.status || {}); },
     student_violation(p) {
       if (!mine(p)) return;
-      Live.toast("Violation: " + P.ruleLabel(p.type), p.message || "", "warning");
+      Live.violationToast(p, p.name || root.getAttribute("data-student-name"));
       addViolation(p);
     },
     warnings_cleared(p) { if (mine(p)) say("Warnings cleared.", true); },
