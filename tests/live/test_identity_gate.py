@@ -278,3 +278,65 @@ def test_one_check_alone_fires_when_the_exam_says_so(config):
 
     events = _engine_run(DecisionEngine(config.with_overrides(IDENTITY_MISMATCH_MIN_CHECKS=1)), {0.0: False}, 5.0)
     assert [e.t for e in events] == [3.0]
+
+
+def test_a_skipped_check_keeps_the_verified_clock_and_asks_again_on_the_next_frame(tmp_path):
+    """Two matches make the face verified (30 s); a check that judged no face neither breaks that nor
+    waits 30 s more: the next frames ask again until one is judged, and the 30 s count from that one."""
+    from face_pipeline import FaceObservation
+    from proctor.live import FrameResult
+    from tests.live.test_runtime_unit import STUDENT, MemoryStore, feed, make_runtime
+
+    store = MemoryStore()
+    store.add_session(embedding=b"\0" * 512)
+    small_until = 41.5  # the face is too small from 40 s (the verified check's time) to here
+
+    def respond(job):
+        t = job.frame_ts - 100.0
+        checked = job.identity_embedding is not None
+        skipped = "face too small: 60 px, at least 80 px needed" if checked and 40.0 <= t < small_until else None
+        return FrameResult(job.student_id, job.session_id, job.seq, job.frame_ts, job.received_mono, worker_id=0,
+                           face=FaceObservation(face_detected=True, face_count=1, box=(200, 100, 400, 340)),
+                           frame_mean=90.0, frame_diff=3.0, identity_ran=checked, identity_face_found=checked or None,
+                           identity_skipped=skipped, identity_distance=0.3 if checked and not skipped else None,
+                           identity_match=True if checked and not skipped else None)
+
+    rt, _ = make_runtime(store, tmp_path, respond=respond)
+    for i in range(200):
+        feed(rt, 100.0 + i * 0.5)
+    checked = [round(j.frame_ts - 100.0, 1) for j in rt.pool.jobs if j.identity_embedding is not None]
+    assert checked == [0.0, 10.0, 40.0, 40.5, 41.0, 41.5, 71.5], checked
+    st = rt.status(STUDENT)
+    assert st["identity"]["match"] is True and st["identity"]["skipped"] is None
+    assert st["frames"]["identity_checks"] == 4 and st["frames"]["identity_attempts"] == 7
+
+
+def test_verify_searching_the_frame_itself_applies_the_gate(config, identity, photo_face):
+    """Without the face stage's box (it failed), the gated check searches the frame and judges the same way."""
+    from face_identity import embedding_from_bytes, embedding_to_bytes
+
+    enrolment = identity.enrol(load_photo(PEOPLE + "p04_img15.jpg"))
+    assert enrolment.ok
+    template = embedding_from_bytes(embedding_to_bytes(enrolment.embedding))
+    far = identity.verify(template, placed(photo_face, PEOPLE + "p04_img14.jpg", 56), gate=True)
+    assert far.face_found and far.skipped.startswith("face too small: ") and far.match is None and far.distance is None
+    near = identity.verify(template, placed(photo_face, PEOPLE + "p04_img14.jpg", 140), gate=True)
+    assert near.skipped is None and near.match is True
+
+
+def test_the_skip_reason_travels_over_the_wire_and_is_checked():
+    from proctor.live import FrameResult
+    from proctor.live.wire import WireError, dump_result, load_message
+
+    res = FrameResult(1, 2, 3, 10.0, 5.0, worker_id=0, identity_ran=True, identity_face_found=True,
+                      identity_skipped="face turned: yaw 41 deg, at most 25 either side")
+    kind, back, _ = load_message(dump_result(res, "w1"))
+    assert kind == "result" and back.identity_skipped == res.identity_skipped and back.identity_match is None
+    judged = FrameResult(1, 2, 4, 10.5, 5.5, worker_id=0, identity_ran=True, identity_face_found=True, identity_match=True)
+    assert load_message(dump_result(judged, "w1"))[1].identity_skipped is None
+    import json
+
+    body = json.loads(dump_result(res, "w1"))
+    body["identity_skipped"] = 7
+    with pytest.raises(WireError, match="identity_skipped"):
+        load_message(json.dumps(body).encode())
