@@ -238,7 +238,15 @@ class ProhibitedObjectRule(Rule):
 
 
 class IdentityMismatchRule(Rule):
-    """The live face is not the enrolled student, or is a picture of a face (a screen or a print)."""
+    """The live face is not the enrolled student, or is a picture of a face (a screen or a print).
+
+    One check is not a verdict: the latest check must mismatch and so must at least
+    IDENTITY_MISMATCH_MIN_CHECKS of the last IDENTITY_MISMATCH_WINDOW_CHECKS checks (a spoof counts
+    as a mismatch), so one unlucky frame of the right student (blur, a half-turned head) never fires
+    it. Each check counts once, however many frames carry its verdict (``identity_t`` tells them
+    apart; None: every observation is a check of its own). A check that judged no face (too small,
+    turned) is no check: the runtime sends no verdict for it.
+    """
 
     name = "IDENTITY_MISMATCH"
 
@@ -252,12 +260,20 @@ class IdentityMismatchRule(Rule):
         made = obs.t if obs.identity_t is None else obs.identity_t
         if not _finite(made) or made > now or now - made > self.freshness_s(cfg):
             return None
+        if state.check_t is None or made > state.check_t:  # a new check: count its verdict once
+            state.check_t = made
+            state.checks.append(not obs.identity_match)
+            del state.checks[:-int(cfg.IDENTITY_MISMATCH_WINDOW_CHECKS)]
         if obs.identity_match:
             return Condition(False)
+        agreeing = sum(state.checks)
+        if agreeing < int(cfg.IDENTITY_MISMATCH_MIN_CHECKS):
+            return None  # not yet agreed: the next check (soon after a mismatch) decides
+        details = {"identity_t": round(made, 3), "mismatched_checks": agreeing, "of_checks": len(state.checks)}
         if obs.identity_spoof:  # presentation_attack.py: not the student, whoever the picture shows
             return Condition(True, cfg.TIME_IDENTITY_MISMATCH_S,
-                             {"identity_t": round(made, 3), "cause": "spoof", "explanation": SPOOF_EXPLANATION}, "spoof")
-        return Condition(True, cfg.TIME_IDENTITY_MISMATCH_S, {"identity_t": round(made, 3)})
+                             {**details, "cause": "spoof", "explanation": SPOOF_EXPLANATION}, "spoof")
+        return Condition(True, cfg.TIME_IDENTITY_MISMATCH_S, details)
 
 
 class CameraOffRule(Rule):
@@ -294,6 +310,8 @@ class _RuleState:
     last_known_t: float | None = None
     cause: str = ""
     details: dict = field(default_factory=dict)
+    checks: list = field(default_factory=list)  # IDENTITY_MISMATCH: the latest checks' verdicts, True = mismatch
+    check_t: float | None = None                 # IDENTITY_MISMATCH: when the newest counted check was made
 
 
 @dataclass

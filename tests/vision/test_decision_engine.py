@@ -88,9 +88,16 @@ RULE_CASES = [
 ]
 
 
+def rule_cfg(rule):
+    """The defaults, except that one identity check is a verdict here: these cases time a condition from
+    its first observation; several agreeing checks (IDENTITY_MISMATCH_MIN_CHECKS) are
+    tests/live/test_identity_gate.py's business."""
+    return cfg(IDENTITY_MISMATCH_MIN_CHECKS=1) if rule == "IDENTITY_MISMATCH" else cfg()
+
+
 @pytest.mark.parametrize("rule,time_setting,make_obs", RULE_CASES, ids=[c[0] for c in RULE_CASES])
 def test_rule_fires_after_its_duration_and_not_before(rule, time_setting, make_obs):
-    config = cfg()
+    config = rule_cfg(rule)
     need = getattr(config, time_setting)
     engine = DecisionEngine(config)
     # an honest second first, then the condition starts at t=1.0
@@ -114,7 +121,7 @@ def test_rule_fires_after_its_duration_and_not_before(rule, time_setting, make_o
 
 @pytest.mark.parametrize("rule,time_setting,make_obs", RULE_CASES, ids=[c[0] for c in RULE_CASES])
 def test_rule_ends_after_clear_time(rule, time_setting, make_obs):
-    config = cfg()
+    config = rule_cfg(rule)
     engine = DecisionEngine(config)
     need = getattr(config, time_setting)
     events = run(engine, "s", 0.0, need + 1.0, make_obs)
