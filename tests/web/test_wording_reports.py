@@ -1,0 +1,141 @@
+"""What the proctor sees, part two (issue 15): the printable report and the CSV exports in words, the
+"exam ended" toast with a sentence instead of the coded reason, and toasts that wait their turn (polite)
+unless critical. The scripts run in Node against a small fake DOM, with the wording the server renders."""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import csrf_token, make_user
+from tests.live.test_frame_api import Student, live_env, runtime_of, stop_live_runtime  # noqa: F401 (autouse fixtures)
+from tests.live.test_sockets import socket_client, wait_for
+from tests.web.test_page_data import rendered_facts
+
+ROOT = Path(__file__).resolve().parents[2]
+NODE = shutil.which("node")
+
+# Just enough DOM for static/js/admin/live.js (toast) and monitor.js (its handlers): elements keep their
+# attributes, children and text; AdminLive.connect is caught so the test can call the page's handlers.
+HARNESS = r"""
+const fs = require("fs");
+const input = JSON.parse(fs.readFileSync(0, "utf8"));
+function el(tag) {
+  return {tagName: tag, attrs: {}, children: [], className: "", textContent: "", parent: null,
+    classList: {add() {}, remove() {}},
+    setAttribute(k, v) { this.attrs[k] = String(v); }, getAttribute(k) { return k in this.attrs ? this.attrs[k] : null; },
+    hasAttribute(k) { return k in this.attrs; },
+    appendChild(c) { if (c.parent) c.parent.removeChild(c); this.children.push(c); c.parent = this; return c; },
+    append(...cs) { cs.forEach((c) => this.appendChild(c)); },
+    removeChild(c) { this.children = this.children.filter((x) => x !== c); c.parent = null; },
+    remove() { if (this.parent) this.parent.removeChild(this); },
+    get firstChild() { return this.children[0]; }, addEventListener() {}, querySelector() { return null; }};
+}
+const byId = {toasts: el("div"), "monitor-grid": el("div")};
+byId["monitor-grid"].setAttribute("data-monitor-base", "/admin/monitor");
+global.window = global;
+global.document = {getElementById: (id) => byId[id] || null, createElement: el, querySelectorAll: () => []};
+global.setTimeout = () => 0;
+global.setInterval = () => 0;
+global.Image = function () {};
+window.Proctor = {rules: () => input.facts};
+const run = (path) => new Function(fs.readFileSync(path, "utf8"))();
+run(input.root + "/static/js/admin/live.js");
+let handlers = null;
+window.AdminLive.connect = (h) => { handlers = h; };
+run(input.root + "/static/js/admin/monitor.js");
+input.calls.forEach((c) => {
+  if (c.toast) window.AdminLive.toast(c.toast[0], c.toast[1], c.toast[2]);
+  else handlers[c.handler](c.payload);
+});
+const text = (e) => e.textContent + e.children.map(text).join(" ");
+console.log(JSON.stringify(byId.toasts.children.map((t) => ({
+  role: t.getAttribute("role"), severity: t.getAttribute("data-severity"),
+  title: text(t.children[0]), body: text(t.children[1])}))));
+"""
+
+
+def run_admin_scripts(facts: dict, calls: list[dict]) -> list[dict]:
+    """The toasts static/js/admin/live.js + monitor.js put on the page after `calls` (toasts or handler calls)."""
+    assert NODE, "node is needed to run the admin scripts (apt-get install nodejs)"
+    out = subprocess.run([NODE, "-e", HARNESS], input=json.dumps({"facts": facts, "calls": calls, "root": str(ROOT)}),
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+# --------------------------------------------------------------------------- toasts: polite unless critical
+
+def test_toast_containers_are_polite_and_only_a_critical_toast_interrupts(app, admin_client):
+    student_id = make_user(app, "watched@example.edu", name="Watched One")
+    pages = {"/admin/monitor": None, f"/admin/monitor/{student_id}": None}
+    for path in pages:
+        pages[path] = admin_client.get(path).get_data(as_text=True)
+        containers = re.findall(r'<div id="toasts"[^>]*>', pages[path])
+        assert len(containers) == 1, path
+        assert 'aria-live="polite"' in containers[0] and "assertive" not in pages[path], path
+    facts = rendered_facts(pages["/admin/monitor"])
+    toasts = run_admin_scripts(facts, [{"toast": ["Looked away", "Ana looked away", {"severity": "medium"}]},
+                                       {"toast": ["Exam ended", "Ended by a proctor", {"severity": "critical"}]},
+                                       {"toast": ["Notice", "Something small", {"severity": "low"}]}])
+    assert [(t["severity"], t["role"]) for t in toasts] == [("medium", "status"), ("critical", "alert"), ("low", "status")]
+    assert [t["title"].split()[-1] for t in toasts] == ["away", "ended", "Notice"]
+
+
+# --------------------------------------------------------------------------- exam_terminated: a sentence
+
+@pytest.fixture
+def admin(app, admin_client):
+    admin_client.csrf = csrf_token(admin_client, "/admin/")
+    return admin_client
+
+
+def _post(admin, url, body):
+    return admin.post(url, json=body, headers={"X-CSRFToken": admin.csrf})
+
+
+def test_exam_terminated_carries_the_sentence_beside_the_raw_reason(app, admin):
+    admin_socket = socket_client(app, admin, "/admin")
+    assert admin_socket.is_connected("/admin")
+    try:
+        # a proctor's termination, through the audited route
+        typed = Student(app, "typed@example.edu", name="Ana Lima")
+        assert _post(admin, f"/api/admin/sessions/{typed.session_id}/terminate", {"reason": "phone on the desk"}).status_code == 200
+        by_hand, _ = wait_for(admin_socket, "/admin", "exam_terminated", lambda p: p["session_id"] == typed.session_id)
+        assert by_hand["reason"] == "phone on the desk"  # the raw reason stays for tools
+        assert by_hand["reason_text"] == "Ended by a proctor: phone on the desk"
+        assert by_hand["name"] == "Ana Lima" and by_hand["auto"] is False
+
+        # an automatic one: three warnings from the exam page with auto-terminate on, through the real runtime
+        auto = Student(app, "auto@example.edu", name="Bo Chen")
+        assert _post(admin, f"/api/admin/sessions/{auto.session_id}/auto-terminate", {"enabled": True}).status_code == 200
+        for kind in ("TAB_SWITCH", "FULLSCREEN_EXIT", "VOICE_DETECTED"):
+            assert auto.post_event({"type": kind, "level": 0.4, "duration_ms": 1500}).status_code == 200
+        ended, _ = wait_for(admin_socket, "/admin", "exam_terminated", lambda p: p["session_id"] == auto.session_id)
+        assert ended["auto"] is True and ended["reason"].startswith("Automatically terminated: warning 3 of 3 for VOICE_DETECTED")
+        assert ended["reason_text"] == "Ended automatically after 3 warnings; the last: voice."
+        assert not re.search(r"[A-Z]+_[A-Z]+", ended["reason_text"]), "a rule code in the sentence"
+    finally:
+        admin_socket.disconnect("/admin")
+
+    # the dashboard's toast shows the sentence, with the student's name, not the coded reason
+    facts = rendered_facts(admin.get("/admin/monitor").get_data(as_text=True))
+    [toast] = run_admin_scripts(facts, [{"handler": "exam_terminated", "payload": ended}])
+    assert toast["role"] == "alert" and toast["severity"] == "critical"
+    assert "Bo Chen" in toast["title"] and toast["body"] == "Ended automatically after 3 warnings; the last: voice."
+    assert "VOICE_DETECTED" not in json.dumps(toast)
+
+
+def test_a_termination_with_no_typed_reason_reads_as_such():
+    from proctor import wording
+    from proctor.live.actions import DEFAULT_REASON
+
+    assert wording.PROCTOR_DEFAULT_REASON == DEFAULT_REASON
+    assert wording.termination_sentence(DEFAULT_REASON, audience="admin") == "Ended by a proctor (no reason given)."
+    assert wording.termination_sentence(DEFAULT_REASON, audience="student") == "A proctor ended your exam."
+    js = (ROOT / "static/js/admin/monitor_student.js").read_text()
+    assert f'"{DEFAULT_REASON}"' in js, "the student monitor's empty-reason fallback changed: update proctor/wording.py"
