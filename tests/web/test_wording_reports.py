@@ -7,12 +7,13 @@ import json
 import re
 import shutil
 import subprocess
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import csrf_token, make_user
-from tests.live.test_frame_api import Student, live_env, runtime_of, stop_live_runtime  # noqa: F401 (autouse fixtures)
+from tests.live.test_frame_api import Student, live_env, stop_live_runtime  # noqa: F401 (autouse fixtures)
 from tests.live.test_sockets import socket_client, wait_for
 from tests.web.test_page_data import rendered_facts
 
@@ -139,3 +140,88 @@ def test_a_termination_with_no_typed_reason_reads_as_such():
     assert wording.termination_sentence(DEFAULT_REASON, audience="student") == "A proctor ended your exam."
     js = (ROOT / "static/js/admin/monitor_student.js").read_text()
     assert f'"{DEFAULT_REASON}"' in js, "the student monitor's empty-reason fallback changed: update proctor/wording.py"
+
+
+# --------------------------------------------------------------------------- the printable report
+
+LOCAL_TIME_HARNESS = r"""
+const fs = require("fs");
+const input = JSON.parse(fs.readFileSync(0, "utf8"));
+const els = input.times.map((t) => ({attrs: t.attrs, textContent: t.text, title: "",
+  getAttribute(k) { return k in this.attrs ? this.attrs[k] : null; }, hasAttribute(k) { return k in this.attrs; }}));
+global.document = {querySelectorAll: () => els};
+new Function(fs.readFileSync(input.root + "/static/js/admin/local_time.js", "utf8"))();
+console.log(JSON.stringify(els.map((e) => ({text: e.textContent, title: e.title}))));
+"""
+
+
+def _time_elements(html: str) -> list[dict]:
+    """Every <time class="local-time"> of a page: its attributes (valueless ones as "") and its text."""
+    out = []
+    for attrs, text in re.findall(r'<time class="local-time"([^>]*)>([^<]*)</time>', html):
+        parsed = {k: v or "" for k, v in re.findall(r'([\w-]+)(?:="([^"]*)")?', attrs)}
+        out.append({"attrs": parsed, "text": text})
+    return out
+
+
+def _report_without_timeline(page: str) -> str:
+    # The timeline figure (templates/admin/_timeline.html) is another part of issue 15; data-type attributes
+    # keep the code for scripts and tests, never as text.
+    return re.sub(r'<figure class="timeline-figure">.*?</figure>', "", re.sub(r' data-type="[A-Z_]+"', "", page), flags=re.S)
+
+
+def test_printable_report_reads_as_words_and_times(app, admin_client):
+    from tests.web.test_wording import _live_like_session
+
+    s, start = _live_like_session(app)
+    resp = admin_client.get(f"/admin/sessions/{s['session_id']}/report")
+    assert resp.status_code == 200
+    page = resp.get_data(as_text=True)
+    text = _report_without_timeline(page)
+    # no rule codes, no coded termination reason, no raw internals
+    import config_vision
+
+    for code in list(config_vision.RULES) + ["Automatically terminated", "warning 1 of 3", "head_turned", "PENDING",
+                                             "TERMINATED", "4411", "frame_t"]:
+        assert code not in text, code
+    assert not re.search(r"\b1[0-9]{9}(\.\d+)?\b", text), "an epoch float is on the report"
+    # the wording module's sentences, titles and severity labels (icon hidden, label in words)
+    rows = re.search(r'<table class="table table-sm" id="report-violations">.*?</table>', page, re.S).group(0)
+    assert "<strong>Looking away</strong><div>Ana Lima looked away from the screen for 6 s.</div>" in rows
+    assert "Ana Lima: a prohibited object is in view (cell phone 0.82)." in rows
+    assert "Cause: head turned away" in rows and "Head turned: left/right 38°" in rows
+    assert '<span aria-hidden="true">⚠</span> Warning' in rows and '<span aria-hidden="true">✖</span> Critical' in rows
+    assert '<td id="report-ending">Ended automatically after 3 warnings; the last: identity mismatch.</td>' in page
+    assert "looking away 1, identity mismatch 1, prohibited object 1" in page
+    # times from the start, then the clock time; without JavaScript that is UTC, and says so
+    at = start.replace(microsecond=0) + timedelta(seconds=754)
+    assert (f'<span class="moment-offset">+12:34</span> <time class="local-time" data-with-zone '
+            f'datetime="{at.isoformat()}Z">{at:%H:%M:%S} UTC</time>') in rows
+    assert '<span class="moment-offset">+1:02:05</span>' in rows and '<span class="moment-offset">+12:28</span>' in rows
+    assert f'datetime="{start.replace(microsecond=0).isoformat()}Z">{start:%Y-%m-%d %H:%M:%S} UTC</time>' in page
+    assert "js/admin/local_time.js" in page and "<script>" not in page
+
+
+def test_report_times_name_the_readers_zone(app, admin_client):
+    """In a browser the report's times become local ones, and the zone is named (paper travels); the session
+    page's times, which stay on screen, keep the short "local"."""
+    from tests.web.test_wording import _live_like_session
+
+    s, start = _live_like_session(app)
+    report = _time_elements(admin_client.get(f"/admin/sessions/{s['session_id']}/report").get_data(as_text=True))
+    review = _time_elements(admin_client.get(f"/admin/sessions/{s['session_id']}").get_data(as_text=True))
+    assert len(report) >= 8 and all("data-with-zone" in t["attrs"] for t in report)
+    assert review and not any("data-with-zone" in t["attrs"] for t in review)
+    assert NODE, "node is needed to run the admin scripts (apt-get install nodejs)"
+    for tz, zone, hours in (("America/New_York", "EST", -5), ("Asia/Kolkata", "GMT+5:30", 5.5)):
+        out = subprocess.run([NODE, "-e", LOCAL_TIME_HARNESS], input=json.dumps({"times": report + review, "root": str(ROOT)}),
+                             capture_output=True, text=True, timeout=60, env={"TZ": tz, "LANG": "C.UTF-8", "PATH": "/usr/bin:/bin"})
+        assert out.returncode == 0, out.stderr
+        shown = json.loads(out.stdout)
+        first = start.replace(microsecond=0) + timedelta(seconds=754)  # the first violation
+        local = (first + timedelta(hours=hours)).strftime("%H:%M:%S")
+        assert [t["text"] for t, sent in zip(shown, report) if sent["attrs"]["datetime"] == first.isoformat() + "Z"] == [
+            f"{local} {zone}"], (tz, shown)
+        assert all(t["text"].endswith(" " + zone) and t["title"].endswith(" UTC") for t in shown[:len(report)])
+        assert all(t["text"].endswith(" local") for t in shown[len(report):])
+
