@@ -225,3 +225,28 @@ def test_report_times_name_the_readers_zone(app, admin_client):
         assert all(t["text"].endswith(" " + zone) and t["title"].endswith(" UTC") for t in shown[:len(report)])
         assert all(t["text"].endswith(" local") for t in shown[len(report):])
 
+
+# --------------------------------------------------------------------------- CSV exports: codes kept, words added
+
+def test_csv_exports_keep_the_codes_and_add_readable_columns(app, admin_client):
+    from tests.web.test_admin_results import read_csv
+    from tests.web.test_wording import _live_like_session
+
+    s, _ = _live_like_session(app)
+    rows = read_csv(admin_client.get(f"/admin/reports/violations.csv?session={s['session_id']}"))
+    assert [r["type"] for r in rows] == ["DISTRACTION", "PROHIBITED_OBJECT", "IDENTITY_MISMATCH"]  # tools match on these
+    assert [r["severity"] for r in rows] == ["medium", "high", "critical"]
+    assert [r["severity_label"] for r in rows] == ["Warning", "Serious", "Critical"]
+    assert [r["time_from_start"] for r in rows] == ["12:34", "13:20", "1:02:05"]
+    assert rows[0]["description"] == "Ana Lima looked away from the screen for 6 s"
+    assert rows[1]["description"] == "Ana Lima: a prohibited object is in view (cell phone 0.82)"
+    assert json.loads(rows[0]["details"])["seq"] == 4411  # the raw details stay whole for tools
+    # the new columns come after the old ones, so a tool reading by position still finds them
+    header = list(rows[0])
+    assert header[:15] == ["violation_id", "session_id", "student_id", "student_name", "student_email", "exam_title",
+                           "timestamp_utc", "type", "severity", "details", "review_status", "review_note",
+                           "reviewed_at_utc", "snapshot_url", "clip_url"]
+    [result] = read_csv(admin_client.get("/admin/reports/results.csv"))
+    assert result["termination_reason"].startswith("Automatically terminated: warning 3 of 3 for IDENTITY_MISMATCH")
+    assert result["how_it_ended"] == "Ended automatically after 3 warnings; the last: identity mismatch."
+    assert list(result)[-1] == "how_it_ended" and list(result)[14] == "termination_reason"
