@@ -65,6 +65,7 @@ STUDENT_AFTERWARDS: dict[str, str] = {
 AUTO_TERMINATION = re.compile(r"^Automatically terminated: warning (\d+) of (\d+) for ([A-Z_]+)")
 TIME_UP_PREFIX = "time expired"          # proctor/exam_service.TIME_UP_REASON
 SUBMITTED_REASON = "submitted by the student"  # proctor/student/exam_api.submit
+PROCTOR_DEFAULT_REASON = "Terminated by the proctor"  # proctor/live/actions.DEFAULT_REASON: no reason typed
 
 
 @dataclass(frozen=True)
@@ -160,6 +161,8 @@ def termination_sentence(reason: str | None, *, audience: str) -> str:
                 else "Time ran out; the answers were submitted automatically.")
     if reason == SUBMITTED_REASON:
         return "You submitted the exam." if student else "The student submitted the exam."
+    if reason == PROCTOR_DEFAULT_REASON:
+        return "A proctor ended your exam." if student else "Ended by a proctor (no reason given)."
     # Anything else is what a proctor typed when ending the exam.
     return f"A proctor ended your exam: {reason}" if student else f"Ended by a proctor: {reason}"
 

@@ -151,7 +151,8 @@ def results():
 
 # --- one session ---------------------------------------------------------------------------
 
-def _details(v: Violation) -> dict:
+def stored_details(v: Violation) -> dict:
+    """A violation's stored details as a dict; unreadable JSON becomes a marker, never an error on a page."""
     try:
         data = json.loads(v.details or "{}")
     except ValueError:
@@ -190,7 +191,7 @@ def build_timeline(session: ExamSession, violations: list[Violation], width: int
     chart_h = 90
     scores = []
     for v in violations:
-        s = _details(v).get("suspicion")
+        s = stored_details(v).get("suspicion")
         if isinstance(s, dict):
             s = s.get("score")
         if isinstance(s, (int, float)) and not isinstance(s, bool) and 0 <= s <= 100:
@@ -239,7 +240,7 @@ def replay_suspicion(session: ExamSession, violations: list[Violation]) -> list[
     out = []
     for v in violations:
         t = (v.timestamp - session.started_at).total_seconds()
-        held = _details(v).get("duration_s")
+        held = stored_details(v).get("duration_s")
         severity = v.severity or "medium"
         try:
             if isinstance(held, (int, float)) and not isinstance(held, bool) and 0 <= held < 86400:
@@ -276,7 +277,7 @@ def session_review_data(session_id: int) -> dict:
     ids = {v.reviewed_by for v in violations if v.reviewed_by}
     if ids:
         reviewers = dict(db.session.execute(select(User.id, User.name).where(User.id.in_(ids))).all())
-    details = {v.id: _details(v) for v in violations}
+    details = {v.id: stored_details(v) for v in violations}
     return {"session": session, "student": session.student, "exam": session.exam, "result": result,
             "violations": violations, "details": details, "answers": answers,
             # what a reviewer reads (proctor/wording.py): a sentence, times from the start, no internals
@@ -300,7 +301,7 @@ def session_review(session_id: int):
 @bp.route("/sessions/<int:session_id>/report")
 @access(ADMIN)
 def session_report(session_id: int):
-    return render_template("admin/session_report.html", **session_review_data(session_id))
+    return render_template("admin/session_report.html", generated=utcnow(), **session_review_data(session_id))
 
 
 @bp.route("/violations/<int:violation_id>/review", methods=["POST"])

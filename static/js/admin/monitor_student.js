@@ -31,9 +31,10 @@
     set("active_rules", d.ruleText);
   }
 
-  function ended(reason) {
+  // how: a sentence (the server's reason_text) or a reason the proctor just typed; either may end with a full stop.
+  function ended(how) {
     root.setAttribute("data-exam-status", "ENDED");
-    say("The exam has ended" + (reason ? ": " + reason : "") + ".", true);
+    say("The exam has ended." + (how ? " " + how.replace(/\.?$/, ".") : ""), true);
     ["clear-warnings", "terminate", "auto-terminate"].forEach((id) => {
       const el = document.getElementById(id);
       if (el) el.disabled = true;
@@ -83,7 +84,7 @@
       addViolation(p);
     },
     warnings_cleared(p) { if (mine(p)) say("Warnings cleared.", true); },
-    exam_terminated(p) { if (mine(p) || String(p.session_id) === String(sessionId)) ended(p.reason); },
+    exam_terminated(p) { if (mine(p) || String(p.session_id) === String(sessionId)) ended(p.reason_text || p.reason); },
     student_left(p) { if (mine(p)) ended(""); },
   };
   Live.connect(handlers, root.getAttribute("data-poll-url"), Number(root.getAttribute("data-poll-interval")) || 4);
@@ -117,7 +118,7 @@
       if (!window.confirm("Terminate this exam now? The student's exam ends and is graded as terminated.")) return;
       terminate.disabled = true;
       const r = await act(sessionApi + "/terminate", {reason: reason});
-      if (r.ok) ended(reason); else { say("Could not terminate: " + why(r), false); terminate.disabled = false; }
+      if (r.ok) ended("Reason: " + reason); else { say("Could not terminate: " + why(r), false); terminate.disabled = false; }
     });
   }
   const auto = document.getElementById("auto-terminate");
