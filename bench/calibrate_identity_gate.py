@@ -29,24 +29,11 @@ import numpy as np
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+from tests.photos import place_face  # noqa: E402
+
 SIZES_PX = (48, 56, 64, 72, 80, 96, 128)
 RISE_BUDGET = 0.03
 CHOOSE = ("p01", "p03", "p05", "p07")  # the other people (p02, p04, p06) score the choice
-
-
-def placed(img, box, face_px: int, width: int = 640, height: int = 480):
-    """The photo scaled so that its face box's short side is about face_px, centred in a grey webcam frame."""
-    import cv2
-
-    x1, y1, x2, y2 = box
-    s = face_px / min(x2 - x1, y2 - y1)
-    small = cv2.resize(img, None, fx=s, fy=s, interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
-    ox, oy = int(round(width / 2 - (x1 + x2) / 2 * s)), int(round(height / 2 - (y1 + y2) / 2 * s))
-    frame = np.full((height, width, 3), 40, np.uint8)
-    h, w = small.shape[:2]
-    sx1, sy1, sx2, sy2 = max(0, -ox), max(0, -oy), min(w, width - ox), min(h, height - oy)
-    frame[sy1 + oy:sy2 + oy, sx1 + ox:sx2 + ox] = small[sy1:sy2, sx1:sx2]
-    return frame
 
 
 def measure(testdata: Path) -> list[dict]:
@@ -70,7 +57,7 @@ def measure(testdata: Path) -> list[dict]:
                 continue
             full[row["file"]] = (row["person"], identity.embed(img, obs.box))
             for size in SIZES_PX:
-                frame = placed(img, obs.box, size)
+                frame = place_face(img, obs.box, size)
                 o2 = faces.analyze(frame)
                 if o2.face_detected:
                     px = min(o2.box[2] - o2.box[0], o2.box[3] - o2.box[1])

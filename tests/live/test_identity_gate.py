@@ -18,6 +18,7 @@ import pytest
 
 from proctor.live.pipeline import FrameJob, FramePipeline
 from tests.live import live_frame, load_photo
+from tests.photos import place_face
 
 PEOPLE = "identity/people/"
 TURNED = "c_1_coco446_woman_bookshelf.jpg"  # a real head turned about 47 degrees (FaceMesh's yaw)
@@ -75,18 +76,8 @@ def template(identity):
 
 
 def placed(photo_face, name, face_px, width=640, height=480):
-    """The photo scaled so that its face box's short side is about face_px, centred in a webcam frame
-    (letterboxed with grey where the photo does not reach): a student sitting further away."""
-    img = load_photo(name)
-    x1, y1, x2, y2 = photo_face(name)
-    s = face_px / min(x2 - x1, y2 - y1)
-    small = cv2.resize(img, None, fx=s, fy=s, interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
-    ox, oy = int(round(width / 2 - (x1 + x2) / 2 * s)), int(round(height / 2 - (y1 + y2) / 2 * s))
-    frame = np.full((height, width, 3), 40, np.uint8)
-    h, w = small.shape[:2]
-    sx1, sy1, sx2, sy2 = max(0, -ox), max(0, -oy), min(w, width - ox), min(h, height - oy)
-    frame[sy1 + oy:sy2 + oy, sx1 + ox:sx2 + ox] = small[sy1:sy2, sx1:sx2]
-    return frame
+    """The named photo with its face about face_px across, in a webcam frame (a student further away)."""
+    return place_face(load_photo(name), photo_face(name), face_px, width, height)
 
 
 @pytest.fixture(scope="module")
