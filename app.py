@@ -12,7 +12,7 @@ if __name__ == "__main__" and os.environ.get("PROCTOR_ASYNC_MODE", "eventlet") =
 
     eventlet.monkey_patch()
 
-from proctor import ConfigError, create_app, init_db  # noqa: E402
+from proctor import ConfigError, create_app, init_db, start_live  # noqa: E402
 from proctor.extensions import socketio  # noqa: E402
 
 
@@ -23,6 +23,7 @@ def main() -> int:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
     init_db(application)
+    start_live(application)  # workers warm while the server comes up
     host, port = application.config["PROCTOR_HOST"], application.config["PROCTOR_PORT"]
     application.logger.info("serving on http://%s:%s (%s)", host, port, application.config["PROCTOR_ASYNC_MODE"])
     socketio.run(application, host=host, port=port, allow_unsafe_werkzeug=True)

@@ -135,6 +135,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("YAW_THRESHOLD_DEG", float, 25.0, "Head yaw beyond this (either side) counts as looking away.", 5, 80),
     Setting("PITCH_THRESHOLD_DEG", float, 30.0, "Head pitch beyond this (up or down) counts as looking away.", 5, 80),
     Setting("EAR_THRESHOLD", float, 0.18, "Eye aspect ratio below this (both eyes) counts as eyes closed.", 0.05, 0.40),
+    Setting("EYES_CLOSED_MAX_PITCH_DOWN_DEG", float, 20.0, "Eyes are judged closed (EAR) only while the head is turned down by at most this from the line of sight; further down the camera sees the upper lids over open eyes (reading, writing), so EYES_CLOSED does not judge and DISTRACTION's PITCH_THRESHOLD_DEG applies. 20: faces looking at the camera read up to 18 down in the test photos, heads turned down 30 beyond 20 in 42 of 45 (tests/vision/test_eyes_looking_down.py).", 5, 90),
     Setting("IRIS_OFFSET_THRESHOLD", float, 0.28, "Iris offset from the eye centre (fraction of half the eye width) beyond this counts as gazing away.", 0.05, 1.0),
     # --- how long a condition must hold before its rule fires (seconds, frame time)
     Setting("TIME_NO_FACE_S", float, 3.0, "No face in frame for this long fires NO_FACE.", 0.0, 120),
@@ -228,6 +229,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("IDENTITY_CHECK_EVERY_S", float, 10.0, "How often (frame time) the live face is verified against the enrolment while the same face stays in view (about 90 ms a check with dlib alone, 20-50 ms more with FaceRes); a face that comes back, a change in the face count or a jump of the main face is checked on the next frame whatever this says.", 0.5, 600),
     Setting("IDENTITY_VERIFIED_EVERY_S", float, 30.0, "Once IDENTITY_VERIFIED_AFTER_CHECKS checks in a row matched the same face, tracked without a break (no face lost, no change in the face count, no jump of the main face), it is checked this often instead of IDENTITY_CHECK_EVERY_S: swapping the person in front of the camera breaks the track and brings a check on the next frame. A mismatch, a failed check or a break goes back to IDENTITY_CHECK_EVERY_S. Must not be below IDENTITY_CHECK_EVERY_S.", 0.5, 600),
     Setting("IDENTITY_VERIFIED_AFTER_CHECKS", int, 2, "How many matching identity checks in a row of one unbroken face track before it is checked only every IDENTITY_VERIFIED_EVERY_S. 0: always every IDENTITY_CHECK_EVERY_S.", 0, 20),
+    Setting("IDENTITY_MIN_FACE_PX", int, 80, "A live identity check judges a face only when its box is at least this many pixels on its short side; a smaller face is no verdict (neither match nor mismatch) and is checked again on the next frames. 80, as ENROL_MIN_FACE_PX: chosen on half of the identity photos' people as the smallest size whose same-person distances rise at most 0.03 over full size; on the other half they rose at most 0.029 at 80 px (no false refusal), 0.038 at 64 px (1) and 0.110 at 56 px (7) (bench/calibrate_identity_gate.py, docs/identity-calibration.md).", 16, 2000),
+    Setting("IDENTITY_MAX_YAW_DEG", float, 25.0, "A live identity check judges a face only when its head yaw is within this many degrees either side (a face turned further is no verdict, checked again on the next frames). 25, as YAW_THRESHOLD_DEG: a face the rules count as looking at the screen can be judged; enrolment photos are frontal.", 5, 90),
+    Setting("IDENTITY_MAX_PITCH_DEG", float, 30.0, "A live identity check judges a face only when its head pitch is within this many degrees up or down (further is no verdict, checked again on the next frames). 30, as PITCH_THRESHOLD_DEG.", 5, 90),
+    Setting("IDENTITY_MISMATCH_MIN_CHECKS", int, 2, "IDENTITY_MISMATCH needs at least this many mismatching checks (a face on a screen or a photo counts as one) among the last IDENTITY_MISMATCH_WINDOW_CHECKS judged checks, the latest among them, before TIME_IDENTITY_MISMATCH_S starts; after a mismatch the next check comes within 2 s, so agreement costs seconds, not IDENTITY_CHECK_EVERY_S.", 1, 20),
+    Setting("IDENTITY_MISMATCH_WINDOW_CHECKS", int, 3, "How many of the latest judged identity checks IDENTITY_MISMATCH_MIN_CHECKS counts in. Must not be below IDENTITY_MISMATCH_MIN_CHECKS.", 1, 20),
     Setting("ENROL_MIN_FACE_PX", int, 80, "Enrolment photo: the face box must be at least this many pixels on its short side.", 16, 2000),
     Setting("ENROL_MIN_BRIGHTNESS", float, 60.0, "Enrolment photo: mean luma (0-255) of the face below this is refused as too dark.", 0, 255),
     Setting("ENROL_MAX_BRIGHTNESS", float, 225.0, "Enrolment photo: mean luma (0-255) of the face above this is refused as too bright.", 0, 255),
@@ -380,6 +386,11 @@ def _validated(values: dict[str, Any]) -> dict[str, Any]:
         raise VisionConfigError(
             f"IDENTITY_VERIFIED_EVERY_S={values['IDENTITY_VERIFIED_EVERY_S']!r} must not be below "
             f"IDENTITY_CHECK_EVERY_S={values['IDENTITY_CHECK_EVERY_S']!r}"
+        )
+    if values["IDENTITY_MISMATCH_MIN_CHECKS"] > values["IDENTITY_MISMATCH_WINDOW_CHECKS"]:
+        raise VisionConfigError(
+            f"IDENTITY_MISMATCH_MIN_CHECKS={values['IDENTITY_MISMATCH_MIN_CHECKS']!r} must not exceed "
+            f"IDENTITY_MISMATCH_WINDOW_CHECKS={values['IDENTITY_MISMATCH_WINDOW_CHECKS']!r}"
         )
     extra = values["EXTRA_BANNED_CLASSES"]
     for part in (p.strip() for p in extra.split(",") if p.strip()):

@@ -184,6 +184,15 @@ class DistractionRule(Rule):
 
 
 class EyesClosedRule(Rule):
+    """Both eyes' lids closed (EAR below EAR_THRESHOLD) for TIME_EYES_CLOSED_S.
+
+    Lids that look closed on a head turned down beyond EYES_CLOSED_MAX_PITCH_DOWN_DEG are not
+    judged (unknown): from a camera above the eyes, open eyes looking down at the keyboard or a
+    sheet show their upper lids over the iris and read as low an EAR as a blink. Looking down is
+    a gaze question, DISTRACTION's (PITCH_THRESHOLD_DEG), not sleep. Unknown neither starts the
+    rule nor ends it, so a sleeper whose head sinks stays reported.
+    """
+
     name = "EYES_CLOSED"
 
     def condition(self, obs, cfg, now, state):
@@ -194,10 +203,15 @@ class EyesClosedRule(Rule):
             return Condition(False)
         if face.ear_left is None or face.ear_right is None:
             return None
-        if face.ear_left < cfg.EAR_THRESHOLD and face.ear_right < cfg.EAR_THRESHOLD:
-            return Condition(True, cfg.TIME_EYES_CLOSED_S,
-                             {"ear_left": round(face.ear_left, 3), "ear_right": round(face.ear_right, 3)})
-        return Condition(False)
+        if not (face.ear_left < cfg.EAR_THRESHOLD and face.ear_right < cfg.EAR_THRESHOLD):
+            return Condition(False)
+        down = face.pitch_down_deg
+        if down is not None and down > cfg.EYES_CLOSED_MAX_PITCH_DOWN_DEG:
+            return None  # looking down: low lids over open eyes
+        details = {"ear_left": round(face.ear_left, 3), "ear_right": round(face.ear_right, 3)}
+        if down is not None:
+            details["pitch_down_deg"] = round(down, 1)
+        return Condition(True, cfg.TIME_EYES_CLOSED_S, details)
 
 
 class ProhibitedObjectRule(Rule):
@@ -224,7 +238,15 @@ class ProhibitedObjectRule(Rule):
 
 
 class IdentityMismatchRule(Rule):
-    """The live face is not the enrolled student, or is a picture of a face (a screen or a print)."""
+    """The live face is not the enrolled student, or is a picture of a face (a screen or a print).
+
+    One check is not a verdict: the latest check must mismatch and so must at least
+    IDENTITY_MISMATCH_MIN_CHECKS of the last IDENTITY_MISMATCH_WINDOW_CHECKS checks (a spoof counts
+    as a mismatch), so one unlucky frame of the right student (blur, a half-turned head) never fires
+    it. Each check counts once, however many frames carry its verdict (``identity_t`` tells them
+    apart; None: every observation is a check of its own). A check that judged no face (too small,
+    turned) is no check: the runtime sends no verdict for it.
+    """
 
     name = "IDENTITY_MISMATCH"
 
@@ -238,12 +260,20 @@ class IdentityMismatchRule(Rule):
         made = obs.t if obs.identity_t is None else obs.identity_t
         if not _finite(made) or made > now or now - made > self.freshness_s(cfg):
             return None
+        if state.check_t is None or made > state.check_t:  # a new check: count its verdict once
+            state.check_t = made
+            state.checks.append(not obs.identity_match)
+            del state.checks[:-int(cfg.IDENTITY_MISMATCH_WINDOW_CHECKS)]
         if obs.identity_match:
             return Condition(False)
+        agreeing = sum(state.checks)
+        if agreeing < int(cfg.IDENTITY_MISMATCH_MIN_CHECKS):
+            return None  # not yet agreed: the next check (soon after a mismatch) decides
+        details = {"identity_t": round(made, 3), "mismatched_checks": agreeing, "of_checks": len(state.checks)}
         if obs.identity_spoof:  # presentation_attack.py: not the student, whoever the picture shows
             return Condition(True, cfg.TIME_IDENTITY_MISMATCH_S,
-                             {"identity_t": round(made, 3), "cause": "spoof", "explanation": SPOOF_EXPLANATION}, "spoof")
-        return Condition(True, cfg.TIME_IDENTITY_MISMATCH_S, {"identity_t": round(made, 3)})
+                             {**details, "cause": "spoof", "explanation": SPOOF_EXPLANATION}, "spoof")
+        return Condition(True, cfg.TIME_IDENTITY_MISMATCH_S, details)
 
 
 class CameraOffRule(Rule):
@@ -280,6 +310,8 @@ class _RuleState:
     last_known_t: float | None = None
     cause: str = ""
     details: dict = field(default_factory=dict)
+    checks: list = field(default_factory=list)  # IDENTITY_MISMATCH: the latest checks' verdicts, True = mismatch
+    check_t: float | None = None                 # IDENTITY_MISMATCH: when the newest counted check was made
 
 
 @dataclass

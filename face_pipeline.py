@@ -34,7 +34,7 @@ class FaceObservation:
     face_detected: bool
     face_count: int
     yaw_deg: float | None = None        # + = the student's head turned to their left (image right)
-    pitch_deg: float | None = None      # + = looking up
+    pitch_deg: float | None = None      # + = looking up (pitch_down_deg: + = looking down)
     roll_deg: float | None = None
     ear_left: float | None = None       # eye aspect ratio, ~0.25-0.35 open, < 0.18 closed
     ear_right: float | None = None
@@ -46,6 +46,11 @@ class FaceObservation:
     brightness: float | None = None     # mean luma 0-255 of the frame before normalisation
     normalised: bool = False            # True when the frame was dark and CLAHE was applied
     landmarks: tuple[tuple[float, float], ...] = field(default=(), repr=False)  # main face, pixels
+
+    @property
+    def pitch_down_deg(self) -> float | None:
+        """How far the head is turned down from the line of sight to the camera (+ = down)."""
+        return None if self.pitch_deg is None else -self.pitch_deg
 
     @property
     def ear(self) -> float | None:

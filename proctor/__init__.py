@@ -127,6 +127,15 @@ def create_app(config: dict | None = None, env=None) -> Flask:
     return app
 
 
+def start_live(app: Flask) -> None:
+    """The server's start: the live runtime's workers load and warm their models now rather than on
+    the first frame (12-22 s during which the first student would not be analysed)."""
+    if app.config["PROCTOR_LIVE_START_WITH_SERVER"]:
+        from .live import get_runtime
+
+        get_runtime(app).start()
+
+
 def init_db(app: Flask) -> None:
     """Bring the schema up to date (runs the Alembic migrations; creates every table on a new database)."""
     from flask_migrate import upgrade

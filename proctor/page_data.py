@@ -8,7 +8,8 @@ on a page of one exam (its threshold overrides, as the live runtime applies them
 
 The block holds, for every rule of config_vision.RULE_REGISTRY, its name, title, severity, the
 student's message and the exam page's thresholds (read from the same vision settings the server
-uses), and the names of the Socket.IO events pushed to admins.
+uses), the names of the Socket.IO events pushed to admins, and the wording of every violation
+(proctor/wording.py: admin sentence template, student sentence, severity label and icon).
 """
 from __future__ import annotations
 
@@ -24,6 +25,8 @@ import config_vision
 from config_vision import VisionConfig, VisionConfigError
 
 from .live.events import ADMIN_EVENTS
+from . import wording
+from .wording import wording_facts
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +63,7 @@ def _with_exam_overrides(config: VisionConfig, overrides: Mapping[str, Any] | st
 def page_facts(config: VisionConfig | None = None, overrides: Mapping[str, Any] | str | None = None) -> dict:
     """The JSON-able facts rendered into pages."""
     config = _with_exam_overrides(config or server_vision_config(), overrides)
-    return {**config_vision.browser_rules(config), "admin_events": list(ADMIN_EVENTS)}
+    return {**config_vision.browser_rules(config), "admin_events": list(ADMIN_EVENTS), "wording": wording_facts()}
 
 
 def rules_script(config: VisionConfig | None = None, overrides: Mapping[str, Any] | str | None = None) -> Markup:
@@ -70,5 +73,9 @@ def rules_script(config: VisionConfig | None = None, overrides: Mapping[str, Any
 
 
 def init_app(app: Flask) -> None:
-    """Make ``rules_script`` available to every template."""
+    """Make ``rules_script`` and the violation wording (proctor/wording.py) available to every template."""
     app.jinja_env.globals["rules_script"] = rules_script
+    app.jinja_env.globals["violation_wording"] = wording.violation_wording
+    app.jinja_env.globals["termination_sentence"] = wording.termination_sentence
+    app.jinja_env.globals["liveness_wording"] = lambda audience: wording.liveness_wording(server_vision_config(),
+                                                                                        audience=audience)

@@ -132,6 +132,9 @@ SETTINGS: tuple[AppSetting, ...] = (
     # --- live analysis
     _s("PROCTOR_LIVE_ENABLED", "bool", True, "Run the vision workers at all."),
     _s("PROCTOR_LIVE_WORKERS", "int", 2, "Vision worker processes (one core each).", 1, 16),
+    _s("PROCTOR_LIVE_START_WITH_SERVER", "bool", True, "Start the vision workers and load their models when the server starts "
+       "(python app.py), so the first student after a restart is analysed at once; off: they start on the first frame. "
+       "/api/health's live.ready says when they are warm."),
     _s("PROCTOR_BROKER_URL", "text", "", "Distributed mode: a Redis URL (redis://host:6379/0); frames are analysed by Celery workers "
        "started with scripts/worker on any machine, instead of this process's own (PROCTOR_LIVE_WORKERS is then unused). "
        "Empty: the embedded mode.", secret=True),

@@ -10,7 +10,8 @@ runtime exactly as the upload route's do); admin actions go through the audited 
 /admin (admins only; room "admins"): on connect `active_students` {students: [...]} to that admin,
 then student_violation {student_id, name, session_id, type, details, time, evidence_url, clip_url,
 violation_id, severity, count, message}, student_status, student_joined, student_left,
-exam_terminated, warnings_cleared (the runtime's payloads).
+exam_terminated {student_id, name, session_id, reason, reason_text, by_admin_id, auto}, warnings_cleared
+(the runtime's payloads; the bridge adds names, URLs and the sentences a proctor reads).
 /student (students only; room "student:<id>"): warning {type, message, count} and
 terminated {reason, result_url}, for that student only; the page sends its camera frames on it
 (event "frame", handled by api/frame_socket.py).
@@ -35,6 +36,7 @@ from sqlalchemy import event
 from sqlalchemy import inspect as orm_inspect
 from sqlalchemy.orm import Session
 
+from . import wording
 from .live.events import ADMIN_EVENTS
 
 log = logging.getLogger(__name__)
@@ -176,7 +178,8 @@ class SocketBridge:
         if name == "student_joined" and payload.get("name"):
             self._names[int(payload["student_id"])] = str(payload["name"])
         if name in ADMIN_EVENTS:
-            data = self.violation_payload(payload) if name == "student_violation" else payload
+            data = (self.violation_payload(payload) if name == "student_violation"
+                    else self.terminated_payload(payload) if name == "exam_terminated" else payload)
             self._emit(name, data, namespace=ADMIN_NS, to=ADMIN_ROOM)
         if name == "student_warning" and payload.get("student_id") is not None:
             self._emit("warning", {"type": payload.get("type"), "message": payload.get("message"),
@@ -203,6 +206,16 @@ class SocketBridge:
                 return None
             self._names[sid] = student.name
         return self._names[sid]
+
+    def terminated_payload(self, payload: dict) -> dict:
+        """exam_terminated for admins: the raw reason kept (what is stored, what tools match on) and beside it
+        the sentence the toast shows (proctor/wording.py), so a proctor never reads a coded reason. The runtime
+        cannot build it: proctor/live imports nothing from the web layer."""
+        data = dict(payload)
+        data["name"] = payload.get("name") or self.student_name(payload.get("student_id"))
+        data["reason_text"] = (wording.termination_sentence(payload.get("reason"), audience="admin")
+                               or "No reason was given.")
+        return data
 
     def violation_payload(self, payload: dict) -> dict:
         vid = payload.get("violation_id")

@@ -1,4 +1,8 @@
-"""Admin: CSV exports of results and violations (formula-safe cells)."""
+"""Admin: CSV exports of results and violations (formula-safe cells).
+
+The coded columns (type, severity, termination_reason) stay as stored: tools match on them. Readable
+columns (proctor/wording.py's sentences) are appended at the end, so a reader of the file gets words and a
+tool that reads columns by position still finds the old ones where they were."""
 from __future__ import annotations
 
 import json
@@ -7,12 +11,13 @@ from datetime import datetime, time, timedelta
 from flask import Response, render_template, request, url_for
 from sqlalchemy import select
 
+from .. import wording
 from ..extensions import db
 from ..models import AuditLog, Exam, ExamSession, ResultStatus, ReviewStatus, User, Violation
 from ..security import ADMIN, access
 from . import bp
 from .fields import csv_text, paginate, query_int
-from .results import OUTCOMES, read_filters, results_query, violation_counts
+from .results import OUTCOMES, read_filters, results_query, stored_details, violation_counts
 
 EXPORT_MAX_ROWS = 50_000
 
@@ -44,7 +49,7 @@ def export_results():
     counts = violation_counts([r.ExamSession.id for r in rows])
     header = ["result_id", "session_id", "student_id", "student_name", "student_email", "exam_id", "exam_title",
               "started_at_utc", "ended_at_utc", "score", "total", "percentage", "grade", "status", "termination_reason",
-              "outcome", "violations", "violations_pending", "violations_confirmed", "violations_dismissed"]
+              "outcome", "violations", "violations_pending", "violations_confirmed", "violations_dismissed", "how_it_ended"]
     out = []
     for r in rows:
         c = counts[r.ExamSession.id]
@@ -52,7 +57,8 @@ def export_results():
                     _iso(r.ExamSession.started_at), _iso(r.ExamSession.ended_at), r.ExamResult.score, r.ExamResult.total,
                     f"{r.ExamResult.percentage:.1f}", r.ExamResult.grade, r.ExamResult.status,
                     r.ExamSession.termination_reason or "", r.ExamResult.outcome or "", c["total"], c["PENDING"],
-                    c["CONFIRMED"], c["DISMISSED"]])
+                    c["CONFIRMED"], c["DISMISSED"],
+                    wording.termination_sentence(r.ExamSession.termination_reason, audience="admin")])
     return _csv_response(csv_text(header, out), "results.csv")
 
 
@@ -78,14 +84,19 @@ def export_violations():
         stmt = stmt.where(Violation.session_id == int(session_raw))
     rows = db.session.execute(stmt.order_by(Violation.timestamp, Violation.id).limit(EXPORT_MAX_ROWS)).all()
     header = ["violation_id", "session_id", "student_id", "student_name", "student_email", "exam_title", "timestamp_utc",
-              "type", "severity", "details", "review_status", "review_note", "reviewed_at_utc", "snapshot_url", "clip_url"]
+              "type", "severity", "details", "review_status", "review_note", "reviewed_at_utc", "snapshot_url", "clip_url",
+              "time_from_start", "description", "severity_label"]
     out = []
     for r in rows:
         v = r.Violation
         out.append([v.id, v.session_id, r.User.id, r.User.name, r.User.email, r.Exam.title, _iso(v.timestamp),
                     v.type, v.severity, v.details, v.review_status, v.review_note or "", _iso(v.reviewed_at),
                     url_for("admin.evidence", violation_id=v.id, kind="snapshot", _external=True) if v.evidence_path else "",
-                    url_for("admin.evidence", violation_id=v.id, kind="clip", _external=True) if v.clip_path else ""])
+                    url_for("admin.evidence", violation_id=v.id, kind="clip", _external=True) if v.clip_path else "",
+                    # "12:34", not "+12:34": a cell starting with "+" would be defused with a quote (csv_cell)
+                    wording.format_offset((v.timestamp - r.ExamSession.started_at).total_seconds()).lstrip("+"),
+                    wording.admin_sentence(v.type, r.User.name, stored_details(v)),
+                    wording.severity_label(v.severity)])
     return _csv_response(csv_text(header, out), "violations.csv")
 
 

@@ -14,6 +14,7 @@ from flask import abort, flash, redirect, render_template, request, send_file, u
 from flask_login import current_user
 from sqlalchemy import func, select
 
+from .. import wording
 from ..datafiles import stored_file
 from ..extensions import db
 from ..models import (
@@ -150,7 +151,8 @@ def results():
 
 # --- one session ---------------------------------------------------------------------------
 
-def _details(v: Violation) -> dict:
+def stored_details(v: Violation) -> dict:
+    """A violation's stored details as a dict; unreadable JSON becomes a marker, never an error on a page."""
     try:
         data = json.loads(v.details or "{}")
     except ValueError:
@@ -192,7 +194,7 @@ def build_timeline(session: ExamSession, violations: list[Violation], width: int
     chart_h = 90
     scores = []
     for v in violations:
-        s = _details(v).get("suspicion")
+        s = stored_details(v).get("suspicion")
         if isinstance(s, dict):
             s = s.get("score")
         if isinstance(s, (int, float)) and not isinstance(s, bool) and 0 <= s <= 100:
@@ -243,7 +245,7 @@ def group_incidents(session: ExamSession, violations: list[Violation]) -> list[d
     rows: list[dict] = []
     by_number: dict[int, dict] = {}
     for v in violations:
-        d = _details(v)
+        d = stored_details(v)
         number = _incident_number(d)
         row = by_number.get(number) if number is not None else None
         if row is None:
@@ -279,7 +281,7 @@ def replay_suspicion(session: ExamSession, violations: list[Violation]) -> list[
     out = []
     for v in violations:
         t = (v.timestamp - session.started_at).total_seconds()
-        held = _details(v).get("duration_s")
+        held = stored_details(v).get("duration_s")
         severity = v.severity or "medium"
         try:
             if isinstance(held, (int, float)) and not isinstance(held, bool) and 0 <= held < 86400:
@@ -316,8 +318,16 @@ def session_review_data(session_id: int) -> dict:
     ids = {v.reviewed_by for v in violations if v.reviewed_by}
     if ids:
         reviewers = dict(db.session.execute(select(User.id, User.name).where(User.id.in_(ids))).all())
+    details = {v.id: stored_details(v) for v in violations}
     return {"session": session, "student": session.student, "exam": session.exam, "result": result,
-            "violations": violations, "details": {v.id: _details(v) for v in violations}, "answers": answers,
+            "violations": violations, "details": details, "answers": answers,
+            # what a reviewer reads (proctor/wording.py): a sentence, times from the start, no internals
+            "sentences": {v.id: wording.admin_sentence(v.type, session.student.name, details[v.id]) for v in violations},
+            "readable": {v.id: wording.describe_details(details[v.id], session.started_at) for v in violations},
+            "moments": {v.id: wording.moment(v.timestamp, session.started_at) for v in violations},
+            "started": wording.moment(session.started_at, session.started_at),
+            "ended": wording.moment(session.ended_at, session.started_at) if session.ended_at else None,
+            "ending": wording.termination_sentence(session.termination_reason, audience="admin"),
             "by_type": sorted(by_type.items(), key=lambda kv: (-kv[1], kv[0])), "timeline": build_timeline(session, violations),
             "recordings": recordings_for(session.id), "reviewers": reviewers, "outcomes": OUTCOMES,
             "review_counts": Counter(v.review_status for v in violations)}
@@ -332,7 +342,7 @@ def session_review(session_id: int):
 @bp.route("/sessions/<int:session_id>/report")
 @access(ADMIN)
 def session_report(session_id: int):
-    return render_template("admin/session_report.html", **session_review_data(session_id))
+    return render_template("admin/session_report.html", generated=utcnow(), **session_review_data(session_id))
 
 
 @bp.route("/violations/<int:violation_id>/review", methods=["POST"])

@@ -9,7 +9,8 @@ This package imports nothing from the web layer above it (tests/live/test_layeri
 its settings arrive as a LiveSettings (settings.py, read from the app's PROCTOR_LIVE_* and
 neighbouring settings of proctor/settings.py), and everything it reads or writes in the database
 goes through the LiveStore it is handed (store.py; the web layer's is proctor/live_store.py).
-The runtime starts lazily on first use (or call .start()); tests call .stop().
+The runtime starts on first use or with .start() (the server, `python app.py`, starts it at once:
+proctor.start_live); tests call .stop().
 """
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """Is the live loop alive? A heartbeat the loop records each pass, read without any lock.
 
 The loop (runtime.py) calls beat() at the end of every pass. report() is what /api/health shows:
-whether the loop runs, the age of its last pass, and the pool's workers; `stalled` is true when a
+whether the loop runs, the age of its last pass, the pool's workers and `ready` (a worker has warmed
+its models, so a frame sent now is analysed at once); `stalled` is true when a
 started loop has not completed a pass for longer than PROCTOR_LIVE_STALL_S (a pass stuck on a
 worker pipe, the store or a lock analyses nobody's frames), and the first report that sees it
 logs an error. Nothing here takes a lock, so the health probe answers even when the loop hangs
@@ -50,8 +51,11 @@ class LoopHeartbeat:
         elif not stalled and self._stall_logged:
             self._stall_logged = False
             log.warning("live loop passes again (last pass %.1f s ago)", age or 0.0)
+        # Ready: the loop runs and at least one worker has loaded and warmed its models, so a frame
+        # sent now is analysed at once (with live analysis off there is nothing to warm).
+        ready = running and not stalled and (pool is None or pool.get("workers_ready", 0) > 0)
         return {
-            "started": bool(expected), "running": running, "stalled": bool(stalled),
+            "started": bool(expected), "running": running, "stalled": bool(stalled), "ready": bool(ready),
             "loop_age_s": None if age is None else round(age, 3), "stall_after_s": self.stall_after_s,
             "passes": self.passes, "slowest_pass_s": round(self.slowest_pass_s, 3),
             **(pool or {"workers": 0, "workers_alive": 0, "workers_ready": 0, "restarts": 0}),

@@ -61,6 +61,7 @@ class FrameResult:
     identity_face_found: bool | None = None
     identity_distance: float | None = None
     identity_match: bool | None = None
+    identity_skipped: str | None = None  # the face was too small or turned to judge: no verdict (face_identity.unjudgeable_reason)
     identity_spoof: bool | None = None   # the checked face is on a screen or a printed photo (None: not judged)
     identity_details: dict = field(default_factory=dict)  # why, when identity_spoof (presentation_attack.py's reason and score)
     frame_mean: float | None = None  # mean luma 0-255
@@ -236,7 +237,11 @@ class FramePipeline:
         return res
 
     def _check_identity(self, job: FrameJob, frame, res: FrameResult) -> None:
-        """Compare the frame's main face (the one the face stage found: no second search) with the enrolment."""
+        """Compare the frame's main face (the one the face stage found: no second search) with the enrolment.
+
+        Only a face large and frontal enough is judged (IDENTITY_MIN_FACE_PX, IDENTITY_MAX_YAW_DEG,
+        IDENTITY_MAX_PITCH_DEG): otherwise `identity_skipped` says why, with no verdict and no embedding
+        cost, and the stream asks again on its next frame (streams.py)."""
         if res.face is not None and not res.face.face_detected:
             # The face stage (FaceMesh and the independent counter) found no face: nothing to check, and
             # a face search of the identity model's own would cost ~100 ms on every such frame.
@@ -246,18 +251,23 @@ class FramePipeline:
         try:
             from face_identity import embedding_from_bytes
 
-            box = res.face.box if res.face is not None else None  # None: the face stage failed, search
+            face = res.face  # None: the face stage failed, and verify searches the frame itself
             ver = self._identity.verify(embedding_from_bytes(job.identity_embedding), frame,
-                                        config=self._config_for(job.vision_overrides), box=box)
+                                        config=self._config_for(job.vision_overrides), gate=True,
+                                        box=None if face is None else face.box,
+                                        yaw_deg=None if face is None else face.yaw_deg,
+                                        pitch_deg=None if face is None else face.pitch_deg)
             res.identity_ran = True
             res.identity_face_found = bool(ver.face_found)
+            res.identity_skipped = ver.skipped
             res.identity_distance = None if ver.distance is None else float(ver.distance)
             res.identity_match = None if ver.match is None else bool(ver.match)
         except Exception as exc:  # noqa: BLE001
             res.errors.append(f"identity: {type(exc).__name__}: {exc}")
             log.exception("worker %s: identity check failed (student %s)", self.worker_id, job.student_id)
         res.timings_ms["identity"] = (time.perf_counter() - t) * 1000
-        if res.identity_face_found and res.face is not None and res.face.box is not None:
+        if (res.identity_face_found and res.identity_skipped is None and res.face is not None
+                and res.face.box is not None):
             self._check_presentation(job, frame, res)
 
     def _check_presentation(self, job: FrameJob, frame, res: FrameResult) -> None:

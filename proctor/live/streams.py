@@ -171,12 +171,15 @@ class Stream:
     identity_t: float | None = None
     identity_spoof: bool = False        # the latest identity check saw a face on a screen or a printed photo
     identity_spoof_details: dict = field(default_factory=dict)
+    identity_skipped: str | None = None     # why the latest check judged no face (too small, turned); None: judged
+    identity_skipped_t: float | None = None  # frame time of the first such check since the last judged one
     last_face: Any = None
     last_face_box: tuple | None = None  # the main face's box in the latest result (None: no face)
     stretch: float = 1.0                # > 1 under overload: detector and identity clocks slowed (see load)
     stretch_relaxed_mono: float = float("-inf")  # when the stretch last shrank a step
     identity_recheck: bool = False      # the face changed since the last identity check: check again soon
     identity_streak: int = 0            # matching checks in a row of one unbroken face track (verified_every)
+    identity_mismatches: int = 0        # mismatching judged checks in a row (a quick re-check until enough agree)
     last_result_mono: float | None = None
     last_errors: list = field(default_factory=list)
     pending: dict = field(default_factory=dict)   # seq -> the Frame sent to a worker, until its result
@@ -279,9 +282,22 @@ class Stream:
         if face_state != self.face_state or (r.face is not None and r.face.face_detected
                                              and face_jumped(self.last_face_box, r.face.box)):
             self.identity_streak = 0  # the track broke: whoever is there now earns the long interval again
-        if r.identity_ran:
+        judged = bool(r.identity_ran and r.identity_face_found and not r.identity_skipped)
+        if r.identity_ran and r.identity_face_found and r.identity_skipped:
+            # A face too small or too turned to judge: no verdict, neither a match (the streak and the
+            # verified interval stay as they were) nor a mismatch, and the latest verdict stands. Ask
+            # again on the next frame, not a full interval later (the gate costs no embedding).
             self.identity_attempts += 1
-            self.identity_checks += 1 if r.identity_face_found else 0
+            self.last_identity_dispatch_t = None
+            if self.identity_skipped is None:
+                self.identity_skipped_t = r.frame_ts
+                log.info("identity check student=%s session=%s seq=%s: no verdict (%s)", r.student_id,
+                         r.session_id, r.seq, r.identity_skipped)
+            self.identity_skipped = str(r.identity_skipped)
+        elif r.identity_ran:
+            self.identity_attempts += 1
+            self.identity_checks += 1 if judged else 0
+            self.identity_skipped = self.identity_skipped_t = None
             if not r.identity_face_found:
                 self.last_identity_dispatch_t = None  # no face to check: try again on the next frame
             self.identity_match = r.identity_match if r.identity_face_found else None
@@ -295,13 +311,18 @@ class Stream:
                 log.info("identity check student=%s session=%s seq=%s: face on a screen or photo (%s)", r.student_id,
                          r.session_id, r.seq, self.identity_spoof_details.get("spoof_reason", ""))
             self.identity_streak = self.identity_streak + 1 if self.identity_match else 0
+            self.identity_mismatches = self.identity_mismatches + 1 if self.identity_match is False else 0
+            if 0 < self.identity_mismatches < int(self.rules.config.IDENTITY_MISMATCH_MIN_CHECKS):
+                # IDENTITY_MISMATCH waits for IDENTITY_MISMATCH_MIN_CHECKS agreeing checks: until they
+                # agree, the next one comes IDENTITY_RECHECK_MIN_S later, not IDENTITY_CHECK_EVERY_S.
+                self.identity_recheck = True
         self.last_face = r.face
         self.last_result_mono = now_mono
         self.result_ages.append(max(0.0, now_mono - r.received_mono))
         frame = self.pending.pop(r.seq, None)
         if frame is not None:
             self.last_frame, self.processed_mono = frame, now_mono
-        checked_now = r.identity_ran and r.identity_face_found
+        checked_now = judged
         if r.face is not None and r.face.face_detected and self.embedding is not None and not checked_now and (
                 face_state != self.face_state or face_jumped(self.last_face_box, r.face.box)):
             # A face came back, the count changed or the main face jumped: whoever sits there now is
@@ -373,7 +394,11 @@ class Stream:
             "persons": None if dets is None else dets.person_count,
             "objects": objects_summary(dets, self.rules.config.banned_class_ids),
             "identity": {"match": self.identity_match, "distance": self.identity_distance,
-                         "enrolled": self.embedding is not None, "spoof": self.identity_spoof},
+                         "enrolled": self.embedding is not None, "spoof": self.identity_spoof,
+                         # Why the latest checks gave no verdict (a face too small or turned), and for how long.
+                         "skipped": self.identity_skipped,
+                         "skipped_for_s": None if self.identity_skipped_t is None
+                         else round(max(0.0, now - self.identity_skipped_t), 1)},
             "warnings": warnings,
             # The dashboard's order: higher first, element by element, then by name (see risk_order).
             "risk": [round(float(susp.score), 3), warnings],

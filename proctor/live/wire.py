@@ -166,7 +166,8 @@ _PLAIN = ("student_id", "session_id", "seq", "frame_ts", "received_mono", "worke
 
 def dump_result(res: FrameResult, worker: str) -> bytes:
     body = {name: getattr(res, name) for name in _PLAIN}
-    body.update(identity_spoof=res.identity_spoof, identity_details=dict(res.identity_details or {}))
+    body.update(identity_spoof=res.identity_spoof, identity_details=dict(res.identity_details or {}),
+                identity_skipped=res.identity_skipped)
     body.update(v=WIRE_VERSION, worker=str(worker), face=_face_dict(res.face),
                 detections=_detections_dict(res.detections),
                 frame_size=None if res.frame_size is None else list(res.frame_size))
@@ -202,6 +203,7 @@ def _result_from(b: dict) -> FrameResult:
     if not isinstance(res.timings_ms, dict) or not isinstance(res.errors, list):
         raise WireError("timings_ms must be an object and errors a list")
     res.identity_spoof, res.identity_details = _identity_spoof_from(b)
+    res.identity_skipped = _identity_skipped_from(b)
     res.face = _face_from(b["face"])
     res.detections = _detections_from(b["detections"])
     res.frame_size = None if b["frame_size"] is None else tuple(int(v) for v in b["frame_size"])
@@ -210,6 +212,15 @@ def _result_from(b: dict) -> FrameResult:
 
 # A spoof verdict's details are presentation_attack's reason (one sentence) and score; nothing else is read.
 SPOOF_REASON_MAX_CHARS = 300
+
+
+def _identity_skipped_from(b: dict) -> str | None:
+    """Why the identity check judged no face (face_identity.unjudgeable_reason: one short sentence), or None;
+    absent from a worker of an earlier release: judged."""
+    skipped = b.get("identity_skipped")
+    if skipped is not None and not isinstance(skipped, str):
+        raise WireError("identity_skipped must be text or null")
+    return None if skipped is None else skipped[:SPOOF_REASON_MAX_CHARS]
 
 
 def _identity_spoof_from(b: dict) -> tuple[bool | None, dict]:

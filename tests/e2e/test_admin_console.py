@@ -161,8 +161,10 @@ def _run(server, admin, student, shots):
     assert card.locator('[data-chip="persons"]').count() == 0
 
     # 2. the face disappears (the clip moves to the empty room): a toast on the dashboard
-    toast = admin.locator(".admin-toast", has_text="NO_FACE")
+    toast = admin.locator('.admin-toast[data-type="NO_FACE"]')
     toast.first.wait_for(timeout=WAIT_MS)
+    assert toast.first.locator(".toast-body").inner_text().startswith(f"{STUDENT_NAME} was not visible to the camera")
+    assert "toast-sev-high" in toast.first.get_attribute("class")
     shots(admin, "admin-monitor-toast")
 
     # the socket drops: the page says so and keeps the grid alive by polling /api/admin-active-students
@@ -183,7 +185,7 @@ def _run(server, admin, student, shots):
     size = feed.evaluate("img => [img.naturalWidth, img.naturalHeight]")
     assert size[0] >= 160 and size[1] >= 120, size
     admin.locator('[data-field="warnings"]').filter(has_text=re.compile(r"^[1-9]")).wait_for(timeout=WAIT_MS)
-    admin.locator("#live-violations li", has_text="NO_FACE").first.wait_for(timeout=WAIT_MS)
+    admin.locator('#live-violations li[data-type="NO_FACE"]', has_text="No face").first.wait_for(timeout=WAIT_MS)
     shots(admin, "admin-live-feed")
 
     # 4. clear warnings (audited by the runtime)
@@ -208,7 +210,7 @@ def _run(server, admin, student, shots):
     shots(admin, "admin-terminated")
     student.wait_for_url(re.compile(rf"/student/sessions/{session_id}/result$"), timeout=WAIT_MS)
     student.locator('#result-status[data-status="TERMINATED"]').wait_for(timeout=WAIT_MS)
-    assert "Left the camera view (e2e)" in student.locator("#result-status").inner_text()
+    assert "A proctor ended your exam: Left the camera view (e2e)" in student.locator("#result-status").inner_text()
     shots(student, "student-terminated-result")
     assert server.sql("SELECT Status, TerminationReason FROM exam_sessions WHERE SessionID = :s", s=session_id) == [
         ("TERMINATED", "Left the camera view (e2e)")]
@@ -219,9 +221,13 @@ def _run(server, admin, student, shots):
     shots(admin, "admin-results")
     admin.locator(f'tr[data-session-id="{session_id}"] a', has_text="Review").click()
     admin.wait_for_url(re.compile(rf"/admin/sessions/{session_id}$"))
-    no_face = admin.locator("article.violation", has=admin.locator("code", has_text="NO_FACE")).first
+    no_face = admin.locator('article.violation[data-type="NO_FACE"]').first
     no_face.wait_for()
     vid = int(no_face.get_attribute("data-violation-id"))
+    # read as words and times: a sentence naming the student, "+m:ss" from the start and the browser's local time
+    assert no_face.locator(".violation-sentence").inner_text().startswith(f"{STUDENT_NAME} was not visible to the camera")
+    assert re.fullmatch(r"\+\d+:\d\d", no_face.locator(".moment-offset").first.inner_text())
+    assert no_face.locator("time.local-time").first.inner_text().endswith(" local")
     snapshot = no_face.locator("img.evidence-snapshot")
     assert snapshot.count() == 1, "the NO_FACE violation has no evidence snapshot"
     wait_until(snapshot, "img => img.complete && img.naturalWidth > 0")

@@ -11,6 +11,8 @@ the student sees the warning banner and the violation is stored.
 - the session's audio is recorded in stored chunks
 - a slow uplink: one frame upload in flight at most, JPEG quality lowered, then the rate
 - an admin terminates the exam -> the student's page shows the terminated result at once
+- someone else takes the student's place -> IDENTITY_MISMATCH: a critical toast for the admin in the
+  third person, and with more warnings the student still sees ONE message area with a count
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.e2e.conftest import E2E_PASSWORD, login_in_browser
-from tests.e2e.media import FACE
+from tests.e2e.media import FACE, PERSON_B, Segment
 
 pytestmark = pytest.mark.timeout(600)
 QUESTIONS = [
@@ -225,3 +227,48 @@ def test_termination_shows_the_terminated_result_at_once(live_server, new_page, 
     assert "a second person was seen helping" in page.locator("#result-status").inner_text()
     shots(page, "terminated")
     assert live_server.sql("SELECT Status FROM exam_results WHERE SessionID = :s", s=session_id) == [("TERMINATED",)]
+
+
+def test_warnings_share_one_area_and_a_critical_toast_names_the_student(live_server, new_page, media, shots, browser_factory):
+    """The enrolled face, then a different person (identity/biden.jpg) at the camera: IDENTITY_MISMATCH,
+    the one critical rule. The admin's dashboard toasts it with the critical style, the severity in words
+    and a third-person sentence naming the student; on the student's page that warning and two more
+    (the page's own TAB_SWITCH and FULLSCREEN_EXIT reports) share one politely announced area with a count."""
+    live_server.create_user("watcher@example.edu", role="ADMIN", name="Watching Admin")
+    admin = browser_factory().new_context(base_url=live_server.url).new_page()
+    login_in_browser(admin, "watcher@example.edu", E2E_PASSWORD)
+    admin.goto("/admin/monitor")
+    admin.locator('#connection-state[data-state="live"]').wait_for(timeout=60_000)
+
+    video = media.clip("face-then-someone-else", [Segment(FACE, 14.0), Segment(PERSON_B, 16.0)])
+    page = new_page(video=video, audio=media.silence())
+    start_proctored_exam(page, live_server, "swapped@example.edu", "Proctoring: someone else")
+
+    toast = admin.locator('.admin-toast[data-type="IDENTITY_MISMATCH"]').first
+    toast.wait_for(timeout=WAIT_EVENT_S * 1000)
+    assert "toast-sev-critical" in toast.get_attribute("class") and toast.get_attribute("role") == "alert"
+    assert toast.locator(".toast-severity").inner_text().lower() == "critical"
+    body = toast.locator(".toast-body").inner_text()
+    assert body.startswith("E2E Student: the person at the camera does not match the enrolled student"), body
+    assert "IDENTITY_MISMATCH" not in toast.inner_text()
+    shots(admin, "critical-toast")
+
+    area = page.locator("#alerts")
+    assert area.get_attribute("aria-live") == "polite"
+    mismatch = page.locator('.exam-alert[data-key="IDENTITY_MISMATCH"]')
+    expect(mismatch).to_be_visible(timeout=30_000)
+    assert "exam-alert-critical" in mismatch.get_attribute("class")
+    assert mismatch.locator(".exam-alert-label").inner_text() == "Critical:"
+    for kind in ("TAB_SWITCH", "FULLSCREEN_EXIT"):
+        status = page.evaluate("""async (kind) => {
+            const r = await window.Proctor.postJSON('/api/student-event', {type: kind, details: {}});
+            return r.status;
+        }""", kind)
+        assert status == 200
+        expect(page.locator(f'.exam-alert[data-key="{kind}"]')).to_be_visible(timeout=30_000)
+    assert page.locator("#alerts .exam-alert").count() == 1  # one area, not a bar per warning
+    count = page.locator("#alerts .exam-alert-count").inner_text()
+    assert re.fullmatch(r"([3-9]|[1-9]\d+) warnings", count), count
+    assert page.locator("#alerts .exam-alert-label").inner_text() == "Warning:"  # FULLSCREEN_EXIT is medium
+    assert page.locator(".exam-timer").get_attribute("aria-live") == "off"  # the clock is not read out every second
+    shots(page, "one-warning-area")

@@ -119,7 +119,8 @@ def test_a_spoof_fires_identity_mismatch_saying_why(tmp_path):
     assert SPOOF_EXPLANATION == "face on a screen or photo"
     ident = rt.status(STUDENT)["identity"]
     assert ident["spoof"] is True and ident["match"] is False
-    assert len([j for j in rt.pool.jobs if j.identity_embedding is not None]) == 1  # checked once, not per frame
+    # Checked, then once more IDENTITY_RECHECK_MIN_S later to agree (IDENTITY_MISMATCH_MIN_CHECKS), not per frame.
+    assert [j.frame_ts for j in rt.pool.jobs if j.identity_embedding is not None] == [500.0, 502.0]
 
 
 def test_a_different_person_is_a_plain_mismatch(tmp_path):

@@ -566,7 +566,8 @@ def test_a_verified_unbroken_face_is_checked_less_often_and_any_break_or_mismatc
     """Two matching checks in a row of one face tracked without a break (IDENTITY_VERIFIED_AFTER_CHECKS)
     stretch the routine check from IDENTITY_CHECK_EVERY_S (10 s) to IDENTITY_VERIFIED_EVERY_S (30 s).
     The main face jumping (someone else sat down) checks on the next frame and starts the streak over;
-    a mismatch keeps the 10 s clock for as long as it lasts."""
+    a mismatch is checked again within IDENTITY_RECHECK_MIN_S (2 s) until IDENTITY_MISMATCH_MIN_CHECKS (2)
+    agree, then keeps the 10 s clock for as long as it lasts."""
     from face_pipeline import FaceObservation
 
     store.add_session(embedding=b"\0" * 512)
@@ -591,7 +592,8 @@ def test_a_verified_unbroken_face_is_checked_less_often_and_any_break_or_mismatc
     checked = [round(j.frame_ts - t0, 1) for j in rt.pool.jobs if j.identity_embedding is not None]
     assert checked[:4] == [0.0, 10.0, 40.0, 70.0], checked      # 10 s until verified twice, then 30 s
     assert checked[4] == 80.5, checked                          # the jump: checked on the next frame
-    assert checked[5:] == [90.5, 100.5, 110.5, 120.5], checked  # mismatches: the 10 s clock
+    assert checked[5] == 82.5, checked                          # a mismatch: a second check to agree
+    assert checked[6:] == [92.5, 102.5, 112.5, 122.5], checked  # agreed mismatches: the 10 s clock
     assert rt.status(STUDENT)["identity"]["match"] is False
 
 

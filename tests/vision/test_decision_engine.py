@@ -31,6 +31,10 @@ LOOK_DOWN = FaceObservation(True, 1, yaw_deg=2.0, pitch_deg=-38.0, ear_left=0.3,
 GAZING = FaceObservation(True, 1, yaw_deg=4.0, pitch_deg=1.0, ear_left=0.3, ear_right=0.3, iris_offset=0.6)
 CLOSED = FaceObservation(True, 1, yaw_deg=0.0, pitch_deg=0.0, ear_left=0.08, ear_right=0.10, iris_offset=0.0)
 ONE_EYE_CLOSED = FaceObservation(True, 1, yaw_deg=0.0, pitch_deg=0.0, ear_left=0.08, ear_right=0.30, iris_offset=0.0)
+# Reading the laptop: the camera sees the upper lids over open eyes (EAR 0.13-0.18, as reported in issue 15).
+READING = FaceObservation(True, 1, yaw_deg=1.0, pitch_deg=-26.0, ear_left=0.14, ear_right=0.16, iris_offset=0.0)
+READING_FAR_DOWN = FaceObservation(True, 1, yaw_deg=1.0, pitch_deg=-40.0, ear_left=0.12, ear_right=0.13, iris_offset=0.0)
+CLOSED_HEAD_SUNK = FaceObservation(True, 1, yaw_deg=0.0, pitch_deg=-40.0, ear_left=0.08, ear_right=0.09, iris_offset=0.0)
 
 
 def dets(*items, size=(640, 480)):
@@ -84,9 +88,16 @@ RULE_CASES = [
 ]
 
 
+def rule_cfg(rule):
+    """The defaults, except that one identity check is a verdict here: these cases time a condition from
+    its first observation; several agreeing checks (IDENTITY_MISMATCH_MIN_CHECKS) are
+    tests/live/test_identity_gate.py's business."""
+    return cfg(IDENTITY_MISMATCH_MIN_CHECKS=1) if rule == "IDENTITY_MISMATCH" else cfg()
+
+
 @pytest.mark.parametrize("rule,time_setting,make_obs", RULE_CASES, ids=[c[0] for c in RULE_CASES])
 def test_rule_fires_after_its_duration_and_not_before(rule, time_setting, make_obs):
-    config = cfg()
+    config = rule_cfg(rule)
     need = getattr(config, time_setting)
     engine = DecisionEngine(config)
     # an honest second first, then the condition starts at t=1.0
@@ -110,7 +121,7 @@ def test_rule_fires_after_its_duration_and_not_before(rule, time_setting, make_o
 
 @pytest.mark.parametrize("rule,time_setting,make_obs", RULE_CASES, ids=[c[0] for c in RULE_CASES])
 def test_rule_ends_after_clear_time(rule, time_setting, make_obs):
-    config = cfg()
+    config = rule_cfg(rule)
     engine = DecisionEngine(config)
     need = getattr(config, time_setting)
     events = run(engine, "s", 0.0, need + 1.0, make_obs)
@@ -161,6 +172,60 @@ def test_pitch_and_gaze_are_distraction_with_their_own_times():
 def test_one_eye_closed_is_not_eyes_closed():
     engine = DecisionEngine(cfg())
     assert run(engine, "s", 0, 5, face_obs(ONE_EYE_CLOSED)) == []
+
+
+# ---------------------------------------------------------------- eyes closed vs looking down (issue 15)
+
+def test_low_lids_on_a_head_turned_down_are_not_eyes_closed():
+    config = cfg()
+    assert -READING.pitch_deg > config.EYES_CLOSED_MAX_PITCH_DOWN_DEG  # the case is past the default bound
+    assert max(READING.ear_left, READING.ear_right) < config.EAR_THRESHOLD  # and its lids read as closed
+    assert run(DecisionEngine(config), "s", 0, 10, face_obs(READING)) == []  # within PITCH_THRESHOLD_DEG: nothing
+
+
+def test_looking_down_far_is_distraction_not_eyes_closed():
+    events = run(DecisionEngine(cfg()), "s", 0, 5, face_obs(READING_FAR_DOWN))
+    assert started(events, "EYES_CLOSED") == []
+    ev = started(events, "DISTRACTION")
+    assert len(ev) == 1 and ev[0].details["cause"] == "head_turned" and ev[0].details["pitch_deg"] == -40.0
+
+
+def test_pitch_bound_is_the_setting():
+    """Closed lids on a face at the bound still count; raising the bound brings READING back in."""
+    at_bound = FaceObservation(True, 1, yaw_deg=0.0, pitch_deg=-20.0, ear_left=0.08, ear_right=0.09, iris_offset=0.0)
+    ev = started(run(DecisionEngine(cfg(EYES_CLOSED_MAX_PITCH_DOWN_DEG=20.0)), "s", 0, 2, face_obs(at_bound)), "EYES_CLOSED")
+    assert len(ev) == 1 and ev[0].details["pitch_down_deg"] == 20.0 and ev[0].details["ear_left"] == 0.08
+    wide = DecisionEngine(cfg(EYES_CLOSED_MAX_PITCH_DOWN_DEG=30.0))
+    assert len(started(run(wide, "s", 0, 2, face_obs(READING)), "EYES_CLOSED")) == 1
+
+
+def test_closed_eyes_without_a_pose_still_count():
+    no_pose = FaceObservation(True, 1, ear_left=0.08, ear_right=0.09)
+    ev = started(run(DecisionEngine(cfg()), "s", 0, 2, face_obs(no_pose)), "EYES_CLOSED")
+    assert len(ev) == 1 and "pitch_down_deg" not in ev[0].details
+
+
+def test_a_sleeper_whose_head_sinks_stays_eyes_closed():
+    """Looking down is unknown for EYES_CLOSED: it does not end a closure that started with the head up."""
+    engine = DecisionEngine(cfg())
+    events = run(engine, "s", 0, 2, face_obs(CLOSED))
+    assert len(started(events, "EYES_CLOSED")) == 1
+    sunk = run(engine, "s", 2, 8, face_obs(CLOSED_HEAD_SUNK))
+    assert ended(sunk, "EYES_CLOSED") == [] and "EYES_CLOSED" in engine.active_conditions("s")
+    assert len(started(sunk, "DISTRACTION")) == 1  # the sunk head itself is reported as looking away
+    woke = run(engine, "s", 8, 10, face_obs(FACE))
+    assert len(ended(woke, "EYES_CLOSED")) == 1
+
+
+def test_reading_between_two_blinks_does_not_join_them():
+    """A blink, a long look down at the keyboard, a blink: the on-for timer does not run through the reading."""
+    config = cfg()
+    half = config.TIME_EYES_CLOSED_S * 0.6
+    engine = DecisionEngine(config)
+    events = run(engine, "s", 0, half, face_obs(CLOSED))
+    events += run(engine, "s", half, half + 5, face_obs(READING))
+    events += run(engine, "s", half + 5, 2 * half + 5, face_obs(CLOSED))
+    assert started(events, "EYES_CLOSED") == []
 
 
 def test_persons_from_detector_count_for_multiple_faces():

@@ -107,7 +107,8 @@ def test_session_review_page_shows_everything(app, admin_client):
     assert resp.status_code == 200
     page = resp.get_data(as_text=True)
     assert 'id="score">1/2<' in page
-    assert "<code>NO_FACE</code>: 2" in page and "<code>PROHIBITED_OBJECT</code>: 1" in page
+    by_type = re.search(r'<ul class="list-unstyled mb-0" id="by-type">.*?</ul>', page, re.S).group(0)
+    assert re.search(r'data-type="NO_FACE">No face: 2 ', by_type) and re.search(r'data-type="PROHIBITED_OBJECT">Prohibited object: 1 ', by_type)
     v1 = s["violation_ids"][0]
     assert f'src="/admin/evidence/{v1}/snapshot"' in page  # evidence snapshot via the evidence route
     assert "Too many warnings" in page
@@ -155,7 +156,7 @@ def test_timeline_groups_violations_by_incident(app, admin_client):
     incidents, or with a junk number) is a row of its own."""
     def part(n, k, weight):
         return {"incident": n, "incident_part": k, "incident_opened": k == 1, "incident_weight": weight,
-                "warning_count": weight}
+                "warning_count": weight, "incident_t": 1_800_000_000.0 + n}
     s = seed_session(app, violations=[
         ("MULTIPLE_FACES", 100, part(1, 1, 1), None), ("PROHIBITED_OBJECT", 100, part(1, 2, 1), None),
         ("DISTRACTION", 101, part(1, 3, 1), None), ("IDENTITY_MISMATCH", 102, part(1, 4, 2), None),
@@ -174,6 +175,10 @@ def test_timeline_groups_violations_by_incident(app, admin_client):
         assert "1 warning" in rows[1][2] and "TAB_SWITCH" in rows[1][2]
         assert "DROP TABLE" not in page.split('class="timeline-figure"')[1].split("</table>")[0]
         assert page.count('class="tl-marker') == 7 and "incident 1" in page  # the dots name their incident
+    # each violation's card says, in words, which incident it is a part of (no raw incident fields)
+    page = admin_client.get(f"/admin/sessions/{s['session_id']}").get_data(as_text=True)
+    assert "#1, part 2 (counts as 1 warning)" in page and "#1, part 4 (counts as 2 warnings)" in page
+    assert "Incident part" not in page and "Incident weight" not in page and "Incident opened" not in page
     # a session whose violations carry no incident still gets a row per violation
     plain = seed_session(app, student_email="plain@example.edu")
     page = admin_client.get(f"/admin/sessions/{plain['session_id']}").get_data(as_text=True)

@@ -4,14 +4,28 @@
   "use strict";
   const P = window.Proctor;
 
-  function toast(title, message, level) {
+  // A toast: opts.severity ("low".."critical", from the page's wording) gives it a style, an icon and a
+  // label in words, so severity is never colour alone; a critical one interrupts (role=alert), others wait.
+  function toast(title, message, opts) {
+    opts = opts || {};
     const box = document.getElementById("toasts");
-    if (!box) return;
+    if (!box) return null;
+    const sev = wording().severities[opts.severity] ? opts.severity : "medium";
+    const sevWords = wording().severities[sev];
     const el = document.createElement("div");
-    el.className = "toast show admin-toast toast-" + (level || "info");
-    el.setAttribute("role", "alert");
+    el.className = "toast show admin-toast toast-sev-" + sev;
+    el.setAttribute("role", sev === "critical" ? "alert" : "status");
+    el.setAttribute("data-severity", sev);
+    if (opts.type) el.setAttribute("data-type", opts.type);
     const head = document.createElement("div");
     head.className = "toast-header";
+    const icon = document.createElement("span");
+    icon.className = "toast-icon me-2";
+    icon.setAttribute("aria-hidden", "true");
+    icon.textContent = sevWords.icon;
+    const label = document.createElement("span");
+    label.className = "toast-severity me-2";
+    label.textContent = sevWords.label;
     const strong = document.createElement("strong");
     strong.className = "me-auto";
     strong.textContent = title;
@@ -20,6 +34,8 @@
     close.className = "btn-close";
     close.setAttribute("aria-label", "Close");
     close.addEventListener("click", () => el.remove());
+    head.appendChild(icon);
+    head.appendChild(label);
     head.appendChild(strong);
     head.appendChild(close);
     const body = document.createElement("div");
@@ -29,35 +45,71 @@
     el.appendChild(body);
     box.appendChild(el);
     while (box.children.length > 6) box.removeChild(box.firstChild);
-    setTimeout(() => el.remove(), 15000);
+    // A critical toast stays until the proctor closes it; the rest go after a while.
+    if (sev !== "critical") setTimeout(() => el.remove(), 15000);
     return el;
   }
 
-  // A violation's toast. The later parts of an incident (rules one moment fired together: one warning,
-  // warning_system.py) join the toast of its first part instead of looking like new warnings.
-  const incidentToasts = {};  // "student:session:incident" -> {el, labels}
-  function violationToast(p, who) {
-    const label = P.ruleLabel(p.type);
-    const text = who ? who + (p.message ? ": " + p.message : "") : (p.message || "");
+  // The wording of every violation, rendered into the page from proctor/wording.py.
+  function wording() { return P.rules().wording; }
+
+  function violationWords(type) {
+    return wording().violations[type] || {title: String(type || "Violation"), severity: "medium",
+                                           admin: "{name}: " + String(type || "a violation"), student: ""};
+  }
+
+  // Same formats as proctor/wording.py (format_duration, format_objects).
+  function duration(seconds) {
+    if (typeof seconds !== "number" || !isFinite(seconds) || seconds < 0) return "";
+    const s = Math.round(seconds);
+    if (s < 60) return s + " s";
+    return Math.floor(s / 60) + " min" + (s % 60 ? " " + (s % 60) + " s" : "");
+  }
+
+  function objectsText(objects) {
+    if (!Array.isArray(objects)) return "";
+    return objects.slice(0, 10).filter((o) => o && typeof o.label === "string")
+      .map((o) => o.label.slice(0, 40) + (typeof o.score === "number" && isFinite(o.score) ? " " + o.score.toFixed(2) : ""))
+      .join(", ");
+  }
+
+  // The admin sentence: its template (proctor/wording.py) filled with the name, duration and objects.
+  function violationSentence(type, name, details) {
+    details = details || {};
+    const d = duration(details.duration_s);
+    const fill = {name: name || "The student", for_duration: d ? " for " + d : "", objects: objectsText(details.objects) || "not named"};
+    return violationWords(type).admin.replace(/\{(\w+)\}/g, (m, key) => (key in fill ? fill[key] : m));
+  }
+
+  // The toast of a student_violation payload, in the third person. A later part of an incident (rules
+  // one moment fired together: one warning, warning_system.py) joins the toast of its first part instead
+  // of looking like a new warning; a part more severe than that toast gets its own, marked as the same
+  // incident, so that its severity shows (and a critical one still interrupts).
+  const incidentToasts = {};  // "student:session:incident" -> {el, titles}
+  function severityRank(sev) { return Object.keys(wording().severities).indexOf(sev); }
+  function violationToast(p, name) {
+    const w = violationWords(p.type);
+    const sentence = violationSentence(p.type, name || p.name, p.details);
     const key = [p.student_id, p.session_id, p.incident].join(":");
-    const open = p.incident && p.incident_opened === false ? incidentToasts[key] : null;
-    if (open && open.el.isConnected) {
-      open.labels.push(label);
-      open.el.querySelector(".toast-header strong").textContent = "Incident " + p.incident + ": " + open.labels.join(", ");
+    const later = Boolean(p.incident) && p.incident_opened === false;
+    const open = later ? incidentToasts[key] : null;
+    if (open && open.el.isConnected && severityRank(w.severity) <= severityRank(open.el.getAttribute("data-severity"))) {
+      open.titles.push(w.title);
+      open.el.querySelector(".toast-header strong").textContent = "Incident " + p.incident + ": " + open.titles.join(", ");
       const line = document.createElement("div");
       line.className = "incident-part";
-      line.textContent = "Same incident: " + label + (p.message ? " - " + p.message : "");
+      line.setAttribute("data-type", String(p.type || ""));
+      line.textContent = "Same incident: " + sentence;
       open.el.querySelector(".toast-body").appendChild(line);
       return open.el;
     }
-    const el = p.incident && p.incident_opened === false
-      ? toast("Incident " + p.incident + " (continued): " + label, text, "warning")
-      : toast("Violation: " + label, text, "warning");
+    const el = toast(later ? "Incident " + p.incident + " (continued): " + w.title : w.title, sentence,
+                     {severity: w.severity, type: p.type});
+    for (const k of Object.keys(incidentToasts)) if (!incidentToasts[k].el.isConnected) delete incidentToasts[k];
     if (el && p.incident) {
       el.setAttribute("data-incident", String(p.incident));
-      incidentToasts[key] = {el: el, labels: [label]};
+      incidentToasts[key] = {el: el, titles: [w.title]};
     }
-    for (const k of Object.keys(incidentToasts)) if (!incidentToasts[k].el.isConnected) delete incidentToasts[k];
     return el;
   }
 
@@ -175,5 +227,5 @@
     window.adminSocket = socket;
   }
 
-  window.AdminLive = {toast, violationToast, connect, describe, studentIdOf, studentsFrom};
+  window.AdminLive = {toast, violationToast, violationWords, violationSentence, connect, describe, studentIdOf, studentsFrom};
 })();

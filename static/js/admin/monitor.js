@@ -4,7 +4,7 @@
   "use strict";
   const grid = document.getElementById("monitor-grid");
   if (!grid) return;
-  const P = window.Proctor, Live = window.AdminLive;
+  const Live = window.AdminLive;
   const base = grid.getAttribute("data-monitor-base").replace(/\/$/, "");
   const cards = {};   // student id -> {el, data}
   const THUMB_MS = 2000;
@@ -136,7 +136,9 @@
     },
     exam_terminated(p) {
       const id = Live.studentIdOf(p);
-      Live.toast("Exam terminated", nameOf(p, id) + ": " + (p.reason || "terminated"), "danger");
+      // reason_text is the server's sentence (proctor/wording.py); the raw reason is only a fallback for an
+      // older server, never shown first (an automatic one reads "warning 3 of 3 for NO_FACE...").
+      Live.toast("Exam ended: " + nameOf(p, id), p.reason_text || p.reason || "No reason was given.", {severity: "critical"});
       if (id !== null) { remove(id); order(); }
     },
     warnings_cleared(p) {

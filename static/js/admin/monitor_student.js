@@ -31,9 +31,10 @@
     set("active_rules", d.ruleText);
   }
 
-  function ended(reason) {
+  // how: a sentence (the server's reason_text) or a reason the proctor just typed; either may end with a full stop.
+  function ended(how) {
     root.setAttribute("data-exam-status", "ENDED");
-    say("The exam has ended" + (reason ? ": " + reason : "") + ".", true);
+    say("The exam has ended." + (how ? " " + how.replace(/\.?$/, ".") : ""), true);
     ["clear-warnings", "terminate", "auto-terminate"].forEach((id) => {
       const el = document.getElementById(id);
       if (el) el.disabled = true;
@@ -45,9 +46,14 @@
     if (!list) return;
     const li = document.createElement("li");
     if (p.violation_id !== undefined && p.violation_id !== null) li.setAttribute("data-violation-id", String(p.violation_id));
-    const code = document.createElement("code");
-    code.textContent = p.type || "VIOLATION";
-    li.appendChild(code);
+    const w = Live.violationWords(p.type);
+    li.setAttribute("data-type", String(p.type || ""));
+    li.setAttribute("data-severity", w.severity);
+    const title = document.createElement("strong");
+    title.textContent = w.title;
+    li.appendChild(title);
+    const sev = P.rules().wording.severities[w.severity];
+    if (sev) li.appendChild(document.createTextNode(" (" + sev.label.toLowerCase() + ")"));
     const when = p.time ? new Date(p.time) : new Date();
     li.appendChild(document.createTextNode(" " + (isNaN(when) ? "" : when.toISOString().substr(11, 8) + " UTC")));
     if (p.evidence_url) {
@@ -74,11 +80,11 @@
     student_status(p) { if (mine(p)) showStatus(p.status || {}); },
     student_violation(p) {
       if (!mine(p)) return;
-      Live.violationToast(p, "");
+      Live.violationToast(p, p.name || root.getAttribute("data-student-name"));
       addViolation(p);
     },
     warnings_cleared(p) { if (mine(p)) say("Warnings cleared.", true); },
-    exam_terminated(p) { if (mine(p) || String(p.session_id) === String(sessionId)) ended(p.reason); },
+    exam_terminated(p) { if (mine(p) || String(p.session_id) === String(sessionId)) ended(p.reason_text || p.reason); },
     student_left(p) { if (mine(p)) ended(""); },
   };
   Live.connect(handlers, root.getAttribute("data-poll-url"), Number(root.getAttribute("data-poll-interval")) || 4);
@@ -112,7 +118,7 @@
       if (!window.confirm("Terminate this exam now? The student's exam ends and is graded as terminated.")) return;
       terminate.disabled = true;
       const r = await act(sessionApi + "/terminate", {reason: reason});
-      if (r.ok) ended(reason); else { say("Could not terminate: " + why(r), false); terminate.disabled = false; }
+      if (r.ok) ended("Reason: " + reason); else { say("Could not terminate: " + why(r), false); terminate.disabled = false; }
     });
   }
   const auto = document.getElementById("auto-terminate");

@@ -29,19 +29,43 @@
                           {stamp: () => { return {client_seq: nextSeq()}; }, done: saved, change: showSaving});
   function queuedFor(q) { return outbox.state().queued.filter((it) => { return it.body.question_id === q.id; }); }
 
-  function banner(message, level, key) {
-    const div = document.createElement("div");
-    div.className = "alert alert-" + (level || "warning") + " alert-dismissible exam-alert";
-    div.setAttribute("role", "alert");
-    if (key) div.dataset.key = key;
-    const text = document.createElement("span");
-    text.textContent = message;
-    const close = document.createElement("button");
-    close.type = "button"; close.className = "btn-close"; close.setAttribute("aria-label", "Dismiss");
-    close.addEventListener("click", () => { div.remove(); });
-    div.appendChild(text); div.appendChild(close);
-    alerts.prepend(div);
-    while (alerts.children.length > 5) alerts.lastChild.remove();
+  // Every message goes to ONE area (#alerts, announced politely): the latest message, its severity in
+  // words and an icon (never colour alone), and how many proctoring warnings there have been. A warning
+  // is keyed by its rule, whose severity comes from the page's wording (proctor/wording.py); other
+  // messages (a save that failed, time up) say their own level: "danger", "info" or "warning".
+  const LEVELS = {danger: "high", warning: "medium", info: "low"};
+  let warningCount = 0;
+  function banner(message, level, key, serverCount) {
+    const wording = P.rules().wording;
+    const rule = key && wording.violations[key];
+    const sev = rule ? rule.severity : (LEVELS[level] || (wording.severities[level] ? level : "medium"));
+    if (rule) warningCount = Math.max(warningCount + 1, typeof serverCount === "number" ? serverCount : 0);
+    let box = alerts.querySelector(".exam-alert");
+    if (!box) {
+      box = document.createElement("div");
+      const icon = document.createElement("span");
+      icon.className = "exam-alert-icon"; icon.setAttribute("aria-hidden", "true");
+      const label = document.createElement("strong");
+      label.className = "exam-alert-label";
+      const text = document.createElement("span");
+      text.className = "exam-alert-text";
+      const count = document.createElement("span");
+      count.className = "exam-alert-count badge";
+      const close = document.createElement("button");
+      close.type = "button"; close.className = "btn-close"; close.setAttribute("aria-label", "Dismiss");
+      close.addEventListener("click", () => { box.remove(); });
+      box.append(icon, label, text, count, close);
+      alerts.appendChild(box);
+    }
+    box.className = "alert exam-alert exam-alert-" + sev;
+    box.dataset.severity = sev;
+    if (key) box.dataset.key = key; else delete box.dataset.key;
+    box.querySelector(".exam-alert-icon").textContent = wording.severities[sev].icon;
+    box.querySelector(".exam-alert-label").textContent = wording.severities[sev].label + ":";
+    box.querySelector(".exam-alert-text").textContent = message;
+    const count = box.querySelector(".exam-alert-count");
+    count.textContent = warningCount ? warningCount + (warningCount === 1 ? " warning" : " warnings") : "";
+    count.hidden = !warningCount;
   }
 
   function goResult(url) {

@@ -32,13 +32,15 @@
 
   function page() { return window.ExamPage; }
 
-  function say(text) { statusEl.textContent = text; }
+  // A status region: rewritten only when the text changes, so a screen reader is not told every frame.
+  function say(text) { if (statusEl.textContent !== text) statusEl.textContent = text; }
 
-  function warn(message, type) {
+  // count: the server's number of warnings so far, when it says it.
+  function warn(message, type, count) {
     const now = Date.now();
     if (type && recent[type] && now - recent[type] < 3000) return;  // socket push and HTTP reply of the same warning
     if (type) recent[type] = now;
-    if (page()) page().banner(message, "warning", type);
+    if (page()) page().banner(message, "warning", type, count);
   }
 
   // Browser events go through an outbox kept in localStorage (retried after a server or database blink;
@@ -47,7 +49,7 @@
     stamp: (id) => { return {client_id: id}; },
     done: (item, r) => {
       if (r.ok && Array.isArray(r.data.warnings)) {
-        r.data.warnings.forEach((w) => { if (w && w.message) warn(w.message, w.type || item.kind); });
+        r.data.warnings.forEach((w) => { if (w && w.message) warn(w.message, w.type || item.kind, w.count); });
       }
     },
   });
@@ -259,7 +261,7 @@
     socket.on("warning", (w) => {
       if (!w) return;
       const known = w.type && P.rules().rules[w.type];
-      warn(w.message || (known ? known.message : "Proctoring warning"), w.type);
+      warn(w.message || (known ? known.message : "Proctoring warning"), w.type, w.count);
     });
     socket.on("terminated", () => {
       if (page()) page().terminated(root.dataset.resultUrl);
