@@ -585,7 +585,7 @@ def test_runtime_under_a_real_eventlet_server(tmp_path):
     print(f"eventlet hub gaps while processing: {result['hub_gap_ms']}; /api/health answered {len(health)} times; "
           f"latency {result['pipeline']['latency_ms']}; hub ticks while a clip encoded: {result['ticks_while_encoding']} "
           f"(longest gap {result['hub_gap_ms_while_encoding']} ms), with ffmpeg: {result['ffmpeg_ticks']}")
-    assert result["status"]["warnings"] == 1 and "NO_FACE" in result["status"]["active_rules"]
+    assert result["status"]["warnings"] == 1 and "NO_FACE" in result["status"]["active_rules"], result["status"]
     assert result["pipeline"]["async_mode"] == "eventlet" and result["pipeline"]["counters"]["clips_written"] == 1
     # The first open's encode ran in eventlet's thread pool: the hub went on running the ticker meanwhile.
     assert result["ticks_while_encoding"] > 0 and result["ffmpeg_ticks"] > 0, result
