@@ -18,7 +18,7 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import expect
 
 from tests.e2e.conftest import E2E_PASSWORD, REPO_ROOT, login_in_browser
-from tests.e2e.media import FACE, TESTDATA
+from tests.e2e.media import EMPTY_ROOM, FACE, TESTDATA
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -165,6 +165,11 @@ def _student_to_exam(page, exam_id: int, audit: Audit, shots) -> int:
     page.locator("#check-continue").click()
     page.wait_for_url("**/student/face**", timeout=WAIT_MS)
     audit.check(page, "student face registration")
+    page.locator("#photo").set_input_files(str(TESTDATA / EMPTY_ROOM))  # refused: no face
+    page.locator("#face-upload").click()
+    expect(page.locator("#face-error")).to_contain_text("no face found", timeout=WAIT_MS)
+    assert page.locator("#photo").get_attribute("aria-describedby") == "face-error"
+    audit.check(page, "student face registration refused")
     page.locator("#photo").set_input_files(str(TESTDATA / FACE))
     page.locator("#face-upload").click()
     page.wait_for_url(lambda url: "/face" not in url, timeout=WAIT_MS)
@@ -291,6 +296,12 @@ def test_student_and_admin_pages_pass_axe_and_work_by_keyboard(site, browser_fac
             (len(QUESTIONS), len(QUESTIONS))]
         student.goto("/student/")
         audit.check(student, "student home, exam taken")
+        # Violations in each review state, as the live runtime records them, for the review pages.
+        for kind, review, note in [("NO_FACE", "PENDING", None), ("TAB_SWITCH", "CONFIRMED", "Seen on the clip"),
+                                   ("VOICE_DETECTED", "DISMISSED", "Read the question aloud")]:
+            server.sql("INSERT INTO violations (StudentID, SessionID, Type, Severity, Details, Timestamp, ReviewStatus, "
+                       "ReviewNote) VALUES (:st, :se, :t, 'medium', 'e2e', CURRENT_TIMESTAMP, :r, :n)",
+                       st=student_id, se=session_id, t=kind, r=review, n=note)
         student.goto("/student/system-check/problems")
         audit.check(student, "student system check problems")
 
