@@ -233,6 +233,14 @@ def _answer_by_keyboard(page) -> dict[str, str]:
     legend = page.locator("#question-text")
     expect(legend).to_contain_text(f"Question {len(QUESTIONS) - 1} of")
     expect(page.get_by_label(chosen_by_question[legend.inner_text().split(": ", 1)[1]], exact=True)).to_be_checked()
+    # The question list: Tab to question 1's button and press it; the list is redrawn, the focus stays on it.
+    tab_to(page, "#question-nav button >> nth=0")
+    page.keyboard.press("Enter")
+    expect(legend).to_contain_text(f"Question 1 of {len(QUESTIONS)}")
+    current = page.locator("#question-nav button[aria-current=true]")
+    assert current.inner_text() == "1" and current.evaluate("el => el === document.activeElement"), \
+        "pressing a question's button took the focus off it"
+    assert focus_is_visible(page), "the question button shows no focus ring"
     return chosen_by_question
 
 
