@@ -41,12 +41,14 @@ def axe_violations(page, label: str) -> list[str]:
         page.add_script_tag(path=str(AXE_JS))
     result = page.evaluate("""async (tags) => {
         const r = await window.axe.run(document, {runOnly: {type: 'tag', values: tags}, resultTypes: ['violations']});
-        return r.violations.map(v => ({id: v.id, impact: v.impact, help: v.help,
-                                       targets: v.nodes.slice(0, 5).map(n => n.target.join(' ')),
-                                       count: v.nodes.length}));
+        return {passed: r.passes.length,
+                violations: r.violations.map(v => ({id: v.id, impact: v.impact, help: v.help,
+                                                    targets: v.nodes.slice(0, 5).map(n => n.target.join(' ')),
+                                                    count: v.nodes.length}))};
     }""", WCAG_TAGS)
+    assert result["passed"] > 0, f"{label}: axe applied no rule (is the page empty?)"
     return [f"{label}: [{v['impact']}] {v['id']}: {v['help']} ({v['count']}x: {'; '.join(v['targets'])})"
-            for v in result if v["impact"] in BLOCKING_IMPACTS]
+            for v in result["violations"] if v["impact"] in BLOCKING_IMPACTS]
 
 
 class Audit:
@@ -100,7 +102,7 @@ def focus_is_visible(page) -> bool:
 @pytest.fixture(scope="module")
 def site(make_live_server):
     if not AXE_JS.exists():
-        pytest.fail(f"{AXE_JS} missing: run scripts/install_static.sh (npm ci installs axe-core)")
+        pytest.fail(f"{AXE_JS} missing: run scripts/install_static.sh --dev (npm ci installs axe-core)")
     server = make_live_server()
     server.create_user(ADMIN_EMAIL, role="ADMIN", name="Ada Admin")
     server.create_user(STUDENT_EMAIL, name=STUDENT_NAME)
