@@ -1,12 +1,19 @@
 #!/usr/bin/env bash
 # Installs the front-end assets (Bootstrap, Bootstrap Icons, Socket.IO client) from the npm
 # registry at the versions pinned in package-lock.json, and copies the built files into
-# static/vendor/ (ignored by git). No page ever loads an asset from a CDN.
+# static/vendor/ (ignored by git) with their licences (Bootstrap, Bootstrap Icons, Socket.IO
+# client: MIT). No page ever loads an asset from a CDN.
+#   scripts/install_static.sh         the served assets
+#   scripts/install_static.sh --dev   also keeps node_modules/axe-core (MPL-2.0, a devDependency),
+#                                     which only the accessibility tests inject; it is never served
 set -euo pipefail
 cd "$(dirname "$0")/.."
 stamp=static/vendor/.installed
 want=$(sha256sum package-lock.json | cut -d' ' -f1)
-if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+dev_ok=1
+# The Docker image deletes node_modules/ after the build, so the stamp alone cannot vouch for it.
+[ "${1:-}" = "--dev" ] && [ ! -f node_modules/axe-core/axe.min.js ] && dev_ok=0
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ $dev_ok = 1 ]; then
   exit 0
 fi
 if ! command -v npm >/dev/null 2>&1; then

@@ -34,7 +34,7 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 
-scripts/install_static.sh
+if [ $dev = 1 ]; then scripts/install_static.sh --dev; else scripts/install_static.sh; fi
 
 # Detector models: from the mirror folder when there is one (no download at run time).
 mirror=${PROCTOR_MODEL_MIRROR:-../shared/models}

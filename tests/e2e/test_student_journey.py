@@ -91,7 +91,7 @@ def test_full_student_journey(live_server, new_page, media, shots):
     page = new_page(video=media.face_turning(PERSON_A_AGAIN), audio=media.silence())
     signup(page, "Journey Student", "journey@example.edu")
     shots(page, "home")
-    page.get_by_role("link", name=f"Take {DEMO_EXAM_TITLE}").click()
+    page.get_by_role("link", name=f"Take this exam: {DEMO_EXAM_TITLE}").click()
 
     accept_rules(page)
     shots(page, "system-check")

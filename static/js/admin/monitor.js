@@ -93,7 +93,14 @@
 
   function order(list) {
     list = list || Object.keys(cards).map((k) => cards[k]).sort(serverOrder);
-    list.forEach((entry) => grid.appendChild(entry.el));
+    // Re-appending a card takes the keyboard focus off it: move cards only when the order changed,
+    // and give the focus back to the card that had it.
+    const now = Array.prototype.filter.call(grid.children, (c) => c.classList.contains("student-card-col"));
+    if (list.some((entry, i) => now[i] !== entry.el)) {
+      const focused = document.activeElement;
+      list.forEach((entry) => grid.appendChild(entry.el));
+      if (focused && focused !== document.activeElement && grid.contains(focused)) focused.focus();
+    }
     const empty = document.getElementById("grid-empty");
     if (empty) empty.hidden = list.length > 0;
     grid.setAttribute("data-count", String(list.length));

@@ -76,6 +76,8 @@
   }
 
   function renderNav() {
+    // The buttons are rebuilt: a keyboard user's focus on one of them must survive it.
+    const focusedAt = Array.prototype.indexOf.call(nav.children, document.activeElement);
     nav.replaceChildren();
     questions.forEach((q, i) => {
       const b = document.createElement("button");
@@ -91,6 +93,7 @@
       b.addEventListener("click", () => { show(i); });
       nav.appendChild(b);
     });
+    if (focusedAt >= 0 && nav.children[focusedAt]) nav.children[focusedAt].focus();
   }
 
   function show(i) {
