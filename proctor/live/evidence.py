@@ -117,13 +117,17 @@ class ClipRecorder:
 
     def begin(self, student_id: int, session_id: int, stem: str, began_t: float | None, fired_t: float) -> str | None:
         """Start a violation's clip; its path relative to the data directory (the file comes once the
-        post-roll is over), or None when there is no frame for it and none can come (no post-roll)."""
+        post-roll is over), or None when no camera frame of the student was analysed lately (the camera
+        is off, or no worker runs: a browser event's violation then has no clip, as before)."""
         if began_t is None or not math.isfinite(began_t) or began_t > fired_t:
             began_t = fired_t  # an instant event (the browser's): the clip is centred on when it came
+        buffered = self.preroll.clip(student_id)
+        if not buffered:
+            return None
         # The buffer holds preroll.seconds: a condition that began earlier than that starts the clip at its oldest frame.
         rec = ClipRecording(student_id, session_id, stem, self.store.paths(session_id, stem, "frames")[1],
                             began_t - self.preroll_s, fired_t + self.postroll_s)
-        for t, jpeg in self.preroll.clip(student_id):
+        for t, jpeg in buffered:
             rec.add(t, jpeg)
         if self.postroll_s <= 0:
             return self._write(rec)

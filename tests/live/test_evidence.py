@@ -326,3 +326,6 @@ def test_the_recorder_keeps_only_its_span_and_validates(tmp_path, frames):
         with pytest.raises(ValueError):
             ClipRecorder(store, buf, **bad)
     assert remove_clip_files(tmp_path / rel) == 1
+    # No analysed frame of the student at all (the camera is off, no worker runs): no clip, no marker.
+    assert rec.begin(2, 9, store.stem("TAB_SWITCH", 105.0, 3), began_t=None, fired_t=105.0) is None
+    assert rec.recording() == [] and not list((tmp_path / rel).parent.glob("*tab_switch_3*"))

@@ -251,8 +251,10 @@ def test_a_recording_the_server_never_finished_is_a_clear_404(app, admin, studen
     from proctor.live.evidence import ClipRecorder, EvidenceStore, PrerollBuffer
 
     data_dir = Path(app.config["PROCTOR_DATA_DIR"])
-    store = EvidenceStore(data_dir)
-    recorder = ClipRecorder(store, PrerollBuffer(seconds=10.0), preroll_s=8.0, postroll_s=3.0)
+    store, buf = EvidenceStore(data_dir), PrerollBuffer(seconds=10.0)
+    for t, jpeg in preroll(t0=995.0):
+        buf.add(7, t, jpeg)
+    recorder = ClipRecorder(store, buf, preroll_s=8.0, postroll_s=3.0)
     rel = recorder.begin(7, student.session_id, store.stem("NO_FACE", 1000.0, 9), began_t=990.0, fired_t=1000.0)
     vid = _violation(app, student, clip_path=rel)  # its post-roll ended in 1970: the server stopped while recording
     resp = admin.get(f"/admin/evidence/{vid}/clip")

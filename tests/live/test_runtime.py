@@ -398,7 +398,7 @@ def main():
     # The upload route hands over decoded or JPEG frames; prepare them before the clock starts.
     face = fit(load_photo("a_1_webcam_woman_T1.jpg"))
     room = fit(load_photo("f_5_living_room_empty.jpg"))
-    frames = [live_frame(face, i) for i in range(5)] + [live_frame(room, i) for i in range(10)]
+    frames = [live_frame(face, i) for i in range(5)] + [live_frame(room, i) for i in range(17)]  # NO_FACE + post-roll
     jpegs = [cv2.imencode(".jpg", img)[1].tobytes() for img in frames]
 
     def feeder():
@@ -414,6 +414,11 @@ def main():
                 socketio.sleep(0.01)
         while not rt.pipeline_status()["counters"]["violations"]:
             socketio.sleep(0.05)
+        # The clip is written once a frame analysed after its post-roll (3 s after NO_FACE fired) says so.
+        while not rt.pipeline_status()["counters"].get("clips_written"):
+            socketio.sleep(0.05)
+        # Before the encodes below: on a busy machine they may outlast TIME_CAMERA_OFF_S (a second warning).
+        status, pipeline = rt.status(sid), rt.pipeline_status()
         # A reviewer's first open encodes the clip (proctor.evidence_files): off the event loop, so the
         # ticker keeps running while it encodes.
         from pathlib import Path
@@ -437,7 +442,7 @@ def main():
             ffmpeg_webm = playable_clip(copy, "harness ffmpeg")
             ffmpeg_ticks = len(gaps) - ticks
         gaps_sorted = sorted(gaps)
-        print("DONE " + json.dumps({"session_id": sess_id, "status": rt.status(sid), "pipeline": rt.pipeline_status(),
+        print("DONE " + json.dumps({"session_id": sess_id, "status": status, "pipeline": pipeline,
                                     "webm": str(webm), "ticks_while_encoding": ticks_while_encoding,
                                     "hub_gap_ms_while_encoding": encode_gap_ms,
                                     "ffmpeg_webm": str(ffmpeg_webm), "ffmpeg_ticks": ffmpeg_ticks,
@@ -518,7 +523,8 @@ def test_runtime_under_a_real_eventlet_server(tmp_path):
     with sqlite3.connect(tmp_path / "ev.db") as conn:
         rows = conn.execute("SELECT Type, EvidencePath, ClipPath FROM violations WHERE SessionID = ?",
                             (result["session_id"],)).fetchall()
-    assert [r[0] for r in rows] == ["NO_FACE"]
+    # NO_FACE; and CAMERA_OFF when the encodes outlast TIME_CAMERA_OFF_S after the last frame (a busy machine).
+    assert [r[0] for r in rows] in (["NO_FACE"], ["NO_FACE", "CAMERA_OFF"])
     assert cv2.imread(str(data_dir / rows[0][1])) is not None
     assert rows[0][2].endswith(".frames") and Path(result["webm"]) == (data_dir / rows[0][2]).with_suffix(".webm").resolve()
     cap = cv2.VideoCapture(result["webm"])
