@@ -9,10 +9,11 @@ session ends or the runtime stops, with what there is). Meanwhile a `<stem>.reco
 it says so (recording_ends_at), so that a reviewer opening it early is told it is not ready yet. The
 clip is stored as what it already is: the page's JPEG frames with their frame times, in one
 uncompressed frames file (`<stem>.frames`, FRAMES_MAGIC then (time, length, JPEG) records), written
-whole or not at all. No encoding runs then. A reviewer's first open encodes it (encode_frames_file) to a WebM (VP8) cached beside it
-(`<stem>.webm`), by OpenCV's VideoWriter when it can, else by piping raw frames to Debian's
-ffmpeg; the web layer runs that off the event loop (proctor/evidence_files.py). Clips from before this
-scheme are WebM files stored at violation time and are served as they are.
+whole or not at all. No encoding runs then. A reviewer's first open encodes it (encode_frames_file)
+to a WebM (VP8) cached beside it (`<stem>.webm`), by OpenCV's VideoWriter when it can, else by
+piping raw frames to Debian's ffmpeg; the web layer runs that off the event loop
+(proctor/evidence_files.py). Clips from before this scheme are WebM files stored at violation time
+and are served as they are.
 """
 from __future__ import annotations
 
@@ -103,8 +104,8 @@ class ClipRecorder:
     begin() takes what the PrerollBuffer holds of that span and returns the clip's path at once;
     add() gives every analysed frame to the student's clips still recording; finish_due() writes
     those whose post-roll is over by the student's frame clock; finish() writes a student's (the
-    session ended) or everyone's (the runtime stops) with what they have. Called by the live loop
-    (one thread); the files are small (the page's JPEGs, no encoding)."""
+    session ended) or everyone's (the runtime stops) with what they have. Called under the runtime's
+    lock; the files are small (the page's JPEGs, no encoding)."""
 
     def __init__(self, store: "EvidenceStore", preroll: PrerollBuffer, preroll_s: float, postroll_s: float):
         if not 0 < preroll_s <= preroll.seconds:
@@ -120,7 +121,7 @@ class ClipRecorder:
         post-roll is over), or None when no camera frame of the student was analysed lately (the camera
         is off, or no worker runs: a browser event's violation then has no clip, as before)."""
         if began_t is None or not math.isfinite(began_t) or began_t > fired_t:
-            began_t = fired_t  # an instant event (the browser's): the clip is centred on when it came
+            began_t = fired_t  # an instant event (the browser's): from the pre-roll before it to the post-roll after
         buffered = self.preroll.clip(student_id)
         if not buffered:
             return None
