@@ -3,11 +3,13 @@
 ``draw_hud(frame, face, detections, status, alerts)`` returns a new BGR image; the input is
 never modified. ``draw_evidence`` draws a violation's evidence picture: the same observations plus a
 caption that names the rule, says why it fired (``rule_reason``, from the rule event's details) and
-when, wrapped to the frame's width, and no counters (they would be stale by the time it is looked at). Drawing is split into annotators with one method,
-``annotate(scene, hud) -> scene``, each drawing one kind of thing onto the scene it is given
-(the copy ``draw_hud`` made): object boxes, the hands (thin boxes), the face (box, landmarks, pose
-axes), the status panel and the alerts (with "PHONE AT EAR" when the detections say so). Works with missing observations (None) and with frames of any size,
-down to one pixel (text is skipped when there is no room for it).
+when, wrapped to the frame's width, and no counters (they would be stale by the time it is looked
+at). Drawing is split into annotators with one method, ``annotate(scene, hud) -> scene``, each
+drawing one kind of thing onto the scene it is given (the copy ``draw_hud`` made): object boxes, the
+hands (thin boxes), the face (box, landmarks, pose axes), the status panel, the alerts (with "PHONE
+AT EAR" when the detections say so; wrapped, not cut) and an evidence caption. Works with missing
+observations (None) and with frames of any size, down to one pixel (text is skipped when there is
+no room for it).
 
 ``status`` keys used (all optional): ``raw`` (bool: the frame is the unprocessed camera image),
 ``warnings`` (int), ``warning_limit`` (int), ``suspicion`` (0-100), ``label`` (text, e.g.
@@ -335,7 +337,8 @@ def rule_reason(rule: str, details: Mapping[str, Any]) -> str:
             return f"A picture of a face, not a live face: {d.get('explanation') or 'screen or print'}{held}."
         return f"The face does not match the enrolled student{held}."
     if rule == "CAMERA_OFF":
-        what = {"black": "black frames", "frozen": "frozen frames", "no_frames": "no frames arrive"}.get(cause, "camera off")
+        what = {"black": "black frames", "frozen": "frozen frames",
+                "no_frames": "no frames arrive"}.get(cause, "camera off")
         return f"Camera off: {what}{held}."
     try:
         return f"{registered_rule(rule).title}{held}."

@@ -296,7 +296,8 @@ def cached_webm(frames_path: str | Path) -> Path:
 
 def clip_files(clip_path: str | Path) -> list[Path]:
     """Every file a stored clip may have on disk: its frames file or old WebM, the cached encode,
-    the marker of a recording that never finished, and temporary files an interrupted write left beside them. Those that exist."""
+    the marker of a recording that never finished, and temporary files an interrupted write left
+    beside them. Those that exist."""
     path = Path(clip_path)
     found = [p for p in {path, cached_webm(path), path.with_suffix(FRAMES_SUFFIX), path.with_suffix(RECORDING_SUFFIX)}
              if p.is_file()]
