@@ -1,11 +1,15 @@
 """Heads-up display: draws observations onto a copy of a frame. It decides nothing.
 
 ``draw_hud(frame, face, detections, status, alerts)`` returns a new BGR image; the input is
-never modified. Drawing is split into annotators with one method,
-``annotate(scene, hud) -> scene``, each drawing one kind of thing onto the scene it is given
-(the copy ``draw_hud`` made): object boxes, the hands (thin boxes), the face (box, landmarks, pose
-axes), the status panel and the alerts (with "PHONE AT EAR" when the detections say so). Works with missing observations (None) and with frames of any size,
-down to one pixel (text is skipped when there is no room for it).
+never modified. ``draw_evidence`` draws a violation's evidence picture: the same observations plus a
+caption that names the rule, says why it fired (``rule_reason``, from the rule event's details) and
+when, wrapped to the frame's width, and no counters (they would be stale by the time it is looked
+at). Drawing is split into annotators with one method, ``annotate(scene, hud) -> scene``, each
+drawing one kind of thing onto the scene it is given (the copy ``draw_hud`` made): object boxes, the
+hands (thin boxes), the face (box, landmarks, pose axes), the status panel, the alerts (with "PHONE
+AT EAR" when the detections say so; wrapped, not cut) and an evidence caption. Works with missing
+observations (None) and with frames of any size, down to one pixel (text is skipped when there is
+no room for it).
 
 ``status`` keys used (all optional): ``raw`` (bool: the frame is the unprocessed camera image),
 ``warnings`` (int), ``warning_limit`` (int), ``suspicion`` (0-100), ``label`` (text, e.g.
@@ -14,12 +18,14 @@ the student's name), ``fps`` (float), ``t`` (frame time, s).
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Protocol, Sequence
 
 import cv2
 import numpy as np
 
+from config_vision import rule as registered_rule
 from face_pipeline import FaceObservation
 from person_pipeline import Detections
 
@@ -71,6 +77,34 @@ def _put_label(scene: np.ndarray, text: str, x: int, y: int, colour) -> None:
     y = int(min(max(h + 2, y), scene.shape[0] - 2))
     cv2.rectangle(scene, (x, y - h - 2), (x + w + 2, y + base), colour, -1)
     cv2.putText(scene, text, (x + 1, y - 1), FONT, scale, (0, 0, 0), thick, cv2.LINE_AA)
+
+
+def wrap_text(text: str, width_px: int, scale: float, max_lines: int | None = None) -> list[str]:
+    """``text`` broken into lines no wider than ``width_px`` at font ``scale`` (at word boundaries; a
+    word wider than a line is cut). With ``max_lines``, the lines beyond it are dropped and the last
+    kept one ends in "..." so that the reader sees the text goes on."""
+    def fits(line: str) -> bool:
+        return cv2.getTextSize(line, FONT, scale, 1)[0][0] <= width_px
+
+    lines: list[str] = []
+    for word in str(text).split():
+        joined = f"{lines[-1]} {word}" if lines else word
+        if lines and fits(joined):
+            lines[-1] = joined
+            continue
+        while not fits(word) and len(word) > 1:  # a word wider than the frame: cut it where it stops fitting
+            n = max(1, max(i for i in range(1, len(word) + 1) if fits(word[:i]) or i == 1))
+            lines.append(word[:n])
+            word = word[n:]
+        lines.append(word)
+    if max_lines is not None and len(lines) > max_lines:
+        lines = lines[:max(0, max_lines)]
+        if lines:
+            last = lines[-1]
+            while last and not fits(last + "..."):
+                last = last[:-1]
+            lines[-1] = last.rstrip() + "..."
+    return lines
 
 
 def _detector_scale(scene, dets) -> tuple[float, float]:
@@ -243,13 +277,134 @@ class AlertAnnotator:
             return scene
         scale = _scale(scene)
         line_h = int(cv2.getTextSize("Ag", FONT, scale, 1)[0][1] * 1.9) + 2
-        for i, text in enumerate(reversed(alerts[-4:])):
-            _put_label(scene, text[:60], 5, h - 6 - i * line_h, RED)
+        room = max(1, int(h * 0.4) // line_h)  # the bottom 40 %: the picture stays visible above
+        lines: list[str] = []
+        for text in reversed(alerts[-4:]):  # newest at the bottom; older ones give way when room runs out
+            wrapped = wrap_text(text, w - 14, scale, room - len(lines))
+            lines[:0] = wrapped
+            if len(lines) >= room:
+                break
+        for i, text in enumerate(reversed(lines)):
+            _put_label(scene, text, 5, h - 6 - i * line_h, RED)
         return scene
 
 
 DEFAULT_ANNOTATORS: tuple[Annotator, ...] = (DetectionBoxAnnotator(), HandAnnotator(), FaceAnnotator(),
                                              StatusPanelAnnotator(), AlertAnnotator())
+
+
+# ------------------------------------------------------------------------------ evidence pictures
+
+def clock_text(t: float | None) -> str:
+    """A frame time (epoch seconds) as a UTC date and time to a tenth of a second."""
+    if t is None or not math.isfinite(t):
+        return "time unknown"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t)) + f".{int((t % 1) * 10)} UTC"
+
+
+def _n(value, spec: str) -> str:
+    try:
+        return format(float(value), spec)
+    except (TypeError, ValueError):
+        return "?"
+
+
+def rule_reason(rule: str, details: Mapping[str, Any]) -> str:
+    """Why a rule fired, in words, from its event's details (decision_engine's conditions write them)."""
+    d = dict(details or {})
+    held = f" for {_n(d['duration_s'], '.1f')} s" if d.get("duration_s") is not None else ""
+    cause = d.get("cause")
+    if rule == "PROHIBITED_OBJECT":
+        objects = [o for o in d.get("objects") or () if isinstance(o, Mapping)]
+        named = [f"{o.get('label', '?')} ({_n(o['score'], '.2f')})" if o.get("score") is not None
+                 else str(o.get("label", "?")) for o in objects]
+        return f"Prohibited object seen{held}: {', '.join(named) or 'unnamed'}."
+    if rule == "MULTIPLE_FACES":
+        parts = [f"{d['face_count']} faces" if d.get("face_count") is not None else "",
+                 f"{d['persons']} persons" if d.get("persons") is not None else ""]
+        return f"More than one person{held}: {', '.join(p for p in parts if p) or 'count unknown'}."
+    if rule == "NO_FACE":
+        return f"No face in view{held}."
+    if rule == "DISTRACTION":
+        if cause == "gazing":
+            return f"Gaze off the screen (iris offset {_n(d.get('iris_offset'), '+.2f')}){held}."
+        return (f"Head turned (yaw {_n(d.get('yaw_deg'), '+.0f')} deg, pitch {_n(d.get('pitch_deg'), '+.0f')} deg)"
+                f"{held}.")
+    if rule == "EYES_CLOSED":
+        return f"Eyes closed (EAR {_n(d.get('ear_left'), '.2f')} / {_n(d.get('ear_right'), '.2f')}){held}."
+    if rule == "IDENTITY_MISMATCH":
+        if cause == "spoof":
+            return f"A picture of a face, not a live face: {d.get('explanation') or 'screen or print'}{held}."
+        return f"The face does not match the enrolled student{held}."
+    if rule == "CAMERA_OFF":
+        what = {"black": "black frames", "frozen": "frozen frames",
+                "no_frames": "no frames arrive"}.get(cause, "camera off")
+        return f"Camera off: {what}{held}."
+    try:
+        return f"{registered_rule(rule).title}{held}."
+    except (KeyError, ValueError):
+        return f"{rule}{held}."
+
+
+class CaptionAnnotator:
+    """A violation's caption along the bottom: the rule and the frame's time on the first line, the
+    reason wrapped below (``status["caption"]``: (title, reason)); a red frame border."""
+
+    def annotate(self, scene, hud):
+        caption = hud.status.get("caption")
+        if not caption:
+            return scene
+        h, w = scene.shape[:2]
+        cv2.rectangle(scene, (0, 0), (w - 1, h - 1), RED, _thickness(scene) * 2)
+        if not _text_ok(scene):
+            return scene
+        title, reason = (str(c) for c in caption)
+        scale = _scale(scene)
+        line_h = int(cv2.getTextSize("Ag", FONT, scale, 1)[0][1] * 1.8) + 3
+        room = max(2, int(h * 0.45) // line_h)  # at most the bottom 45 %: the reason must not hide the picture
+        lines = wrap_text(title, w - 12, scale, 2) + wrap_text(reason, w - 12, scale, room - 2)
+        top = h - line_h * len(lines) - 6
+        roi = scene[max(0, top):h, 0:w]
+        roi[:] = (roi.astype(np.float32) * 0.3).astype(np.uint8)  # darken behind the text
+        for i, text in enumerate(lines):
+            cv2.putText(scene, text, (6, top + line_h * (i + 1) - 3), FONT, scale, RED if i == 0 else WHITE, 1,
+                        cv2.LINE_AA)
+        return scene
+
+
+# The boxes last: a phone low in the picture must stay visible over the caption (text may be crossed, the evidence not).
+EVIDENCE_ANNOTATORS: tuple[Annotator, ...] = (FaceAnnotator(), StatusPanelAnnotator(), CaptionAnnotator(),
+                                              HandAnnotator(), DetectionBoxAnnotator())
+
+
+def evidence_caption(rule: str, details: Mapping[str, Any], frame_t: float | None,
+                     fired_t: float | None = None) -> tuple[str, str]:
+    """(title, reason) of an evidence picture: the rule and the frame's time; why it fired and, when the
+    picture is of an earlier frame than the one it fired on (the detector's), how much earlier."""
+    title = f"{rule} {clock_text(frame_t)}"
+    reason = rule_reason(rule, details)
+    if fired_t is not None and frame_t is not None and abs(fired_t - frame_t) >= 0.05:
+        reason += f" Fired {_n(fired_t - frame_t, '.1f')} s after this frame."
+    return title, reason
+
+
+def draw_evidence(
+    frame_bgr: np.ndarray,
+    face: FaceObservation | None,
+    detections: Detections | None,
+    rule: str,
+    details: Mapping[str, Any] | None = None,
+    frame_t: float | None = None,
+    fired_t: float | None = None,
+    label: str | None = None,
+) -> np.ndarray:
+    """A violation's evidence picture: the frame the reason was seen on with that frame's own
+    observations (boxes, face), its facts in the top-left panel, and the caption (evidence_caption).
+    No warning counts or suspicion: they change after the picture is drawn."""
+    status = {"caption": evidence_caption(rule, details or {}, frame_t, fired_t)}
+    if label:
+        status["label"] = label
+    return draw_hud(frame_bgr, face, detections, status, (), EVIDENCE_ANNOTATORS)
 
 
 def _as_bgr_copy(frame: np.ndarray) -> np.ndarray:

@@ -15,6 +15,7 @@ WebM files already and are served as they are.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from contextlib import contextmanager
@@ -62,6 +63,27 @@ def _one_encode_at_a_time(key: str):
             entry[1] -= 1
             if entry[1] == 0:
                 _locks.pop(key, None)
+
+
+RECORDING_GRACE_S = 60.0  # a clip whose post-roll ended longer ago and was never written: the server stopped
+
+
+def clip_not_ready(path: Path | None, what: str, now: float | None = None) -> ClipUnavailable | None:
+    """For a clip whose file is not there: a 503 while the runtime is still recording its post-roll
+    (evidence.recording_ends_at), a clear 404 when the recording never finished; None when nothing says
+    it is being recorded (the caller's plain 404)."""
+    from .live.evidence import recording_ends_at
+
+    ends_at = None if path is None else recording_ends_at(path)
+    if ends_at is None:
+        return None
+    left = ends_at - (time.time() if now is None else now)
+    if left > -RECORDING_GRACE_S:
+        return ClipUnavailable("This clip is still being recorded (it runs on a few seconds after the violation); "
+                               f"try again in {max(1, math.ceil(left) + 1)} s.", 503)
+    log.warning("%s: the clip's recording never finished (the server stopped while recording it)", what)
+    return ClipUnavailable("This clip was not completed: the server stopped while recording it. The snapshot is "
+                           "still available.", 404)
 
 
 def playable_clip(path: Path, what: str) -> Path:

@@ -140,7 +140,8 @@ SETTINGS: tuple[AppSetting, ...] = (
        "Empty: the embedded mode.", secret=True),
     _s("PROCTOR_BROKER_NAMESPACE", "text", "proctor", "Prefix of the distributed mode's Redis keys and Celery queues "
        "(one per installation sharing a Redis; the workers' PROCTOR_BROKER_NAMESPACE must match)."),
-    _s("PROCTOR_LIVE_PREROLL_S", "float", 8.0, "Seconds of processed frames kept for a violation's clip.", 2, 30),
+    _s("PROCTOR_LIVE_PREROLL_S", "float", 8.0, "A violation's clip starts this many seconds before its condition began.", 2, 30),
+    _s("PROCTOR_LIVE_POSTROLL_S", "float", 3.0, "A violation's clip ends this many seconds after its rule fired (the clip is written then; 0: at once).", 0, 30),
     _s("PROCTOR_LIVE_STATUS_EVERY_S", "float", 1.0, "Period of each student's status push to admins.", 0.2, 10),
     _s("PROCTOR_LIVE_STALL_S", "float", 30.0, "No live-loop pass for this long: /api/health answers 503 and logs it (frames are not analysed).", 2, 600),
     _s("PROCTOR_LIVE_LOG_LEVEL", "choice", "INFO", "Log level of the live runtime (per-frame lines are DEBUG).", choices=LOG_LEVELS),

@@ -13,8 +13,8 @@ from sqlalchemy import select
 
 import config_vision
 
-from ..datafiles import stored_file
-from ..evidence_files import RETRY_AFTER_S, ClipUnavailable, playable_clip
+from ..datafiles import stored_file, stored_path
+from ..evidence_files import RETRY_AFTER_S, ClipUnavailable, clip_not_ready, playable_clip
 from ..extensions import db, socketio
 from ..live.mjpeg import BOUNDARY, LiveViewSource, mjpeg_parts, stream_counter
 from ..live_hooks import current_runtime
@@ -102,6 +102,14 @@ def live_stream(student_id: int):
 EVIDENCE_KINDS = {"snapshot": "evidence_path", "clip": "clip_path"}
 
 
+def _clip_unavailable(exc: ClipUnavailable, retry_after_s: int = RETRY_AFTER_S) -> Response:
+    resp = Response(exc.message + "\n", status=exc.status, mimetype="text/plain")
+    resp.headers["Cache-Control"] = "no-store"
+    if exc.status == 503:
+        resp.headers["Retry-After"] = str(retry_after_s)
+    return resp
+
+
 @bp.route("/evidence/<int:violation_id>/<kind>")
 @access(ADMIN)
 def evidence(violation_id: int, kind: str):
@@ -116,17 +124,17 @@ def evidence(violation_id: int, kind: str):
         abort(404)
     what = f"evidence {violation_id}/{kind}"
     path = stored_file(stored, what)
+    if path is None and kind == "clip":  # still recording its post-roll, or never finished?
+        pending = clip_not_ready(stored_path(stored, what), what)
+        if pending is not None:
+            return _clip_unavailable(pending, retry_after_s=5)
     if path is None:
         abort(404)
     if kind == "clip":
         try:
             path = playable_clip(path, what)
         except ClipUnavailable as exc:
-            resp = Response(exc.message + "\n", status=exc.status, mimetype="text/plain")
-            resp.headers["Cache-Control"] = "no-store"
-            if exc.status == 503:
-                resp.headers["Retry-After"] = str(RETRY_AFTER_S)
-            return resp
+            return _clip_unavailable(exc)
     mimetype = "video/webm" if path.suffix == ".webm" else mimetypes.guess_type(path.name)[0] or "application/octet-stream"
     resp = send_file(path, mimetype=mimetype, conditional=True, max_age=0)
     resp.headers["Cache-Control"] = "private, no-store"

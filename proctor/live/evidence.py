@@ -1,18 +1,26 @@
-"""Evidence for violations: the processed frame (with HUD) as JPEG and a pre-roll clip.
+"""Evidence for violations: the frame that shows the reason (drawn by views.py) as JPEG, and a clip.
 
 Files live under <PROCTOR_DATA_DIR>/evidence/<session_id>/; the database stores paths relative
-to the data directory. At violation time the pre-roll is stored as what it already is: the
-page's JPEG frames with their frame times, in one uncompressed frames file (`<stem>.frames`,
-FRAMES_MAGIC then (time, length, JPEG) records), written whole or not at all. No encoding runs
-then. A reviewer's first open encodes it (encode_frames_file) to a WebM (VP8) cached beside it
-(`<stem>.webm`), by OpenCV's VideoWriter when it can, else by piping raw frames to Debian's
-ffmpeg; the web layer runs that off the event loop (proctor/evidence_files.py). Clips from before this
-scheme are WebM files stored at violation time and are served as they are.
+to the data directory. A violation's clip spans from PROCTOR_LIVE_PREROLL_S before its condition
+began to PROCTOR_LIVE_POSTROLL_S after it fired (ClipRecorder): the violation is stored at once
+with the clip's path, the frames so far are taken from the PrerollBuffer, the post-roll's frames
+are added as they are analysed, and the file is written when the post-roll is over (or when the
+session ends or the runtime stops, with what there is). Meanwhile a `<stem>.recording` marker beside
+it says so (recording_ends_at), so that a reviewer opening it early is told it is not ready yet. The
+clip is stored as what it already is: the page's JPEG frames with their frame times, in one
+uncompressed frames file (`<stem>.frames`, FRAMES_MAGIC then (time, length, JPEG) records), written
+whole or not at all. No encoding runs then. A reviewer's first open encodes it (encode_frames_file)
+to a WebM (VP8) cached beside it (`<stem>.webm`), by OpenCV's VideoWriter when it can, else by
+piping raw frames to Debian's ffmpeg; the web layer runs that off the event loop
+(proctor/evidence_files.py). Clips from before this scheme are WebM files stored at violation time
+and are served as they are.
 """
 from __future__ import annotations
 
 import glob
+import json
 import logging
+import math
 import os
 import re
 import shutil
@@ -20,6 +28,7 @@ import struct
 import subprocess
 import threading
 from collections import deque
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +36,8 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 CLIP_FPS_MIN, CLIP_FPS_MAX = 1.0, 30.0
-FRAMES_SUFFIX = ".frames"             # the stored pre-roll: JPEG frames with their times
+FRAMES_SUFFIX = ".frames"             # the stored clip: JPEG frames with their times
+RECORDING_SUFFIX = ".recording"       # beside a clip still recording its post-roll: {"ends_at": frame time}
 FRAMES_MAGIC = b"PROCTOR-FRAMES1\n"   # 16 bytes, then records: <d time><I length><length bytes of JPEG>
 _RECORD = struct.Struct("<dI")
 FRAME_MAX_BYTES = 16 * 1024 * 1024    # one JPEG larger than this is not a frame the page sent: the file is damaged
@@ -69,6 +79,125 @@ class PrerollBuffer:
     def forget(self, student_id: int) -> None:
         with self._lock:
             self._frames.pop(student_id, None)
+
+
+@dataclass
+class ClipRecording:
+    """One violation's clip while its post-roll is recorded: frames with start_t <= t <= end_t."""
+
+    student_id: int
+    session_id: int
+    stem: str
+    rel: str                 # the frames file, relative to the data directory (the violation stores it at once)
+    start_t: float           # the condition's start minus the pre-roll
+    end_t: float             # the firing plus the post-roll
+    frames: list = field(default_factory=list)
+
+    def add(self, t: float, jpeg: bytes) -> None:
+        if self.start_t <= t <= self.end_t and (not self.frames or t > self.frames[-1][0]):
+            self.frames.append((t, jpeg))
+
+
+class ClipRecorder:
+    """Violations' clips: [condition start - pre-roll, fired + post-roll] of the analysed frames.
+
+    begin() takes what the PrerollBuffer holds of that span and returns the clip's path at once;
+    add() gives every analysed frame to the student's clips still recording; finish_due() writes
+    those whose post-roll is over by the student's frame clock; finish() writes a student's (the
+    session ended) or everyone's (the runtime stops) with what they have. Called under the runtime's
+    lock; the files are small (the page's JPEGs, no encoding)."""
+
+    def __init__(self, store: "EvidenceStore", preroll: PrerollBuffer, preroll_s: float, postroll_s: float):
+        if not 0 < preroll_s <= preroll.seconds:
+            raise ValueError(f"pre-roll {preroll_s!r} s must be in (0, the buffer's {preroll.seconds:g} s]")
+        if not 0 <= postroll_s <= 60:
+            raise ValueError(f"post-roll seconds must be in [0, 60], got {postroll_s!r}")
+        self.store, self.preroll = store, preroll
+        self.preroll_s, self.postroll_s = float(preroll_s), float(postroll_s)
+        self._open: dict[int, list[ClipRecording]] = {}
+
+    def begin(self, student_id: int, session_id: int, stem: str, began_t: float | None, fired_t: float) -> str | None:
+        """Start a violation's clip; its path relative to the data directory (the file comes once the
+        post-roll is over), or None when no camera frame of the student was analysed lately (the camera
+        is off, or no worker runs: a browser event's violation then has no clip, as before)."""
+        if began_t is None or not math.isfinite(began_t) or began_t > fired_t:
+            began_t = fired_t  # an instant event (the browser's): from the pre-roll before it to the post-roll after
+        buffered = self.preroll.clip(student_id)
+        if not buffered:
+            return None
+        # The buffer holds preroll.seconds: a condition that began earlier than that starts the clip at its oldest frame.
+        rec = ClipRecording(student_id, session_id, stem, self.store.paths(session_id, stem, "frames")[1],
+                            began_t - self.preroll_s, fired_t + self.postroll_s)
+        for t, jpeg in buffered:
+            rec.add(t, jpeg)
+        if self.postroll_s <= 0:
+            return self._write(rec)
+        marker, _ = self.store.paths(session_id, stem, RECORDING_SUFFIX.lstrip("."))
+        _write_whole(marker, (json.dumps({"ends_at": rec.end_t}).encode(),))
+        self._open.setdefault(student_id, []).append(rec)
+        return rec.rel
+
+    def add(self, student_id: int, t: float, jpeg: bytes) -> None:
+        for rec in self._open.get(student_id, ()):
+            rec.add(t, jpeg)
+
+    def recording(self) -> list[int]:
+        """Students with a clip still recording (usually none: the loop's check is then free)."""
+        return list(self._open)
+
+    def finish_due(self, student_id: int, now_t: float) -> list[str]:
+        """Write the student's clips whose post-roll is over at frame time `now_t`; their paths."""
+        recs = self._open.get(student_id, [])
+        due = [r for r in recs if now_t >= r.end_t]
+        if not due:
+            return []
+        rest = [r for r in recs if now_t < r.end_t]
+        if rest:
+            self._open[student_id] = rest
+        else:
+            del self._open[student_id]
+        return [rel for rel in map(self._write, due) if rel]
+
+    def finish(self, student_id: int | None = None) -> list[str]:
+        """Write a student's clips (or everyone's) now with the frames they have."""
+        ids = list(self._open) if student_id is None else [student_id]
+        written = []
+        for sid in ids:
+            for rec in self._open.pop(sid, []):
+                rel = self._write(rec)
+                if rel:
+                    written.append(rel)
+        return written
+
+    def _write(self, rec: ClipRecording) -> str | None:
+        marker, _ = self.store.paths(rec.session_id, rec.stem, RECORDING_SUFFIX.lstrip("."))
+        try:
+            if not rec.frames:
+                log.warning("no clip student=%s session=%s stem=%s: no analysed frame in [%.3f, %.3f]",
+                            rec.student_id, rec.session_id, rec.stem, rec.start_t, rec.end_t)
+                return None
+            self.store.save_clip_frames(rec.session_id, rec.stem, rec.frames)
+            log.info("clip written student=%s session=%s %s: %d frames over %.1f s", rec.student_id, rec.session_id,
+                     rec.rel, len(rec.frames), rec.frames[-1][0] - rec.frames[0][0])
+            return rec.rel
+        except OSError as exc:
+            log.error("clip frames not written student=%s session=%s: %s", rec.student_id, rec.session_id, exc)
+            return None
+        finally:
+            marker.unlink(missing_ok=True)
+
+
+def recording_ends_at(clip_path: str | Path) -> float | None:
+    """When the clip at `clip_path` (its frames file) will have been recorded, if it is still being
+    recorded (its marker is there); None otherwise. A marker that cannot be read counts as ended now."""
+    marker = Path(clip_path).with_suffix(RECORDING_SUFFIX)
+    try:
+        ends_at = float(json.loads(marker.read_text())["ends_at"])
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0.0
+    return ends_at if math.isfinite(ends_at) else 0.0
 
 
 def _safe(text: str) -> str:
@@ -167,9 +296,11 @@ def cached_webm(frames_path: str | Path) -> Path:
 
 def clip_files(clip_path: str | Path) -> list[Path]:
     """Every file a stored clip may have on disk: its frames file or old WebM, the cached encode,
-    and temporary files an interrupted write left beside them. Those that exist."""
+    the marker of a recording that never finished, and temporary files an interrupted write left
+    beside them. Those that exist."""
     path = Path(clip_path)
-    found = [p for p in {path, cached_webm(path), path.with_suffix(FRAMES_SUFFIX)} if p.is_file()]
+    found = [p for p in {path, cached_webm(path), path.with_suffix(FRAMES_SUFFIX), path.with_suffix(RECORDING_SUFFIX)}
+             if p.is_file()]
     if path.parent.is_dir():
         found += [p for p in path.parent.glob(f".{glob.escape(path.stem)}.*.part.*") if p.is_file()]
     return sorted(found)

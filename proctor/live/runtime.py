@@ -23,7 +23,8 @@ from typing import Callable
 
 from .actions import ProctorActions
 from .events import EventBus
-from .evidence import EvidenceStore, PrerollBuffer
+from .capture import EvidenceCapture, condition_span_s
+from .evidence import ClipRecorder, EvidenceStore, PrerollBuffer
 from .frames import FrameReceipt, FrameSlots
 from .health import LoopHeartbeat, read_lock
 from .outbox import SeenEvents, ViolationQueue
@@ -33,7 +34,7 @@ from .stats import PipelineStats
 from .store import IN_PROGRESS, LiveError, LiveStore, ViolationRecord
 from .streams import ExamRulesCache, Stream, clean_details
 from .cluster import ClusterMixin
-from .views import LiveView, LiveViews, frame_jpeg, processed_jpeg
+from .views import LiveView, LiveViews, frame_jpeg
 from .workers import WorkerPool
 
 __all__ = ["LiveRuntime", "LiveView", "LiveError"]
@@ -45,9 +46,10 @@ REFUSED_RETRY_S = 10.0     # a frame for a session that is not in progress is dr
 READ_LOCK_WAIT_S = 0.25    # views and status wait this long for the runtime's lock, then read without it
 
 
-class LiveRuntime(ClusterMixin, LiveViews, ProctorActions):
+class LiveRuntime(ClusterMixin, LiveViews, ProctorActions, EvidenceCapture):
     """The loop and the students' streams; their views and status come from LiveViews (views.py), the
-    proctor's actions from ProctorActions (actions.py), and, with several web processes, ClusterMixin
+    proctor's actions from ProctorActions (actions.py), a violation's snapshot and clip from
+    EvidenceCapture (capture.py), and, with several web processes, ClusterMixin
     (cluster.py) sends a call about a student another process holds to that process.
     With `autostart=False`, submit_frame and browser_event do not start
     the loop: the caller calls start(), or drives step() itself (tests with a fake pool)."""
@@ -69,8 +71,10 @@ class LiveRuntime(ClusterMixin, LiveViews, ProctorActions):
         self.status_every_s = float(settings.status_every_s)
         self.events = EventBus()
         self.slots = FrameSlots(clock=clock)
-        self.preroll = PrerollBuffer(float(settings.preroll_s))
+        span_s = float(settings.preroll_s) + condition_span_s(self.config)
+        self.preroll = PrerollBuffer(span_s, max_frames=max(240, int(span_s * 12)))  # up to 12 frames a second
         self.evidence = EvidenceStore(settings.data_dir)
+        self.clips = ClipRecorder(self.evidence, self.preroll, float(settings.preroll_s), float(settings.postroll_s))
         self.pool: WorkerPool | None = None
         self._streams: dict[int, Stream] = {}
         self._exam_rules = ExamRulesCache(self.config)
@@ -127,6 +131,7 @@ class LiveRuntime(ClusterMixin, LiveViews, ProctorActions):
         """Stop the loop and the processes (tests, shutdown). Idempotent."""
         with self._start_lock:
             if not self._started:
+                self._finish_all_clips()  # a runtime driven by step() alone (tests) has them too
                 return
             self._running = False
             deadline = time.monotonic() + timeout
@@ -134,6 +139,7 @@ class LiveRuntime(ClusterMixin, LiveViews, ProctorActions):
                 self._sleep(0.01)
             if self.pool is not None:
                 self.pool.stop()
+            self._finish_all_clips()
             self._started = False
             log.info("live runtime stopped")
 
@@ -180,6 +186,7 @@ class LiveRuntime(ClusterMixin, LiveViews, ProctorActions):
             for result in results:
                 self._handle_result(result)
             busy |= bool(results)
+        self._finish_clips()
         self._tick_and_publish()
         return busy
 
@@ -239,6 +246,8 @@ class LiveRuntime(ClusterMixin, LiveViews, ProctorActions):
                 jpeg = frame_jpeg(stream.last_frame)  # the page's own bytes: nothing encoded
                 if jpeg:
                     self.preroll.add(r.student_id, r.frame_ts, jpeg)
+                    self.clips.add(r.student_id, r.frame_ts, jpeg)
+                self._keep_detector_frame(stream, r)
             for event in stream.engine.evaluate(r.student_id, obs, r.frame_ts):
                 self._on_rule_event(stream, event, r.seq)
 
@@ -326,14 +335,8 @@ class LiveRuntime(ClusterMixin, LiveViews, ProctorActions):
 
     def _store_violation(self, stream: Stream, event, decision, seq: int | None) -> int | None:
         stem = self.evidence.stem(event.rule, event.t, seq or 0)
-        evidence_rel = None
-        jpeg = processed_jpeg(stream)  # the HUD drawn now, on the last analysed frame
-        if jpeg:
-            try:
-                evidence_rel = self.evidence.save_snapshot(stream.session_id, stem, jpeg)
-            except OSError as exc:
-                log.error("evidence snapshot not written student=%s session=%s: %s", stream.student_id, stream.session_id, exc)
-        clip_rel = self._save_clip_frames(stream, stem)
+        evidence_rel = self._save_snapshot(stream, stem, event)
+        clip_rel = self._save_clip_frames(stream, stem, event)
         # The session's suspicion score when this violation was stored: the result page's timeline draws it.
         suspicion = stream.warnings.suspicion(stream.student_id, event.t).score
         details = {"state": event.state, "frame_t": round(event.t, 3), "warning_count": decision.count,
@@ -349,24 +352,6 @@ class LiveRuntime(ClusterMixin, LiveViews, ProctorActions):
         if violation_id is not None:
             self._violation_stored(record, violation_id)
         return violation_id
-
-    def _save_clip_frames(self, stream: Stream, stem: str) -> str | None:
-        """The pre-roll as it is (the page's JPEGs with their times) in one file; encoded only when a
-        reviewer first opens it (proctor/evidence_files.py). Its path relative to the data directory, or None."""
-        frames = self.preroll.clip(stream.student_id)
-        if len(frames) < 2:
-            if frames:
-                log.info("no clip student=%s session=%s: only %d processed frame in the pre-roll", stream.student_id,
-                         stream.session_id, len(frames))
-            return None
-        try:
-            rel = self.evidence.save_clip_frames(stream.session_id, stem, frames)
-        except OSError as exc:
-            self.stats.count("clips_failed")
-            log.error("clip frames not written student=%s session=%s: %s", stream.student_id, stream.session_id, exc)
-            return None
-        self.stats.count("clips_written")
-        return rel
 
     def _violation_stored(self, record: ViolationRecord, violation_id: int) -> None:
         self.stats.count("violations")
@@ -454,6 +439,7 @@ class LiveRuntime(ClusterMixin, LiveViews, ProctorActions):
         self._streams.pop(sid, None)
         stream.forget()
         self.slots.forget(sid)
+        self._finish_all_clips(sid)  # the session ended during a post-roll: the clip keeps what it has
         self.preroll.forget(sid)
         self._raw_cache.pop(sid, None)
         if self.pool is not None:

@@ -15,7 +15,8 @@ class LiveSettings:
     data_dir: str                      # PROCTOR_DATA_DIR: evidence snapshots and clips go under it
     enabled: bool = True               # PROCTOR_LIVE_ENABLED: run the vision workers at all
     workers: int = 2                   # PROCTOR_LIVE_WORKERS
-    preroll_s: float = 8.0             # PROCTOR_LIVE_PREROLL_S
+    preroll_s: float = 8.0             # PROCTOR_LIVE_PREROLL_S: a clip starts this long before its condition began
+    postroll_s: float = 3.0            # PROCTOR_LIVE_POSTROLL_S: ... and ends this long after its rule fired
     status_every_s: float = 1.0        # PROCTOR_LIVE_STATUS_EVERY_S
     loop_stall_s: float = 30.0         # PROCTOR_LIVE_STALL_S: no loop pass for longer -> /api/health 503
     log_level: str = "INFO"            # PROCTOR_LIVE_LOG_LEVEL
@@ -32,6 +33,7 @@ class LiveSettings:
             enabled=bool(config["PROCTOR_LIVE_ENABLED"]),
             workers=int(config["PROCTOR_LIVE_WORKERS"]),
             preroll_s=float(config["PROCTOR_LIVE_PREROLL_S"]),
+            postroll_s=float(config["PROCTOR_LIVE_POSTROLL_S"]),
             status_every_s=float(config["PROCTOR_LIVE_STATUS_EVERY_S"]),
             loop_stall_s=float(config["PROCTOR_LIVE_STALL_S"]),
             log_level=str(config["PROCTOR_LIVE_LOG_LEVEL"]),

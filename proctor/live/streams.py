@@ -186,6 +186,8 @@ class Stream:
     last_frame: Any = None       # the Frame the latest result was computed on (views.py draws on it)
     processed_mono: float | None = None
     drawn: tuple | None = None   # views.py's cache: (key, JPEG with the HUD)
+    detector_frame: Any = None   # views.EvidenceShot of the latest frame the detector ran on (the runtime sets it)
+    object_frame: Any = None     # ... of the latest one on which that run itself saw a prohibited object
     result_ages: deque = field(default_factory=lambda: deque(maxlen=40))  # s from a frame's arrival to its result
     load_marks: deque = field(default_factory=lambda: deque(maxlen=64))   # (mono, frames received, dropped)
     alerts: deque = field(default_factory=lambda: deque(maxlen=3))

@@ -2,9 +2,14 @@
 
 The workers return observations, not pictures (proctor/live/pipeline.py). The runtime keeps the
 camera frame each result was computed on (its JPEG bytes as the page sent them) and this module
-draws the HUD on it when somebody asks: the live view (MJPEG or snapshot) or a violation's
-evidence snapshot. The drawing is cached per frame and per HUD content, so several viewers of
-one student share one drawing, and a student nobody watches costs no drawing and no encoding.
+draws the HUD on it when somebody asks: the live view (MJPEG or snapshot). The drawing is cached
+per frame and per HUD content, so several viewers of one student share one drawing, and a student
+nobody watches costs no drawing and no encoding.
+
+A violation's evidence snapshot is drawn once, when the violation is stored, on the frame where its
+reason is visible (an EvidenceShot: the frame and that frame's own observations): for the detector's
+rules the frame the detector ran on, with its boxes; for the others the frame whose result fired it
+(evidence_shot chooses). Per frame the runtime only keeps references (no decoding, no encoding).
 """
 from __future__ import annotations
 
@@ -120,6 +125,60 @@ def draw_off_loop(fn, *args):
     if not offload.green():
         return fn(*args)
     return offload.run_off_loop(fn, *args, timeout_s=DRAW_TIMEOUT_S)
+
+
+@dataclass(frozen=True)
+class EvidenceShot:
+    """A frame with the observations computed on that very frame: what an evidence picture shows."""
+
+    frame: object           # frames.Frame: the page's JPEG bytes (or pixels), never re-encoded to keep it
+    face: object            # face_pipeline.FaceObservation of this frame, or None
+    detections: object      # the detector's result on this frame (after ObjectEvidence), or None: not run on it
+    t: float                # the frame's time
+
+
+def sighted_banned(detections, banned_class_ids) -> bool:
+    """Whether this detector run itself saw a prohibited object (or a phone at the ear), before
+    ObjectEvidence carries earlier sightings forward."""
+    if detections is None:
+        return False
+    banned = frozenset(int(c) for c in banned_class_ids)
+    return bool(detections.phone_at_ear) or any(int(d.class_id) in banned for d in detections.items)
+
+
+def evidence_shot(stream, rule: str, details: dict) -> EvidenceShot | None:
+    """The frame that shows why `rule` fired. PROHIBITED_OBJECT: the latest frame on which the detector
+    itself saw the object (its boxes are that frame's), else the latest detector frame; MULTIPLE_FACES
+    counted from persons (not faces): the latest detector frame; every other rule: the frame whose
+    result fired it, with the detector's boxes only when the detector ran on that frame."""
+    detector_rule = rule == "PROHIBITED_OBJECT" or (
+        rule == "MULTIPLE_FACES" and (details.get("persons") or 0) > 1 and (details.get("face_count") or 0) <= 1)
+    if detector_rule:
+        shot = (stream.object_frame if rule == "PROHIBITED_OBJECT" else None) or stream.detector_frame
+        if shot is not None:
+            return shot
+    frame = stream.last_frame
+    if frame is None:
+        return None
+    ran = stream.detector_frame
+    dets = ran.detections if ran is not None and ran.frame is frame else None
+    return EvidenceShot(frame, stream.last_face, dets, frame.server_ts)
+
+
+def draw_evidence_jpeg(shot: EvidenceShot, rule: str, details: dict, fired_t: float, label: str | None,
+                       student_id: int) -> bytes | None:
+    """The evidence picture (vision_ui.draw_evidence) as JPEG; decode, draw, encode: touches no shared
+    state. A drawing bug gives the plain frame rather than no evidence."""
+    image = frame_pixels(shot.frame)
+    if image is None:
+        return None
+    try:
+        from vision_ui import draw_evidence
+
+        image = draw_evidence(image, shot.face, shot.detections, rule, details, shot.t, fired_t, label)
+    except Exception:  # noqa: BLE001 - the evidence is kept whatever the drawing does
+        log.exception("draw_evidence failed for student %s rule %s; storing the plain frame", student_id, rule)
+    return encode_jpeg(image, 90)
 
 
 def raw_jpeg(frame, cache: dict) -> bytes | None:

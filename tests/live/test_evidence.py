@@ -13,7 +13,7 @@ import pytest
 from proctor.live.evidence import (FRAMES_MAGIC, ClipError, EvidenceStore, NoEncoderError, PrerollBuffer, _decode_frames,
                                    _write_ffmpeg, cached_webm, clip_files, clip_fps, encode_frames_file, read_frames,
                                    remove_clip_files, write_clip, write_frames)
-from tests.live import fit, load_photo
+from tests.live import fit, live_frame, load_photo
 
 
 def _jpeg(img) -> bytes:
@@ -171,3 +171,162 @@ def test_a_clips_files_are_found_and_removed_together(tmp_path, frames):
     old = folder / "c.webm"  # a clip from before the frames files: a WebM written at violation time
     write_clip(old, frames[:3])
     assert clip_files(old) == [old] and remove_clip_files(old) == 1 and not old.exists()
+
+
+# ------------------------------------------------------------------------------ the live runtime's evidence
+
+T0 = 500.0
+EVERY_S = 0.5  # 2 frames a second, as the exam page sends them
+
+
+@pytest.fixture(scope="module")
+def pipeline():
+    from config_vision import load_vision_config
+    from proctor.live.pipeline import FramePipeline
+
+    p = FramePipeline(load_vision_config(env={}))
+    assert p.info.get("detector", {}).get("loaded"), p.info  # models/centernet_mbv3_coco.onnx
+    p.warm_up()
+    yield p
+    p.close()
+
+
+def _median_diff(a, b, rows) -> float:
+    return float(np.median(np.abs(a[rows].astype(int) - b[rows].astype(int))))
+
+
+def test_the_snapshot_is_the_detector_frame_with_its_box_and_the_clip_spans_the_condition(pipeline, tmp_path):
+    """10 s of an empty room, then a student with a phone at her ear (b_3, as in test_cadence_photos).
+    PROHIBITED_OBJECT (TIME_BANNED_OBJECT_S 1 s here) fires on a frame the detector did not run on:
+    the snapshot is the frame the detector saw the phone on, with its box drawn, and the clip runs from
+    PROHIBITED_OBJECT's condition start minus the pre-roll to the firing plus the post-roll, written once
+    the post-roll is over (until then a marker says it is being recorded)."""
+    from proctor.live.evidence import read_frames, recording_ends_at
+    from tests.live.test_cadence_photos import phone_at_the_ear
+    from tests.live.test_runtime_unit import SESSION, STUDENT, MemoryStore, make_runtime
+
+    store = MemoryStore()
+    store.add_session()
+    pipeline.forget(STUDENT)
+    rt, _ = make_runtime(store, tmp_path, respond=pipeline.process, TIME_BANNED_OBJECT_S=1.0)
+    room, caller = fit(load_photo("f_5_living_room_empty.jpg")), phone_at_the_ear()
+    images = [live_frame(room, i) for i in range(20)] + [live_frame(caller, i) for i in range(20, 40)]
+    sent, ran, early = {}, {}, None
+    for i, image in enumerate(images):
+        t = T0 + i * EVERY_S
+        rt.submit_frame(STUDENT, SESSION, image, server_ts=t)
+        rt.step()
+        sent[t], ran[t] = image, rt.pool.jobs[-1].run_detector
+        stored = [v for v in store.violations.values() if v.type == "PROHIBITED_OBJECT"]
+        if stored and early is None:  # the violation is stored at once; its clip is still recording
+            clip = tmp_path / stored[0].clip_path
+            early = (clip.exists(), recording_ends_at(clip))
+    found = [v for v in store.violations.values() if v.type == "PROHIBITED_OBJECT"]
+    assert len(found) == 1, store.violations  # (and NO_FACE in the empty room before)
+    v = found[0]
+    fired, since = v.details["frame_t"], v.details["since"]
+    assert not ran[fired], "the premise: the rule fires on a frame the detector did not run on"
+    detector_t = max(t for t in ran if ran[t] and t <= fired)
+    assert fired - detector_t >= EVERY_S
+
+    # The snapshot is the detector's frame (the page's JPEG, drawn on), not the frame the rule fired on.
+    snap = cv2.imread(str(tmp_path / v.evidence_path))
+    assert snap.shape == (480, 640, 3)
+    picture = slice(110, 360)  # between the status panel and the caption
+    on_detector, on_fired = _median_diff(snap, sent[detector_t], picture), _median_diff(snap, sent[fired], picture)
+    assert on_detector <= 2.0 < on_fired, (on_detector, on_fired)
+    # ... with the phone's box drawn in red where the detector found it (the rule's details say where).
+    phone = next(o for o in v.details["objects"] if o["label"] == "cell phone")
+    x1, y1, x2, y2 = (int(round(c)) for c in phone["box"])
+    def redness(image, x):  # red minus the larger of green and blue, down the box's left edge below its label
+        column = image[y1 + 3:y2 - 3, x].astype(int)
+        return float((column[:, 2] - column[:, :2].max(axis=1)).mean())
+
+    assert redness(snap, x1) > redness(snap, x1 - 4) + 40 and redness(snap, x1) > redness(sent[detector_t], x1) + 40
+    # ... and a caption along the bottom (darkened behind the text): the bottom rows are not the photo's.
+    assert _median_diff(snap, sent[detector_t], slice(455, 475)) > 20
+
+    # Early, the clip's file is not there and its marker says until when it records.
+    assert early == (False, pytest.approx(fired + 3.0))
+    clip = tmp_path / v.clip_path
+    assert recording_ends_at(clip) is None and clip.is_file()
+    stored = read_frames(clip)
+    expected = [t for t in sorted(sent) if since - 8.0 <= t <= fired + 3.0]
+    assert [t for t, _ in stored] == expected and expected[0] == since - 8.0 and expected[-1] == fired + 3.0
+    assert rt.stats.as_dict(0.0)["counters"]["clips_written"] == 2  # NO_FACE's and this one
+
+
+def _tab_switch_with_frames(tmp_path, until_s: float):
+    """A stream of the a_1 student (result stand-in: no analysis), a TAB_SWITCH at 4 s, frames until
+    `until_s`; (runtime, store, violation, frame times sent)."""
+    from tests.live.test_runtime_unit import SESSION, STUDENT, MemoryStore, make_runtime, result_for
+
+    store = MemoryStore()
+    store.add_session()
+    rt, _ = make_runtime(store, tmp_path, respond=result_for)
+    face = fit(load_photo("a_1_webcam_woman_T1.jpg"))
+    sent, violation = [], None
+    i = 0
+    while i * EVERY_S <= until_s:
+        t = T0 + i * EVERY_S
+        rt.submit_frame(STUDENT, SESSION, live_frame(face, i), server_ts=t)
+        rt.step()
+        sent.append(t)
+        if t == T0 + 4.0:
+            (issued,) = rt.browser_event(STUDENT, SESSION, "TAB_SWITCH", {})
+            violation = store.violations[issued["violation_id"]]
+        i += 1
+    return rt, store, violation, sent
+
+
+def test_a_session_that_ends_during_the_post_roll_writes_what_it_has(tmp_path):
+    from proctor.live.evidence import read_frames, recording_ends_at
+    from tests.live.test_runtime_unit import SESSION, STUDENT
+
+    rt, store, v, sent = _tab_switch_with_frames(tmp_path, 5.0)  # 1 s of the 3 s post-roll
+    clip = tmp_path / v.clip_path
+    assert not clip.exists() and recording_ends_at(clip) is not None
+    fired = v.details["frame_t"]
+    assert T0 + 4.0 <= fired < T0 + 4.5  # the student's clock when the page's event came
+    rt.session_ended(STUDENT, SESSION, "COMPLETED")
+    assert recording_ends_at(clip) is None
+    # An instant event: from 8 s before it, to what there was when the session ended.
+    assert [t for t, _ in read_frames(clip)] == [t for t in sent if fired - 8.0 <= t]
+
+
+def test_stopping_the_runtime_writes_the_clips_still_recording(tmp_path):
+    from proctor.live.evidence import read_frames, recording_ends_at
+
+    rt, store, v, sent = _tab_switch_with_frames(tmp_path, 4.5)
+    clip = tmp_path / v.clip_path
+    assert not clip.exists()
+    rt.stop()
+    assert recording_ends_at(clip) is None and len(read_frames(clip)) == len(sent)
+
+
+def test_the_recorder_keeps_only_its_span_and_validates(tmp_path, frames):
+    from proctor.live.evidence import ClipRecorder, recording_ends_at
+
+    store, buf = EvidenceStore(tmp_path), PrerollBuffer(seconds=12.0)
+    for t, jpeg in frames[:12]:  # 100.0 .. 105.5
+        buf.add(1, t, jpeg)
+    rec = ClipRecorder(store, buf, preroll_s=2.0, postroll_s=1.0)
+    rel = rec.begin(1, 9, store.stem("NO_FACE", 105.5, 1), began_t=103.0, fired_t=105.5)
+    assert recording_ends_at(tmp_path / rel) == 106.5 and rec.recording() == [1]
+    for t, jpeg in frames[12:]:  # 106.0 .. 109.5: only 106.0 and 106.5 belong to it
+        rec.add(1, t, jpeg)
+    assert rec.finish_due(1, 106.4) == [] and rec.finish_due(1, 106.5) == [rel] and rec.recording() == []
+    assert [t for t, _ in read_frames(tmp_path / rel)] == [101.0 + 0.5 * i for i in range(12)]
+    assert sorted(p.suffix for p in (tmp_path / rel).parent.iterdir()) == [".frames"]  # the marker is gone
+    # Without a post-roll the clip is written at once; an event time in the future of its firing is ignored.
+    now = ClipRecorder(store, buf, preroll_s=2.0, postroll_s=0.0)
+    rel = now.begin(1, 9, store.stem("TAB_SWITCH", 105.0, 2), began_t=float("nan"), fired_t=105.0)
+    assert [t for t, _ in read_frames(tmp_path / rel)] == [103.0, 103.5, 104.0, 104.5, 105.0]
+    for bad in ({"preroll_s": 0.0, "postroll_s": 1.0}, {"preroll_s": 13.0, "postroll_s": 1.0},
+                {"preroll_s": 2.0, "postroll_s": -1.0}):
+        with pytest.raises(ValueError):
+            ClipRecorder(store, buf, **bad)
+    assert remove_clip_files(tmp_path / rel) == 1
+    # No analysed frame of the student at all (the camera is off, no worker runs): no clip, no marker.
+    assert rec.begin(2, 9, store.stem("TAB_SWITCH", 105.0, 3), began_t=None, fired_t=105.0) is None
+    assert rec.recording() == [] and not list((tmp_path / rel).parent.glob("*tab_switch_3*"))

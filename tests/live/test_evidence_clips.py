@@ -219,3 +219,47 @@ def test_deleting_an_exam_removes_its_sessions_evidence(app, admin, student):
 def test_a_clip_path_outside_the_data_folder_is_refused(app, admin, student, stored):
     vid = _violation(app, student, clip_path=stored)
     assert admin.get(f"/admin/evidence/{vid}/clip").status_code == 404
+
+
+def test_a_clip_still_recording_its_post_roll_is_a_clear_503_then_plays(app, admin, student):
+    """The violation is stored at once with its clip's path; the frames file comes when the post-roll is
+    over. A reviewer opening it meanwhile is told so (503, a short Retry-After), not 'gone'."""
+    import time
+
+    from proctor.live.evidence import ClipRecorder, EvidenceStore, PrerollBuffer
+
+    data_dir = Path(app.config["PROCTOR_DATA_DIR"])
+    store, buf = EvidenceStore(data_dir), PrerollBuffer(seconds=20.0)
+    now = time.time()
+    frames = preroll(t0=now - 5.0)  # 6 s of frames, around the violation
+    for t, jpeg in frames:
+        buf.add(7, t, jpeg)
+    recorder = ClipRecorder(store, buf, preroll_s=8.0, postroll_s=3.0)
+    rel = recorder.begin(7, student.session_id, store.stem("NO_FACE", now, 9), began_t=now - 3.0, fired_t=now)
+    vid = _violation(app, student, clip_path=rel)
+    early = admin.get(f"/admin/evidence/{vid}/clip")
+    assert early.status_code == 503 and early.headers["Retry-After"] == "5" and early.mimetype == "text/plain"
+    assert "still being recorded" in early.get_data(as_text=True)
+    assert early.headers["Cache-Control"] == "no-store"
+    assert recorder.finish(7) == [rel]  # the post-roll is over (or the session ended): what there is
+    ready = admin.get(f"/admin/evidence/{vid}/clip")
+    assert ready.status_code == 200 and ready.mimetype == "video/webm"
+    assert count_frames(data_dir / Path(rel).with_suffix(".webm"))[0] == N_FRAMES
+
+
+def test_a_recording_the_server_never_finished_is_a_clear_404(app, admin, student):
+    from proctor.live.evidence import ClipRecorder, EvidenceStore, PrerollBuffer
+
+    data_dir = Path(app.config["PROCTOR_DATA_DIR"])
+    store, buf = EvidenceStore(data_dir), PrerollBuffer(seconds=10.0)
+    for t, jpeg in preroll(t0=995.0):
+        buf.add(7, t, jpeg)
+    recorder = ClipRecorder(store, buf, preroll_s=8.0, postroll_s=3.0)
+    rel = recorder.begin(7, student.session_id, store.stem("NO_FACE", 1000.0, 9), began_t=990.0, fired_t=1000.0)
+    vid = _violation(app, student, clip_path=rel)  # its post-roll ended in 1970: the server stopped while recording
+    resp = admin.get(f"/admin/evidence/{vid}/clip")
+    assert resp.status_code == 404 and "was not completed: the server stopped" in resp.get_data(as_text=True)
+    assert [p.suffix for p in (data_dir / rel).parent.iterdir()] == [".recording"]
+    url = f"/admin/students/{student.id}/delete"  # deleting the student removes the marker with the rest
+    resp = admin.post(url, data={"csrf_token": csrf_token(admin, url), "confirm_email": student.email})
+    assert resp.status_code == 302 and not (data_dir / rel).parent.exists()

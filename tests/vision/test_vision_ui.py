@@ -161,3 +161,84 @@ def test_real_detector_output_on_women_on_phones(load_image):
     h = image.shape[0]
     assert np.all(out[0, :] == RED) and not np.all(without[0, :] == RED)
     assert changed(out, without, (0, h - 30, 150, h)) > 200  # the alert line at the bottom
+
+
+# ---------------------------------------------------------------- evidence pictures and text that fits
+
+PHONE_DETAILS = {"objects": [{"label": "cell phone", "class_id": 67, "score": 0.71, "box": [300, 420, 380, 560]},
+                             {"label": "phone at ear", "class_id": 67}],
+                 "phone_at_ear": True, "since": 1764776410.3, "duration_s": 1.5}
+
+
+def test_wrap_text_fits_the_width_and_says_when_it_stops():
+    import cv2
+
+    from vision_ui import FONT, wrap_text
+
+    text = "Prohibited object seen for 1.5 s: cell phone (0.71), phone at ear. " + "x" * 80
+    for width in (60, 150, 308, 1268):
+        lines = wrap_text(text, width, 0.3)
+        assert all(cv2.getTextSize(line, FONT, 0.3, 1)[0][0] <= width for line in lines), (width, lines)
+        assert "".join(lines).replace(" ", "") == text.replace(" ", "")  # nothing lost, only broken
+    short = wrap_text(text, 150, 0.3, max_lines=2)
+    assert len(short) == 2 and short[-1].endswith("...") and cv2.getTextSize(short[-1], FONT, 0.3, 1)[0][0] <= 150
+    assert wrap_text("", 100, 0.3) == [] and wrap_text("a b", 100, 0.3, max_lines=0) == []
+
+
+def test_rule_reasons_name_what_was_seen():
+    from config_vision import RULES
+    from vision_ui import evidence_caption, rule_reason
+
+    assert rule_reason("PROHIBITED_OBJECT", PHONE_DETAILS) == \
+        "Prohibited object seen for 1.5 s: cell phone (0.71), phone at ear."
+    assert rule_reason("MULTIPLE_FACES", {"face_count": 1, "persons": 2, "duration_s": 1.5}) == \
+        "More than one person for 1.5 s: 1 faces, 2 persons."
+    assert "yaw +42 deg" in rule_reason("DISTRACTION", {"cause": "head_turned", "yaw_deg": 41.8, "pitch_deg": -3})
+    assert "frozen frames" in rule_reason("CAMERA_OFF", {"cause": "frozen"})
+    assert rule_reason("TAB_SWITCH", {"hidden_ms": 1200}) == "Tab switch."
+    for rule in RULES:  # every rule says something, whatever its details hold (or not)
+        assert rule_reason(rule, {}) and rule_reason(rule, {"objects": "junk", "duration_s": "x"})
+    title, reason = evidence_caption("PROHIBITED_OBJECT", PHONE_DETAILS, 1764776411.2, 1764776411.8)
+    assert title == "PROHIBITED_OBJECT 2025-12-03 15:40:11.2 UTC"
+    assert reason.endswith("Fired 0.6 s after this frame.")
+
+
+@pytest.mark.parametrize("size", [(320, 240), (640, 480), (1280, 720)])
+def test_the_evidence_caption_says_everything_within_the_frame(photo, size):
+    """The rule, the time and the whole reason, wrapped to the width; boxes drawn; no warning counter."""
+    import cv2
+
+    from vision_ui import FONT, _scale, draw_evidence, evidence_caption, wrap_text
+
+    w, h = size
+    frame = cv2.resize(photo, (w, h), interpolation=cv2.INTER_AREA)
+    out = draw_evidence(frame, FACE, DETS, "PROHIBITED_OBJECT", PHONE_DETAILS, 1764776411.2, 1764776411.8, "Ada")
+    scale = _scale(out)
+    title, reason = evidence_caption("PROHIBITED_OBJECT", PHONE_DETAILS, 1764776411.2, 1764776411.8)
+    lines = wrap_text(title, w - 12, scale, 2) + wrap_text(reason, w - 12, scale)
+    assert " ".join(lines[1:]) == reason and not any(line.endswith("...") for line in lines)  # nothing cut off
+    assert all(cv2.getTextSize(line, FONT, scale, 1)[0][0] <= w - 12 for line in lines)
+    # The caption band is as tall as its lines: darkened from its top row down, the photo above it.
+    line_h = int(cv2.getTextSize("Ag", FONT, scale, 1)[0][1] * 1.8) + 3
+    top = h - line_h * len(lines) - 6
+    band, above = (slice(top + 1, top + 3), slice(20, w // 4)), (slice(top - 3, top - 1), slice(20, w // 4))
+    assert out[band].astype(int).mean() < 0.5 * frame[band].astype(int).mean()
+    assert changed(out[above], frame[above]) <= 0.1 * out[above].shape[0] * out[above].shape[1]  # a box's edge at most
+    # The phone's box (scaled from the detector's 480 x 640 frame) is drawn, in red, over the caption if need be.
+    sx, sy = w / 480, h / 640
+    x1, y1, y2 = int(round(300 * sx)), int(round(420 * sy)), int(round(560 * sy))
+    assert np.all(out[y1 + 5:y2 - 5, x1] == RED)
+
+
+def test_long_alerts_wrap_instead_of_being_cut(photo):
+    """The live view's alert line: the whole message on two lines, where it used to stop at 60 characters."""
+    import cv2
+
+    from vision_ui import FONT, _scale
+
+    alert = "PROHIBITED_OBJECT: A prohibited object (phone, book or laptop) is visible. Put it away."
+    out = AlertAnnotator().annotate(photo.copy(), Hud(None, None, {}, (alert,)))
+    h = photo.shape[0]
+    line_h = int(cv2.getTextSize("Ag", FONT, _scale(photo), 1)[0][1] * 1.9) + 2
+    second_last = out[h - 6 - line_h - 4, 5:60]  # inside the label of the line above the last one
+    assert np.count_nonzero(np.all(second_last == RED, axis=-1)) > 15  # red label between the black letters
