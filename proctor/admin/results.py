@@ -182,12 +182,14 @@ def build_timeline(session: ExamSession, violations: list[Violation], width: int
         return round(left + plot_w * min(max((ts - start).total_seconds() / span, 0.0), 1.0), 1)
 
     types = sorted({v.type for v in violations})
-    lanes = [{"type": t, "y": top + i * lane_h + lane_h / 2} for i, t in enumerate(types)]
+    lanes = [{"type": t, "title": wording.violation_wording(t).title, "y": top + i * lane_h + lane_h / 2}
+             for i, t in enumerate(types)]
     lane_y = {lane["type"]: lane["y"] for lane in lanes}
     incidents = group_incidents(session, violations)
     incident_of = {p["id"]: inc["number"] for inc in incidents for p in inc["parts"] if inc["number"]}
     markers = [{"x": x(v.timestamp), "y": lane_y[v.type], "id": v.id, "status": v.review_status.lower(),
-                "label": f"{v.type} at +{int((v.timestamp - start).total_seconds())} s ({v.review_status.lower()})"
+                "label": f"{wording.violation_wording(v.type).title} at "
+                         f"{wording.format_offset((v.timestamp - start).total_seconds())} ({v.review_status.lower()})"
                          + (f", incident {incident_of[v.id]}" if v.id in incident_of else "")}
                for v in violations]
     chart_top = top + max(len(lanes), 1) * lane_h + 16
@@ -260,7 +262,9 @@ def group_incidents(session: ExamSession, violations: list[Violation]) -> list[d
         severity = v.severity if v.severity in SEVERITY_RANK else "medium"
         if SEVERITY_RANK[severity] > SEVERITY_RANK[row["severity"]] or not row["parts"]:
             row["severity"] = severity
-        row["parts"].append({"id": v.id, "type": v.type, "severity": severity, "status": v.review_status.lower(),
+        w = wording.violation_wording(v.type)
+        row["parts"].append({"id": v.id, "type": v.type, "title": w.title, "severity": severity,
+                             "severity_label": wording.severity_label(severity), "status": v.review_status.lower(),
                              "offset": _fmt_offset(max(0.0, (v.timestamp - session.started_at).total_seconds()))})
     return sorted(rows, key=lambda r: r["start"])
 

@@ -159,6 +159,10 @@ def _run(server, admin, student, shots):
     assert objects_chip.inner_text() == "objects: none"
     assert "text-bg-danger" not in (objects_chip.get_attribute("class") or "")
     assert card.locator('[data-chip="persons"]').count() == 0
+    # The registered student's face was checked against the registration: the identity chip says so.
+    identity_chip = card.locator('[data-chip="identity"]')
+    wait_until(identity_chip, "el => el.textContent === 'identity: matches'")
+    assert "text-bg-success" in (identity_chip.get_attribute("class") or "")
 
     # 2. the face disappears (the clip moves to the empty room): a toast on the dashboard
     toast = admin.locator('.admin-toast[data-type="NO_FACE"]')

@@ -86,8 +86,14 @@ def test_monitor_pages_wire_up_the_live_endpoints(app, admin_client):
     assert 'id="rule-NO_FACE" data-rule="NO_FACE" checked' in page
     # the session's violations so far, newest first, with their evidence
     v_first, v_second, v_third = s["violation_ids"]
-    ids = re.findall(r'<li data-violation-id="(\d+)">', page)
+    ids = re.findall(r'<li data-violation-id="(\d+)"', page)
     assert ids == [str(v_third), str(v_second), str(v_first)]
+    # in words, as the live toasts and the session page say it: titles and the reader's clock, no rule codes
+    rows = re.findall(r'<li data-violation-id="\d+"[^>]*>(.*?)</li>', page)
+    assert rows and not any(re.search(r"\b[A-Z]{2,}_[A-Z_]+\b", row) for row in rows), rows
+    assert all('<time class="local-time" datetime="' in row for row in rows) and "js/admin/local_time.js" in page
+    labels = re.findall(r'<label class="form-check-label small" for="rule-[A-Z_]+">([^<]+)</label>', page)
+    assert "No face" in labels and not [lb for lb in labels if re.fullmatch(r"[A-Z_]+", lb)], labels
     assert f'href="/admin/evidence/{v_first}/snapshot"' in page
     # a student with no exam running: the page says so instead of failing
     from tests.conftest import make_user

@@ -137,6 +137,22 @@
     return typeof value === "number" && isFinite(value) ? value.toFixed(digits) : null;
   }
 
+  // Identity in a word: the last verdict, or why there has been none for a while (a face too small or
+  // turned is not judged: after IDENTITY_UNCHECKED_WARN_S of that the proctor should look).
+  const IDENTITY_UNCHECKED_WARN_S = 30;
+  function identityOf(identity) {
+    const i = identity || {};
+    if (i.enrolled === false) return {text: "identity: no registered face", level: "warn"};
+    if (i.spoof === true) return {text: "identity: a photo or screen", level: "bad"};
+    if (i.match === false) return {text: "identity: mismatch", level: "bad"};
+    if (typeof i.skipped === "string" && i.skipped && typeof i.skipped_for_s === "number"
+        && i.skipped_for_s >= IDENTITY_UNCHECKED_WARN_S) {
+      return {text: "identity: unchecked " + Math.round(i.skipped_for_s) + " s (" + i.skipped.split(":")[0] + ")", level: "warn"};
+    }
+    if (i.match === true) return {text: "identity: matches", level: "ok"};
+    return {text: "identity: not checked yet", level: "none"};
+  }
+
   function describe(status) {
     status = status || {};
     const faces = typeof status.faces === "number" ? status.faces : null;
@@ -153,6 +169,7 @@
     const suspicion = status.suspicion && typeof status.suspicion.score === "number" ? status.suspicion.score : null;
     const rules = status.active_rules || {};
     const ruleText = (Array.isArray(rules) ? rules : Object.keys(rules)).join(", ");
+    const idn = identityOf(status.identity);
     const age = num(status.frame_age_s, 1);
     const load = status.load || {};
     // Overloaded server: every student is still analysed, at a reduced equal rate; say how much.
@@ -171,6 +188,8 @@
       suspicion: suspicion,
       suspicionText: suspicion === null ? "—" : suspicion.toFixed(0),
       ruleText: ruleText || "none",
+      identityText: idn.text,
+      identityLevel: idn.level,
       ageText: age === null ? "no frames" : age + " s",
       stale: age === null || status.frame_age_s > 5,
     };

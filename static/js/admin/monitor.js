@@ -28,6 +28,8 @@
     chips.appendChild(chip(d.objectBad ? "text-bg-danger" : "text-bg-light", "objects: " + d.objectText, "objects"));
     if (d.personsBad) chips.appendChild(chip("text-bg-danger", "persons: " + d.persons, "persons"));
     el.setAttribute("data-persons", d.persons === null ? "" : String(d.persons));  // what the chips were drawn from
+    chips.appendChild(chip({bad: "text-bg-danger", warn: "text-bg-warning", ok: "text-bg-success"}[d.identityLevel] || "text-bg-light",
+                           d.identityText, "identity"));
     chips.appendChild(chip(d.warnings > 0 ? "text-bg-warning" : "text-bg-light", "warnings: " + d.warnings, "warnings"));
     chips.appendChild(chip(d.suspicion !== null && d.suspicion >= 50 ? "text-bg-danger" : "text-bg-light", "suspicion: " + d.suspicionText, "suspicion"));
     chips.appendChild(chip(d.stale ? "text-bg-secondary" : "text-bg-light", "frame: " + d.ageText, "frame_age"));
