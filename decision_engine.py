@@ -114,6 +114,10 @@ def _face_known(obs: FrameObservation) -> FaceObservation | None:
     return obs.face if isinstance(obs.face, FaceObservation) else None
 
 
+def _short_side(box: tuple[int, int, int, int] | None) -> int | None:
+    return None if box is None else min(box[2] - box[0], box[3] - box[1])
+
+
 def _fresh_detections(obs: FrameObservation, cfg: VisionConfig, now: float) -> Detections | None:
     if obs.detections is None:
         return None
@@ -191,6 +195,10 @@ class EyesClosedRule(Rule):
     sheet show their upper lids over the iris and read as low an EAR as a blink. Looking down is
     a gaze question, DISTRACTION's (PITCH_THRESHOLD_DEG), not sleep. Unknown neither starts the
     rule nor ends it, so a sleeper whose head sinks stays reported.
+
+    Eyes on a face box smaller than EYES_CLOSED_MIN_FACE_PX (short side) are not judged either way
+    (unknown): the lid opening is then two or three pixels and the EAR of open eyes strays under the
+    bar (bench/eyes_face_size.py). A face without a box (no size known) is judged.
     """
 
     name = "EYES_CLOSED"
@@ -203,6 +211,9 @@ class EyesClosedRule(Rule):
             return Condition(False)
         if face.ear_left is None or face.ear_right is None:
             return None
+        face_px = _short_side(face.box)
+        if face_px is not None and face_px < cfg.EYES_CLOSED_MIN_FACE_PX:
+            return None  # too small to read the lids, open or closed
         if not (face.ear_left < cfg.EAR_THRESHOLD and face.ear_right < cfg.EAR_THRESHOLD):
             return Condition(False)
         down = face.pitch_down_deg
@@ -211,6 +222,8 @@ class EyesClosedRule(Rule):
         details = {"ear_left": round(face.ear_left, 3), "ear_right": round(face.ear_right, 3)}
         if down is not None:
             details["pitch_down_deg"] = round(down, 1)
+        if face_px is not None:
+            details["face_px"] = face_px
         return Condition(True, cfg.TIME_EYES_CLOSED_S, details)
 
 

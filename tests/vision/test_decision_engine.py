@@ -5,6 +5,7 @@ produce) or, where marked, from real photos analysed by the real FaceAnalyzer.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -225,6 +226,49 @@ def test_reading_between_two_blinks_does_not_join_them():
     events = run(engine, "s", 0, half, face_obs(CLOSED))
     events += run(engine, "s", half, half + 5, face_obs(READING))
     events += run(engine, "s", half + 5, 2 * half + 5, face_obs(CLOSED))
+    assert started(events, "EYES_CLOSED") == []
+
+
+# ---------------------------------------------------------------- eyes closed on a small face (issue 15)
+
+def _sized(face: FaceObservation, side_px: int) -> FaceObservation:
+    """The same face with a main box of side_px x (side_px * 1.25), centred in a 640x480 frame."""
+    x1, y1 = 320 - side_px // 2, 240 - side_px * 5 // 8
+    return dataclasses.replace(face, box=(x1, y1, x1 + side_px, y1 + side_px * 5 // 4))
+
+
+def test_lids_on_a_face_too_small_to_read_are_not_eyes_closed():
+    """A student far from the camera: open eyes on a 64-px face read under the bar (measured 0.16-0.18)."""
+    config = cfg()
+    far = _sized(CLOSED, 64)
+    assert 64 < config.EYES_CLOSED_MIN_FACE_PX
+    assert run(DecisionEngine(config), "s", 0, 10, face_obs(far)) == []
+
+
+def test_face_size_bound_is_the_setting():
+    config = cfg()
+    bound = config.EYES_CLOSED_MIN_FACE_PX
+    ev = started(run(DecisionEngine(config), "s", 0, 2, face_obs(_sized(CLOSED, bound))), "EYES_CLOSED")
+    assert len(ev) == 1 and ev[0].details["face_px"] == bound and ev[0].t == pytest.approx(config.TIME_EYES_CLOSED_S)
+    assert started(run(DecisionEngine(config), "s", 0, 2, face_obs(_sized(CLOSED, bound - 1))), "EYES_CLOSED") == []
+    every_size = DecisionEngine(cfg(EYES_CLOSED_MIN_FACE_PX=0))
+    assert len(started(run(every_size, "s", 0, 2, face_obs(_sized(CLOSED, 40))), "EYES_CLOSED")) == 1
+
+
+def test_small_face_neither_starts_nor_ends_eyes_closed():
+    """Unknown both ways: a closure seen on a large face is not ended by a small face's open-looking lids,
+    and a small face's closed-looking lids do not carry a pending closure to its on-for time."""
+    config = cfg()
+    small = config.EYES_CLOSED_MIN_FACE_PX // 2
+    engine = DecisionEngine(config)
+    assert len(started(run(engine, "s", 0, 2, face_obs(_sized(CLOSED, 200))), "EYES_CLOSED")) == 1
+    leaned_back = run(engine, "s", 2, 8, face_obs(_sized(FACE, small)))
+    assert ended(leaned_back, "EYES_CLOSED") == [] and "EYES_CLOSED" in engine.active_conditions("s")
+    assert len(ended(run(engine, "s", 8, 10, face_obs(_sized(FACE, 200))), "EYES_CLOSED")) == 1
+    half = config.TIME_EYES_CLOSED_S * 0.6
+    pending = DecisionEngine(config)
+    events = run(pending, "s", 0, half, face_obs(_sized(CLOSED, 200)))
+    events += run(pending, "s", half, half + 5, face_obs(_sized(CLOSED, small)))
     assert started(events, "EYES_CLOSED") == []
 
 
