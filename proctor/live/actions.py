@@ -39,7 +39,6 @@ class ProctorActions:
             if stream is None:
                 raise LiveError("this student has no active exam session", 404)
             stream.warnings.clear(student_id, self._student_now(stream))
-            stream.alerts.clear()
             self.store.audit(AuditEntry(by_admin_id, "live.clear_warnings", "exam_session", stream.session_id,
                                         {"student_id": student_id}))
             log.info("warnings cleared student=%s session=%s by=%s", student_id, stream.session_id, by_admin_id)

@@ -213,7 +213,6 @@ class ClusterMixin:
         if command == "clear":
             with self._lock:
                 stream.warnings.clear(sid, self._student_now(stream))
-                stream.alerts.clear()
         elif command == "refresh":
             info = self.store.load_session(stream.session_id)
             if info is not None:

@@ -12,6 +12,8 @@ import time
 import cv2
 import numpy as np
 
+from .views import rule_titles
+
 log = logging.getLogger(__name__)
 
 BOUNDARY = "frame"
@@ -30,11 +32,12 @@ def _encode(frame: np.ndarray, quality: int = 80) -> bytes:
 
 
 def _status_alerts(status: dict) -> list[str]:
+    """The rules holding now by title, oldest first (as views.active_alerts draws the analysed frame)."""
     active = status.get("active_rules") if isinstance(status, dict) else None
     if isinstance(active, dict):
-        return [str(rule) for rule in active]
+        return list(rule_titles(sorted(active, key=lambda r: active[r] if isinstance(active[r], (int, float)) else 0)))
     if isinstance(active, (list, tuple)):
-        return [str(rule) for rule in active]
+        return list(rule_titles(active))
     return []
 
 
@@ -43,8 +46,6 @@ def _hud_status(status: dict) -> dict:
     hud: dict = {"raw": True}
     if isinstance(status.get("name"), str) and status["name"]:
         hud["label"] = status["name"]
-    if isinstance(status.get("warnings"), (int, float)) and not isinstance(status.get("warnings"), bool):  # 1.5: weighted
-        hud["warnings"] = status["warnings"]
     suspicion = status.get("suspicion")
     if isinstance(suspicion, dict):
         suspicion = suspicion.get("score")

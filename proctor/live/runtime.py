@@ -314,7 +314,6 @@ class LiveRuntime(ClusterMixin, LiveViews, ProctorActions, EvidenceCapture):
                  decision.reason)
         violation_id = self._store_violation(stream, event, decision, seq)
         message = decision.message or event.rule
-        stream.alerts.append(f"{event.rule}: {message}")
         # A later part of an incident is stored and shown as part of it; it is not a new warning.
         incident = {"incident": decision.incident, "incident_opened": decision.opened_incident,
                     "incident_part": decision.incident_part, "incident_weight": decision.incident_weight}

@@ -190,7 +190,6 @@ class Stream:
     object_frame: Any = None     # ... of the latest one on which that run itself saw a prohibited object
     result_ages: deque = field(default_factory=lambda: deque(maxlen=40))  # s from a frame's arrival to its result
     load_marks: deque = field(default_factory=lambda: deque(maxlen=64))   # (mono, frames received, dropped)
-    alerts: deque = field(default_factory=lambda: deque(maxlen=3))
     last_status_mono: float = 0.0
     terminated: bool = False
     face_state: str | None = None

@@ -62,10 +62,31 @@ def frame_jpeg(frame) -> bytes | None:
 
 
 def hud_status(stream) -> dict:
-    """The keys vision_ui.draw_hud reads (its docstring): "label" names the student on the HUD."""
+    """The keys vision_ui.draw_hud reads (its docstring): "label" names the student on the HUD. No warning
+    count: drawn into the picture it is stale by the time a cached thumbnail or a snapshot is seen (the
+    card and the student's page show the live count)."""
     frame = stream.last_frame
-    return {"label": stream.name, "session_id": stream.session_id,
-            "warnings": stream.warnings.count(stream.student_id), "seq": None if frame is None else frame.seq}
+    return {"label": stream.name, "session_id": stream.session_id, "seq": None if frame is None else frame.seq}
+
+
+def rule_titles(names) -> tuple[str, ...]:
+    """Rule names as the registry's titles ("No face"), in the given order; an unknown name as it is."""
+    from config_vision import rule
+
+    out = []
+    for name in names:
+        try:
+            out.append(rule(str(name)).title)
+        except KeyError:
+            out.append(str(name))
+    return tuple(out)
+
+
+def active_alerts(stream) -> tuple[str, ...]:
+    """What the picture's alert strip says: the rules holding now (fired and not yet ended), oldest first,
+    by title. Not the warnings issued so far: those stayed on the picture after the student was back."""
+    active = stream.engine.active_conditions(stream.student_id)
+    return rule_titles(sorted(active, key=lambda name: active[name]))
 
 
 def hud_plan(stream) -> tuple | None:
@@ -77,8 +98,8 @@ def hud_plan(stream) -> tuple | None:
     if frame is None:
         return None
     status = hud_status(stream)
-    alerts = tuple(stream.alerts)
-    key = (frame.seq, id(frame), status["warnings"], alerts)
+    alerts = active_alerts(stream)
+    key = (frame.seq, id(frame), alerts)
     cached = stream.drawn
     if cached is not None and cached[0] == key:
         return key, cached[1], None

@@ -691,3 +691,26 @@ def test_the_status_says_which_objects_the_exam_prohibits(store, tmp_path):
         feed(rt, t)
     objects = {o["label"]: o["prohibited"] for o in rt.status(STUDENT)["objects"]}
     assert objects == {"person": False, "cell phone": True, "mouse": True}
+
+
+def test_the_picture_names_the_rules_holding_now_and_no_stale_count(store, tmp_path):
+    """The HUD's alert strip is the rules holding at that moment, by title; it empties when they end
+    (it used to keep the last three warnings issued, and a warning count that was stale on every
+    cached thumbnail). The phone is seen on runs 0-5, then gone."""
+    from proctor.live.mjpeg import _hud_status, _status_alerts
+    from proctor.live.views import active_alerts, hud_status
+
+    respond, times = _phone_runs(range(6), frames=40)
+    rt, _ = make_runtime(store, tmp_path, respond)
+    for t in times[:8]:
+        feed(rt, t)
+    stream = rt._streams[STUDENT]
+    assert "PROHIBITED_OBJECT" in rt.status(STUDENT)["active_rules"]
+    assert active_alerts(stream) == ("Prohibited object",)
+    assert _status_alerts(rt.status(STUDENT)) == ["Prohibited object"]  # the raw live view says the same
+    assert "warnings" not in hud_status(stream) and "warnings" not in _hud_status(rt.status(STUDENT))
+    for t in times[8:]:
+        feed(rt, t)
+    assert "PROHIBITED_OBJECT" not in rt.status(STUDENT)["active_rules"]
+    assert active_alerts(stream) == () and _status_alerts(rt.status(STUDENT)) == []
+    assert rt.status(STUDENT)["warnings"] == 1  # the card's count stays: only the picture forgets
