@@ -19,6 +19,7 @@ import requests
 import socketio
 
 from tests.e2e.conftest import E2E_PASSWORD, LiveServer
+from tests.live import live_frame
 from tests.live.test_frame_api import EMPTY_ROOM, FACE_PHOTO, data_url, jpeg_bytes, photo
 
 WAIT_S = 150.0  # bound on waiting for the worker to load its models and the rule to fire
@@ -132,8 +133,10 @@ def test_admin_socket_receives_status_and_no_face_from_real_frames(tmp_path, asy
         clients.append(student_socket)
         student_events = Recorder(student_socket, "/student", ("warning", "terminated", "student_violation"))
 
-        face = data_url(jpeg_bytes(photo(FACE_PHOTO)))
-        empty = data_url(jpeg_bytes(photo(EMPTY_ROOM)))
+        # A live camera's frames differ a little (live_frame): a pixel-identical stream is a frozen camera
+        # (CAMERA_OFF), which the warm worker sees from the first frame on.
+        face_img, empty_img = photo(FACE_PHOTO), photo(EMPTY_ROOM)
+        face = data_url(jpeg_bytes(face_img))
         deadline = time.monotonic() + WAIT_S
         sent = 0
         status = violation = None
@@ -142,7 +145,8 @@ def test_admin_socket_receives_status_and_no_face_from_real_frames(tmp_path, asy
         while time.monotonic() < deadline and not (status and violation):
             if sent == 8:
                 empty_since = time.monotonic()
-            resp = student.post_json("/api/student-frame", {"image": face if sent < 8 else empty,
+            image = data_url(jpeg_bytes(live_frame(face_img if sent < 8 else empty_img, sent)))
+            resp = student.post_json("/api/student-frame", {"image": image,
                                                             "ts": int(time.time() * 1000)})
             assert resp.status_code == 202, resp.text
             sent += 1
@@ -155,8 +159,8 @@ def test_admin_socket_receives_status_and_no_face_from_real_frames(tmp_path, asy
         assert violation["session_id"] == session_id and violation["name"] == "Camera Student"
         assert violation["evidence_url"].startswith("/admin/evidence/")
         pushed = time.monotonic()
-        print(f"\n[{async_mode}] NO_FACE pushed {pushed - started:.1f} s after the first frame (worker start "
-              f"included), {pushed - empty_since:.1f} s after the first empty-room frame ({sent} frames posted)")
+        print(f"\n[{async_mode}] NO_FACE pushed {pushed - started:.1f} s after the first frame (workers warm at "
+              f"start), {pushed - empty_since:.1f} s after the first empty-room frame ({sent} frames posted)")
 
         # The student's own page hears about its warning; never the admin's events.
         wait_until = time.monotonic() + 20
