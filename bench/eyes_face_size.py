@@ -36,23 +36,12 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 sys.path.insert(0, str(REPO_ROOT / "bench"))
 
+from tests.photos import place_face  # noqa: E402
+
 SIZES_PX = (160, 120, 104, 96, 88, 80, 72, 64, 56, 48)
 JPEG_QUALITY = 70
 CODECS = ("raw", "jpeg70")
 DROP_BUDGET = 0.05  # how far under its full-size EAR an open eye may read on a small face (see the docstring)
-
-
-def placed(img: np.ndarray, box, face_px: int, width: int = 640, height: int = 480) -> np.ndarray:
-    """The photo scaled so that its face box's short side is about face_px, centred in a grey webcam frame."""
-    x1, y1, x2, y2 = box
-    s = face_px / min(x2 - x1, y2 - y1)
-    small = cv2.resize(img, None, fx=s, fy=s, interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
-    ox, oy = int(round(width / 2 - (x1 + x2) / 2 * s)), int(round(height / 2 - (y1 + y2) / 2 * s))
-    frame = np.full((height, width, 3), 40, np.uint8)
-    h, w = small.shape[:2]
-    sx1, sy1, sx2, sy2 = max(0, -ox), max(0, -oy), min(w, width - ox), min(h, height - oy)
-    frame[sy1 + oy:sy2 + oy, sx1 + ox:sx2 + ox] = small[sy1:sy2, sx1:sx2]
-    return frame
 
 
 def jpeg(frame: np.ndarray, quality: int = JPEG_QUALITY) -> np.ndarray:
@@ -99,7 +88,7 @@ def measure(testdata: Path) -> list[dict]:
             full = faces.analyze(src)
             rows.append({"photo": name, "person": person, "eyes": eyes, "codec": "raw", "size": "full", **_row(full)})
             for size in SIZES_PX:
-                frame = placed(src, obs.box, size)
+                frame = place_face(src, obs.box, size)
                 for codec in CODECS:
                     f = frame if codec == "raw" else jpeg(frame)
                     rows.append({"photo": name, "person": person, "eyes": eyes, "codec": codec, "size": size,

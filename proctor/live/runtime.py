@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 SESSION_RECHECK_S = 10.0   # how often active sessions are re-read (ended elsewhere, deadline passed)
 REFUSED_RETRY_S = 10.0     # a frame for a session that is not in progress is dropped; retried after this
 READ_LOCK_WAIT_S = 0.25    # views and status wait this long for the runtime's lock, then read without it
+IDLE_PASS_S = 0.1          # the loop's pause between passes while no student is streaming
 
 
 class LiveRuntime(ClusterMixin, LiveViews, ProctorActions, EvidenceCapture):
@@ -171,7 +172,9 @@ class LiveRuntime(ClusterMixin, LiveViews, ProctorActions, EvidenceCapture):
                     self._sleep(1.0)  # e.g. the database is down: retry calmly, do not spin and flood the log
                     continue
                 self.heartbeat.beat(pass_started)
-                self._sleep(0.004 if busy else 0.02)
+                # Nobody in an exam: a calm pass rate (the loop now runs from the server's start, and a
+                # first frame waits at most IDLE_PASS_S for it).
+                self._sleep(0.004 if busy else 0.02 if self._streams else IDLE_PASS_S)
         finally:
             self._loop_alive = False
             self.heartbeat.loop_stopped()

@@ -58,6 +58,9 @@ class LiveServer:
             "LOGIN_LIMIT_PER_ADDRESS": "1000 per minute",
             "LOGIN_LIMIT_PER_ACCOUNT": "100 per minute",
             "PYTHONUNBUFFERED": "1",
+            # One vision worker unless a test asks for more: the server now starts (and warms) its
+            # workers with itself, and the test machine has 2 cores for the server, the browser and pytest.
+            "PROCTOR_LIVE_WORKERS": "1",
             **{k: str(v) for k, v in (extra_env or {}).items()},
         }
         self.proc: subprocess.Popen | None = None

@@ -33,3 +33,21 @@ def load_image(testdata_dir):
         return cache[name].copy()
 
     return _load
+
+
+@pytest.fixture(scope="session")
+def cfg():
+    """The vision settings' defaults (no PROCTOR_* environment)."""
+    from config_vision import load_vision_config
+
+    return load_vision_config(env={})
+
+
+@pytest.fixture(scope="session")
+def photo(cfg):
+    """The face stage in photo mode (every call an unrelated picture), shared by the face tests."""
+    from face_pipeline import FaceAnalyzer
+
+    analyzer = FaceAnalyzer(cfg, static_image_mode=True)
+    yield analyzer
+    analyzer.close()

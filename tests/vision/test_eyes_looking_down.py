@@ -26,9 +26,7 @@ import cv2
 import numpy as np
 import pytest
 
-from config_vision import load_vision_config
 from decision_engine import STARTED, DecisionEngine, FrameObservation
-from face_pipeline import FaceAnalyzer
 from tests.vision.test_face_pipeline import squash_eyes
 
 STEP_S = 0.1
@@ -36,18 +34,6 @@ STEP_S = 0.1
 _UPPER_LIDS = ((246, 161, 160, 159, 158, 157, 173), (466, 388, 387, 386, 385, 384, 398))
 _LOWER_LIDS = ((33, 7, 163, 144, 145, 153, 154, 155, 133), (263, 249, 390, 373, 374, 380, 381, 382, 362))
 _IRISES = (tuple(range(468, 473)), tuple(range(473, 478)))
-
-
-@pytest.fixture(scope="module")
-def cfg():
-    return load_vision_config(env={})
-
-
-@pytest.fixture(scope="module")
-def photo(cfg):
-    analyzer = FaceAnalyzer(cfg, static_image_mode=True)
-    yield analyzer
-    analyzer.close()
 
 
 @pytest.fixture(scope="module")

@@ -14,25 +14,12 @@ from __future__ import annotations
 
 import pytest
 
-from bench.eyes_face_size import jpeg, placed
-from config_vision import load_vision_config
+from bench.eyes_face_size import jpeg
 from decision_engine import STARTED, DecisionEngine, EyesClosedRule, FrameObservation
-from face_pipeline import FaceAnalyzer
+from tests.photos import place_face
 from tests.vision.test_face_pipeline import squash_eyes
 
 STEP_S = 0.1
-
-
-@pytest.fixture(scope="module")
-def cfg():
-    return load_vision_config(env={})
-
-
-@pytest.fixture(scope="module")
-def photo(cfg):
-    analyzer = FaceAnalyzer(cfg, static_image_mode=True)
-    yield analyzer
-    analyzer.close()
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +30,7 @@ def far_face(photo, load_image):
         full = photo.analyze(img)
         assert full.face_detected, name
         src = squash_eyes(img, full) if closed else img
-        frame = placed(src, full.box, face_px)
+        frame = place_face(src, full.box, face_px)
         return photo.analyze(jpeg(frame) if codec == "jpeg70" else frame)
     return _far
 

@@ -22,19 +22,6 @@ SINGLE = ["a_1_webcam_woman_T1.jpg", "a_3_face_closeup_sergey.png", "a_6_grace_h
 EMPTY = ["f_1_coco133_loft_desk_chair.jpg", "f_5_living_room_empty.jpg"]
 
 
-@pytest.fixture(scope="module")
-def cfg():
-    return load_vision_config(env={})
-
-
-@pytest.fixture(scope="module")
-def photo(cfg):
-    """Photo-mode analyser (every call an unrelated picture)."""
-    analyzer = FaceAnalyzer(cfg, static_image_mode=True)
-    yield analyzer
-    analyzer.close()
-
-
 def darken(img: np.ndarray, factor: float) -> np.ndarray:
     return np.clip(img.astype(np.float32) * factor, 0, 255).astype(np.uint8)
 
