@@ -20,7 +20,7 @@ window.Proctor = {rules: () => ({})};
 new Function(fs.readFileSync(input.root + "/static/js/admin/live.js", "utf8"))();
 console.log(JSON.stringify(input.statuses.map((s) => {
   const d = window.AdminLive.describe(s);
-  return {text: d.identityText, level: d.identityLevel};
+  return {text: d.identityText, level: d.identityLevel, faceKnown: d.faceKnown};
 })));
 """
 
@@ -38,6 +38,8 @@ CASES = [
                    "skipped_for_s": 47.4}}, "identity: unchecked 47 s (face too small)", "warn"),
     ({"identity": {"enrolled": True, "match": None, "skipped": "face turned: yaw 41 deg", "skipped_for_s": 31}},
      "identity: unchecked 31 s (face turned)", "warn"),
+    ({"faces": 1, "identity": {"enrolled": True, "match": True}}, "identity: matches", "ok"),
+    ({"faces": 0}, "identity: not checked yet", "none"),
 ]
 
 
@@ -47,4 +49,6 @@ def test_identity_chip_says_the_verdict_or_how_long_it_has_waited():
                          input=json.dumps({"root": str(ROOT), "statuses": [c[0] for c in CASES]}))
     assert out.returncode == 0, out.stderr
     got = json.loads(out.stdout)
-    assert got == [{"text": text, "level": level} for _, text, level in CASES]
+    assert [{"text": g["text"], "level": g["level"]} for g in got] == [{"text": t, "level": lv} for _, t, lv in CASES]
+    # A card with no analysed frame yet says nothing about the face (it showed a green chip)
+    assert [g["faceKnown"] for g in got] == ["faces" in status for status, _, _ in CASES]

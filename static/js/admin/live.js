@@ -180,6 +180,7 @@
         + (typeof load.result_age_p95_s === "number" ? " · results " + load.result_age_p95_s.toFixed(1) + " s old" : "") : "",
       faceText: faceText,
       faceBad: faces !== null ? faces !== 1 : false,
+      faceKnown: faces !== null,  // no analysed frame yet: neither green nor red
       objectText: objectText,
       objectBad: objects.some((o) => typeof o === "object" && o.prohibited === true),
       persons: persons,

@@ -24,7 +24,7 @@
     el.querySelector(".student-exam").textContent = entry.data.exam || "";
     const chips = el.querySelector(".chips");
     chips.textContent = "";
-    chips.appendChild(chip(d.faceBad ? "text-bg-danger" : "text-bg-success", d.faceText, "face"));
+    chips.appendChild(chip(d.faceBad ? "text-bg-danger" : d.faceKnown ? "text-bg-success" : "text-bg-light", d.faceText, "face"));
     chips.appendChild(chip(d.objectBad ? "text-bg-danger" : "text-bg-light", "objects: " + d.objectText, "objects"));
     if (d.personsBad) chips.appendChild(chip("text-bg-danger", "persons: " + d.persons, "persons"));
     el.setAttribute("data-persons", d.persons === null ? "" : String(d.persons));  // what the chips were drawn from
