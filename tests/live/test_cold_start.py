@@ -13,7 +13,7 @@ import time
 import requests
 
 from tests.e2e.conftest import LiveServer
-from tests.live.test_eventlet_server import (WAIT_S, Recorder, WebUser, connect, start_exam_session)
+from tests.live.test_eventlet_server import WAIT_S, Recorder, WebUser, connect, disconnect_all, start_exam_session
 from tests.live.test_frame_api import FACE_PHOTO, data_url, jpeg_bytes, photo
 
 
@@ -67,11 +67,7 @@ def test_workers_are_warm_before_the_first_frame_and_its_frame_is_analysed(tmp_p
         print(f"first frame analysed and pushed {time.monotonic() - sent:.2f} s after it was sent "
               f"(status pushes every 1 s)")
     finally:
-        for c in clients:
-            try:
-                c.disconnect()
-            except Exception:  # noqa: BLE001
-                pass
+        disconnect_all(clients)
         server.stop()
 
 

@@ -101,6 +101,14 @@ class Recorder:
             return sorted({n for n, _ in self.items})
 
 
+def disconnect_all(clients: list[socketio.Client]) -> None:
+    for c in clients:
+        try:
+            c.disconnect()
+        except Exception:  # noqa: BLE001 - cleaning up after a test, which may have failed half-way
+            pass
+
+
 def connect(server: LiveServer, namespace: str, headers: dict | None = None) -> socketio.Client:
     client = socketio.Client(reconnection=False)
     client.connect(server.url, namespaces=[namespace], transports=["websocket"], headers=headers or {},
@@ -195,9 +203,5 @@ def test_admin_socket_receives_status_and_no_face_from_real_frames(tmp_path, asy
         assert late.status_code == 409
         assert student.http.get(server.url + violation["evidence_url"], timeout=30).status_code == 403
     finally:
-        for c in clients:
-            try:
-                c.disconnect()
-            except Exception:  # noqa: BLE001
-                pass
+        disconnect_all(clients)
         server.stop()

@@ -15,11 +15,11 @@ from __future__ import annotations
 import pytest
 
 from bench.eyes_face_size import jpeg
-from decision_engine import STARTED, DecisionEngine, EyesClosedRule, FrameObservation
+from decision_engine import EyesClosedRule, FrameObservation
 from tests.photos import place_face
+from tests.vision.test_eyes_looking_down import eyes_closed_events
 from tests.vision.test_face_pipeline import squash_eyes
 
-STEP_S = 0.1
 
 
 @pytest.fixture(scope="module")
@@ -42,16 +42,6 @@ def short_side(face) -> int:
 
 def lids_read_closed(cfg, face) -> bool:
     return face.ear_left < cfg.EAR_THRESHOLD and face.ear_right < cfg.EAR_THRESHOLD
-
-
-def eyes_closed_events(cfg, face, seconds: float = 3.0):
-    """The same real observation held for ``seconds`` on a fake clock: the EYES_CLOSED starts."""
-    engine = DecisionEngine(cfg)
-    events = []
-    for i in range(int(round(seconds / STEP_S))):
-        t = round(i * STEP_S, 6)
-        events += engine.evaluate("s", FrameObservation(t=t, face=face, frame_mean=120.0, frame_diff=4.0), t)
-    return [e for e in events if e.rule == "EYES_CLOSED" and e.state == STARTED]
 
 
 # Open eyes that the EAR alone read as closed on a small face (bench/eyes_face_size.py): before issue 15's
