@@ -20,6 +20,20 @@ READY_TIMEOUT_S = 240
 RESULT_TIMEOUT_S = 120
 
 
+def _enrol(app, student_id: int, photo: str) -> None:
+    """The student's registered face, from a real photo (as the registration page stores it)."""
+    from config_vision import load_vision_config
+    from face_identity import FaceIdentity, embedding_to_bytes
+    from proctor.extensions import db
+    from proctor.models import Profile
+
+    enrolment = FaceIdentity(load_vision_config(env={})).enrol(load_photo(photo))
+    assert enrolment.ok, enrolment.error
+    with app.app_context():
+        db.session.add(Profile(student_id=student_id, embedding=embedding_to_bytes(enrolment.embedding)))
+        db.session.commit()
+
+
 def _seed_session(app, *, auto_terminate=False, exam_disabled="", email="live@example.edu", thresholds="{}"):
     from proctor import exam_service
     from proctor.extensions import db
@@ -181,17 +195,8 @@ def test_identity_checked_against_the_enrolment_and_a_killed_worker_is_replaced(
     import os
     import signal
 
-    from config_vision import load_vision_config
-    from face_identity import FaceIdentity, embedding_to_bytes
-    from proctor.extensions import db
-    from proctor.models import Profile
-
     student_id, session_id, _ = _seed_session(app)
-    enrolment = FaceIdentity(load_vision_config(env={})).enrol(load_photo("identity/obama.jpg"))
-    assert enrolment.ok, enrolment.error
-    with app.app_context():
-        db.session.add(Profile(student_id=student_id, embedding=embedding_to_bytes(enrolment.embedding)))
-        db.session.commit()
+    _enrol(app, student_id, "identity/obama.jpg")
     rt, events = runtime_factory()
     same = fit(load_photo("identity/obama2.jpg"))
     # A stranger whose face the camera sees whole, sitting further left (biden.jpg fitted to 4:3 keeps
@@ -250,17 +255,10 @@ def test_a_scene_that_fires_several_rules_is_one_incident(app, runtime_factory, 
     auto-terminate on and the threshold 3, the scene used to end the exam."""
     from config_vision import load_vision_config
     from config_vision import rule as registered_rule
-    from face_identity import FaceIdentity, embedding_to_bytes
-    from proctor.extensions import db
-    from proctor.models import Profile
     from warning_system import severity_weight
 
     student_id, session_id, _ = _seed_session(app, auto_terminate=True)
-    enrolment = FaceIdentity(load_vision_config(env={})).enrol(load_photo("identity/obama.jpg"))
-    assert enrolment.ok, enrolment.error
-    with app.app_context():
-        db.session.add(Profile(student_id=student_id, embedding=embedding_to_bytes(enrolment.embedding)))
-        db.session.commit()
+    _enrol(app, student_id, "identity/obama.jpg")
     rt, events = runtime_factory()
     same, scene = fit(load_photo("identity/obama2.jpg")), fit(load_photo(scene_photo))
     t0 = 30_000.0
