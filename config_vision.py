@@ -79,6 +79,25 @@ RULE_REGISTRY: tuple[Rule, ...] = (
     Rule("VOICE_DETECTED", "Voice", "medium", 0.3,
          "Talking was detected. Please stay quiet during the exam.", ("browser",),
          (("margin_db", "VOICE_MARGIN_DB"), ("min_s", "VOICE_MIN_S"), ("window_s", "VOICE_WINDOW_S"))),
+    # Beyond the webcam (issue 16): the screen, displays, the camera device and the page's own events.
+    Rule("SCREEN_SHARE_STOPPED", "Screen share stopped", "high", 0.8,
+         "Your screen is no longer shared. Share your entire screen again to continue.", ("browser",)),
+    Rule("MULTIPLE_DISPLAYS", "Second display", "medium", 0.6,
+         "A second display is connected. Disconnect it and use one screen only.", ("browser",)),
+    Rule("CAMERA_CHANGED", "Camera changed", "high", 0.7,
+         "Your camera was switched to another device. Use the camera you started with.", ("browser",)),
+    Rule("COPY", "Copy", "low", 0.3,
+         "Copying from the exam is not allowed.", ("browser",)),
+    Rule("CUT", "Cut", "low", 0.3,
+         "Cutting text from the exam is not allowed.", ("browser",)),
+    Rule("PASTE", "Paste", "medium", 0.5,
+         "Pasting into the exam is not allowed.", ("browser",)),
+    Rule("RIGHT_CLICK", "Right click", "low", 0.2,
+         "The context menu is not available during the exam.", ("browser",)),
+    Rule("PRINT_SCREEN", "Print Screen", "medium", 0.5,
+         "Taking screenshots of the exam is not allowed.", ("browser",)),
+    Rule("DEVTOOLS", "Developer tools", "medium", 0.6,
+         "Opening the browser's developer tools is not allowed.", ("browser",)),
 )
 _RULES_BY_NAME = {r.name: r for r in RULE_REGISTRY}
 

@@ -53,6 +53,11 @@ CREATE TABLE exams (
 	`DisabledRules` VARCHAR(500) NOT NULL, 
 	`Thresholds` TEXT NOT NULL, 
 	`RequireLiveness` BOOL NOT NULL DEFAULT '1', 
+	`ScreenShare` VARCHAR(16) NOT NULL DEFAULT 'off', 
+	`ScreenshotIntervalS` INTEGER NOT NULL DEFAULT '15', 
+	`DisplaysPolicy` VARCHAR(16) NOT NULL DEFAULT 'warn', 
+	`BlockCopyPaste` BOOL NOT NULL DEFAULT '0', 
+	`RequireRoomScan` BOOL NOT NULL DEFAULT '0', 
 	`CreatedBy` INTEGER, 
 	`CreatedAt` DATETIME NOT NULL, 
 	CONSTRAINT pk_exams PRIMARY KEY (`ExamID`), 
@@ -89,6 +94,7 @@ CREATE TABLE exam_sessions (
 	`IdentityConfirmedAt` DATETIME, 
 	`IdentityDistance` FLOAT, 
 	`IdentityLiveness` VARCHAR(64), 
+	`ExtraMinutes` INTEGER NOT NULL DEFAULT '0', 
 	CONSTRAINT pk_exam_sessions PRIMARY KEY (`SessionID`), 
 	CONSTRAINT ck_exam_sessions_status CHECK (Status IN ('IN_PROGRESS', 'COMPLETED', 'TERMINATED')), 
 	CONSTRAINT `fk_exam_sessions_StudentID_students` FOREIGN KEY(`StudentID`) REFERENCES students (`ID`) ON DELETE CASCADE, 
@@ -169,6 +175,47 @@ CREATE TABLE recordings (
 
 CREATE INDEX ix_recordings_session_id ON recordings (session_id);
 CREATE INDEX ix_recordings_student_id ON recordings (student_id);
+
+CREATE TABLE room_scans (
+	id INTEGER NOT NULL AUTO_INCREMENT, 
+	student_id INTEGER NOT NULL, 
+	exam_id INTEGER NOT NULL, 
+	session_id INTEGER, 
+	path VARCHAR(255) NOT NULL, 
+	mime VARCHAR(64) NOT NULL, 
+	bytes INTEGER NOT NULL, 
+	duration_s FLOAT NOT NULL, 
+	created_at DATETIME NOT NULL, 
+	CONSTRAINT pk_room_scans PRIMARY KEY (id), 
+	CONSTRAINT fk_room_scans_student_id_students FOREIGN KEY(student_id) REFERENCES students (`ID`) ON DELETE CASCADE, 
+	CONSTRAINT fk_room_scans_exam_id_exams FOREIGN KEY(exam_id) REFERENCES exams (`ExamID`) ON DELETE CASCADE, 
+	CONSTRAINT fk_room_scans_session_id_exam_sessions FOREIGN KEY(session_id) REFERENCES exam_sessions (`SessionID`) ON DELETE CASCADE
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;
+
+CREATE INDEX ix_room_scans_exam_id ON room_scans (exam_id);
+CREATE INDEX ix_room_scans_session_id ON room_scans (session_id);
+CREATE INDEX ix_room_scans_student_id ON room_scans (student_id);
+
+CREATE TABLE session_messages (
+	id INTEGER NOT NULL AUTO_INCREMENT, 
+	session_id INTEGER NOT NULL, 
+	student_id INTEGER NOT NULL, 
+	sender VARCHAR(16) NOT NULL, 
+	author_id INTEGER, 
+	preset VARCHAR(32), 
+	body TEXT NOT NULL, 
+	created_at DATETIME NOT NULL, 
+	acknowledged_at DATETIME, 
+	CONSTRAINT pk_session_messages PRIMARY KEY (id), 
+	CONSTRAINT ck_session_messages_sender CHECK (sender IN ('proctor', 'student')), 
+	CONSTRAINT fk_session_messages_session_id_exam_sessions FOREIGN KEY(session_id) REFERENCES exam_sessions (`SessionID`) ON DELETE CASCADE, 
+	CONSTRAINT fk_session_messages_student_id_students FOREIGN KEY(student_id) REFERENCES students (`ID`) ON DELETE CASCADE, 
+	CONSTRAINT fk_session_messages_author_id_students FOREIGN KEY(author_id) REFERENCES students (`ID`) ON DELETE SET NULL
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;
+
+CREATE INDEX ix_session_messages_created_at ON session_messages (created_at);
+CREATE INDEX ix_session_messages_session_id ON session_messages (session_id);
+CREATE INDEX ix_session_messages_student_id ON session_messages (student_id);
 
 CREATE TABLE violations (
 	`ViolationID` INTEGER NOT NULL AUTO_INCREMENT, 

@@ -353,12 +353,19 @@ def exam_payload(session: ExamSession, now: datetime | None = None) -> dict:
     return {
         "session_id": session.id,
         "exam": {"id": session.exam.id, "title": session.exam.title, "duration_minutes": session.exam.duration_minutes,
-                 "pass_mark_percent": session.exam.pass_mark_percent},
+                 "pass_mark_percent": session.exam.pass_mark_percent, **exam_page_settings(session.exam)},
         "status": session.status,
         "deadline": session.deadline.isoformat() + "Z",
         "remaining_s": round(remaining_seconds(session, now), 1),
         "questions": questions,
     }
+
+
+def exam_page_settings(exam: Exam) -> dict:
+    """What the exam page enforces beyond the webcam (issue 16); the server checks what it receives anyway."""
+    return {"screen_share": exam.screen_share, "screenshot_interval_s": int(exam.screenshot_interval_s),
+            "displays_policy": exam.displays_policy, "block_copy_paste": bool(exam.block_copy_paste),
+            "require_room_scan": bool(exam.require_room_scan)}
 
 
 def violation_summary(session_id: int) -> list[dict]:

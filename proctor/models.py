@@ -52,6 +52,24 @@ class ResultStatus(str, enum.Enum):
     TERMINATED = "TERMINATED"
 
 
+class ScreenShare(str, enum.Enum):
+    """Whether the exam page must share the student's entire screen."""
+    OFF = "off"
+    REQUIRED = "required"
+
+
+class DisplaysPolicy(str, enum.Enum):
+    """What a second display does: nothing, a MULTIPLE_DISPLAYS warning, or no start until it is gone."""
+    OFF = "off"
+    WARN = "warn"
+    BLOCK = "block"
+
+
+class MessageSender(str, enum.Enum):
+    PROCTOR = "proctor"
+    STUDENT = "student"
+
+
 class ReviewStatus(str, enum.Enum):
     PENDING = "PENDING"
     CONFIRMED = "CONFIRMED"
@@ -178,6 +196,16 @@ class Exam(db.Model):
     thresholds: Mapped[str] = mapped_column("Thresholds", Text, nullable=False, default="{}")
     # Identity confirmation before the exam must include a liveness step (blink or head turn).
     require_liveness: Mapped[bool] = mapped_column("RequireLiveness", Boolean, nullable=False, default=True, server_default="1")
+    # Beyond the webcam (issue 16): the entire screen shared and captured every N seconds; a second
+    # display warned about or blocking the start; copy/cut/paste blocked on the exam page; a room scan
+    # recorded before the exam.
+    screen_share: Mapped[str] = mapped_column("ScreenShare", String(16), nullable=False, default=ScreenShare.OFF.value,
+                                              server_default=ScreenShare.OFF.value)
+    screenshot_interval_s: Mapped[int] = mapped_column("ScreenshotIntervalS", Integer, nullable=False, default=15, server_default="15")
+    displays_policy: Mapped[str] = mapped_column("DisplaysPolicy", String(16), nullable=False, default=DisplaysPolicy.WARN.value,
+                                                 server_default=DisplaysPolicy.WARN.value)
+    block_copy_paste: Mapped[bool] = mapped_column("BlockCopyPaste", Boolean, nullable=False, default=False, server_default="0")
+    require_room_scan: Mapped[bool] = mapped_column("RequireRoomScan", Boolean, nullable=False, default=False, server_default="0")
     created_by: Mapped[int | None] = mapped_column("CreatedBy", ForeignKey("students.ID", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column("CreatedAt", DateTime, nullable=False, default=utcnow)
 
@@ -228,6 +256,8 @@ class ExamSession(db.Model):
     identity_confirmed_at: Mapped[datetime | None] = mapped_column("IdentityConfirmedAt", DateTime)
     identity_distance: Mapped[float | None] = mapped_column("IdentityDistance", Float)  # face distance at confirmation
     identity_liveness: Mapped[str | None] = mapped_column("IdentityLiveness", String(64))  # how liveness passed, or "not required"
+    # Minutes a proctor granted during the exam (the deadline already includes them; audited as live.extra_time).
+    extra_minutes: Mapped[int] = mapped_column("ExtraMinutes", Integer, nullable=False, default=0, server_default="0")
 
     student: Mapped[User] = relationship()
     exam: Mapped[Exam] = relationship()
@@ -293,13 +323,50 @@ class Recording(db.Model):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     session_id: Mapped[int] = mapped_column(ForeignKey("exam_sessions.SessionID", ondelete="CASCADE"), nullable=False, index=True)
     student_id: Mapped[int] = mapped_column(ForeignKey("students.ID", ondelete="CASCADE"), nullable=False, index=True)
-    kind: Mapped[str] = mapped_column(String(16), nullable=False)  # audio, evidence
+    kind: Mapped[str] = mapped_column(String(16), nullable=False)  # audio, evidence, screen (a screenshot of the shared screen)
     path: Mapped[str] = mapped_column(String(255), nullable=False)  # relative to PROCTOR_DATA_DIR
     mime: Mapped[str] = mapped_column(String(64), nullable=False)
     bytes: Mapped[int] = mapped_column(Integer, nullable=False)
     sequence: Mapped[int] = mapped_column(Integer, nullable=False, default=0)  # chunk number from the page
     started_at: Mapped[datetime | None] = mapped_column(DateTime)  # when the chunk's recording began (client clock)
     created_at: Mapped[datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
+
+
+class RoomScan(db.Model):
+    """The guided clip of the desk and room a student records before an exam that asks for one.
+
+    Recorded before the session exists (on the ready page); the session's start attaches the
+    student's latest unattached scan of that exam (session_id), and review shows it first."""
+
+    __tablename__ = "room_scans"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    student_id: Mapped[int] = mapped_column(ForeignKey("students.ID", ondelete="CASCADE"), nullable=False, index=True)
+    exam_id: Mapped[int] = mapped_column(ForeignKey("exams.ExamID", ondelete="CASCADE"), nullable=False, index=True)
+    session_id: Mapped[int | None] = mapped_column(ForeignKey("exam_sessions.SessionID", ondelete="CASCADE"), index=True)
+    path: Mapped[str] = mapped_column(String(255), nullable=False)  # relative to PROCTOR_DATA_DIR
+    mime: Mapped[str] = mapped_column(String(64), nullable=False)
+    bytes: Mapped[int] = mapped_column(Integer, nullable=False)
+    duration_s: Mapped[float] = mapped_column(Float, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
+
+
+class SessionMessage(db.Model):
+    """A message between a proctor and a student during a session: the proctor's text (free or a
+    preset) that the student acknowledges, or the student's raised hand."""
+
+    __tablename__ = "session_messages"
+    __table_args__ = (CheckConstraint(f"sender IN ({_in(MessageSender)})", name="sender"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("exam_sessions.SessionID", ondelete="CASCADE"), nullable=False, index=True)
+    student_id: Mapped[int] = mapped_column(ForeignKey("students.ID", ondelete="CASCADE"), nullable=False, index=True)
+    sender: Mapped[str] = mapped_column(String(16), nullable=False)
+    author_id: Mapped[int | None] = mapped_column(ForeignKey("students.ID", ondelete="SET NULL"))  # who wrote it
+    preset: Mapped[str | None] = mapped_column(String(32))  # the preset's key when one was chosen
+    body: Mapped[str] = mapped_column(Text, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime, nullable=False, default=utcnow, index=True)
+    acknowledged_at: Mapped[datetime | None] = mapped_column(DateTime)  # the student's "understood" (proctor messages)
 
 
 class AuditLog(db.Model):

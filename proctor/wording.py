@@ -45,6 +45,15 @@ ADMIN_TEMPLATES: dict[str, str] = {
     "TAB_SWITCH": "{name} left the exam tab",
     "FULLSCREEN_EXIT": "{name} left full screen",
     "VOICE_DETECTED": "{name} was heard talking{for_duration}",
+    "SCREEN_SHARE_STOPPED": "{name} stopped sharing their screen",
+    "MULTIPLE_DISPLAYS": "{name} has a second display connected",
+    "CAMERA_CHANGED": "{name} switched to another camera",
+    "COPY": "{name} copied from the exam",
+    "CUT": "{name} cut text from the exam",
+    "PASTE": "{name} pasted into the exam",
+    "RIGHT_CLICK": "{name} opened the context menu",
+    "PRINT_SCREEN": "{name} pressed Print Screen",
+    "DEVTOOLS": "{name} tried to open the developer tools",
 }
 
 # The student's result page, after the fact: second person, past tense, one per rule.
@@ -59,6 +68,15 @@ STUDENT_AFTERWARDS: dict[str, str] = {
     "TAB_SWITCH": "You left the exam tab.",
     "FULLSCREEN_EXIT": "You left full screen.",
     "VOICE_DETECTED": "Talking was heard.",
+    "SCREEN_SHARE_STOPPED": "You stopped sharing your screen.",
+    "MULTIPLE_DISPLAYS": "A second display was connected.",
+    "CAMERA_CHANGED": "You switched to another camera.",
+    "COPY": "You copied from the exam.",
+    "CUT": "You cut text from the exam.",
+    "PASTE": "You pasted into the exam.",
+    "RIGHT_CLICK": "You opened the context menu.",
+    "PRINT_SCREEN": "You pressed Print Screen.",
+    "DEVTOOLS": "You tried to open the developer tools.",
 }
 
 # How a session ended (ExamSession.termination_reason holds free text; these are the forms the code writes).

@@ -13,10 +13,10 @@ import config_vision
 
 from ..evidence_files import remove_evidence_files, violation_files
 from ..extensions import db
-from ..models import Exam, ExamResult, ExamSession, Question, Violation
+from ..models import DisplaysPolicy, Exam, ExamResult, ExamSession, Question, ScreenShare, Violation
 from ..security import ADMIN, access
 from . import bp
-from .fields import FieldError, audit, bool_field, get_or_404, int_field, read_upload, text_field
+from .fields import FieldError, audit, bool_field, choice_field, get_or_404, int_field, read_upload, text_field
 
 TITLE_MAX = 200
 DESCRIPTION_MAX = 5000
@@ -27,6 +27,24 @@ POINTS_MAX = 100
 DURATION_MAX_MIN = 600
 QUESTIONS_PER_EXAM_MAX = 500
 IMPORT_MAX_BYTES = 512 * 1024
+SCREENSHOT_INTERVAL_S = (5, 300)  # bounds of the exam's screenshot interval (seconds)
+SCREEN_SHARE_CHOICES = tuple(v.value for v in ScreenShare)
+DISPLAYS_CHOICES = tuple(v.value for v in DisplaysPolicy)
+# The exam's settings beyond the webcam (issue 16), their form defaults.
+BEYOND_DEFAULTS = {"screen_share": ScreenShare.OFF.value, "screenshot_interval_s": 15,
+                   "displays_policy": DisplaysPolicy.WARN.value, "block_copy_paste": False, "require_room_scan": False}
+
+
+def _beyond_from_form(form) -> dict:
+    return {
+        "screen_share": choice_field(form, "screen_share", "Screen sharing", SCREEN_SHARE_CHOICES, ScreenShare.OFF.value),
+        "screenshot_interval_s": int_field(form, "screenshot_interval_s", "Screenshot interval", *SCREENSHOT_INTERVAL_S,
+                                           default=15),
+        "displays_policy": choice_field(form, "displays_policy", "Second display", DISPLAYS_CHOICES,
+                                        DisplaysPolicy.WARN.value),
+        "block_copy_paste": bool_field(form, "block_copy_paste"),
+        "require_room_scan": bool_field(form, "require_room_scan"),
+    }
 
 # Vision settings an exam may override (rule timings and thresholds; not detector plumbing).
 EXAM_THRESHOLD_NAMES = (
@@ -86,6 +104,7 @@ def _exam_from_form(form, exam: Exam) -> list[str]:
         "title": title, "description": description, "duration_minutes": duration, "pass_mark_percent": pass_mark,
         "is_published": bool_field(form, "is_published"), "auto_terminate": bool_field(form, "auto_terminate"),
         "require_liveness": bool_field(form, "require_liveness"),
+        **_beyond_from_form(form),
         "disabled_rules": ",".join(r for r in config_vision.RULES if r not in rules_on),
         "thresholds": json.dumps(thresholds, sort_keys=True),
     }
@@ -101,25 +120,30 @@ def _render_exam_form(exam: Exam | None, errors: dict, form=None):
         values = {k: form.get(k, "") for k in ("title", "description", "duration_minutes", "pass_mark_percent")}
         values.update(is_published=bool_field(form, "is_published"), auto_terminate=bool_field(form, "auto_terminate"),
                       require_liveness=bool_field(form, "require_liveness"))
+        values.update({k: form.get(k, "") for k in ("screen_share", "screenshot_interval_s", "displays_policy")},
+                      block_copy_paste=bool_field(form, "block_copy_paste"),
+                      require_room_scan=bool_field(form, "require_room_scan"))
         thresholds = {s.name: form.get(f"th_{s.name}", "") for s in threshold_settings()}
     elif exam is not None:
         rules_on = set(config_vision.RULES) - exam_disabled_rules(exam)
         values = {"title": exam.title, "description": exam.description, "duration_minutes": exam.duration_minutes,
                   "pass_mark_percent": exam.pass_mark_percent, "is_published": exam.is_published,
-                  "auto_terminate": exam.auto_terminate, "require_liveness": exam.require_liveness}
+                  "auto_terminate": exam.auto_terminate, "require_liveness": exam.require_liveness,
+                  **{k: getattr(exam, k) for k in BEYOND_DEFAULTS}}
         thresholds = exam_thresholds(exam)
     else:
         cfg = config_vision.load_vision_config()
         rules_on = set(config_vision.RULES)
         values = {"title": "", "description": "", "duration_minutes": 30, "pass_mark_percent": 50,
-                  "is_published": False, "auto_terminate": bool(cfg.AUTO_TERMINATE_DEFAULT), "require_liveness": True}
+                  "is_published": False, "auto_terminate": bool(cfg.AUTO_TERMINATE_DEFAULT), "require_liveness": True,
+                  **BEYOND_DEFAULTS}
         thresholds = {}
     try:  # what applies when an exam sets nothing: the defaults as this server's environment changed them
         server = config_vision.load_vision_config().as_dict()
     except config_vision.VisionConfigError:
         server = {s.name: s.default for s in config_vision.SETTINGS}
     return render_template("admin/exam_form.html", exam=exam, values=values, errors=errors, rules=config_vision.RULES,
-                           server_values=server,
+                           server_values=server, screenshot_bounds=SCREENSHOT_INTERVAL_S,
                            rules_on=rules_on, settings=threshold_settings(), thresholds=thresholds,
                            thresholds_open=any(k.startswith("th_") for k in errors) or any(thresholds.values())), (400 if errors else 200)
 

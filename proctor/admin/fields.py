@@ -58,6 +58,14 @@ def int_field(form, name: str, label: str, lo: int, hi: int, default: int | None
     return value
 
 
+def choice_field(form, name: str, label: str, choices, default: str) -> str:
+    """One of `choices` (their values); empty gives the default."""
+    raw = (form.get(name) or "").strip() or default
+    if raw not in choices:
+        raise FieldError(name, f"{label} must be one of: {', '.join(choices)}.")
+    return raw
+
+
 def bool_field(form, name: str) -> bool:
     return (form.get(name) or "").strip().lower() in ("1", "on", "true", "yes", "y")
 

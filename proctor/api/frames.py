@@ -31,8 +31,8 @@ LEVEL_MIN, LEVEL_MAX = -200.0, 1000.0  # voice level: dBFS (negative) or a 0..1 
 DURATION_MAX_MS = 24 * 3600 * 1000
 CLIENT_TS_MAX_MS = 2 ** 53  # a JavaScript Date.now() fits well below this
 EVENT_MAX_BYTES = 16 * 1024
-REASON_WORD_MAX = 40
-_REASON_UNSAFE = re.compile(r"[^A-Za-z0-9 _.:-]")
+REASON_WORD_MAX = 64  # a camera label ("OBS Virtual Camera (0000:0001)") fits
+_REASON_UNSAFE = re.compile(r"[^A-Za-z0-9 _.:()+-]")
 # The exam page's id for one event (crypto.randomUUID): its outbox may send it again; the runtime takes it once.
 _CLIENT_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
@@ -119,12 +119,36 @@ def event_details(kind: str, body: dict) -> dict:
         details["duration_ms"] = number_field(raw["duration_ms"], "duration_ms", 0, DURATION_MAX_MS)
     if kind == "CAMERA_OFF" and raw.get("reason") is not None:
         # The page's own word for why the camera stopped ("denied", "ended"...): kept short and plain.
-        if not isinstance(raw["reason"], str):
-            raise ApiError("'reason' must be a string")
-        reason = _REASON_UNSAFE.sub("", raw["reason"])[:REASON_WORD_MAX].strip()
+        reason = _plain_word(raw["reason"], "reason")
         if reason:
             details["camera_reason"] = reason
+    for key, kinds in _WORD_DETAILS.items():
+        if kind in kinds and raw.get(key) is not None:
+            word = _plain_word(raw[key], key)
+            if word:
+                details[key] = word
+    if kind == "MULTIPLE_DISPLAYS" and raw.get("screens") is not None:
+        details["screens"] = int(number_field(raw["screens"], "screens", 1, SCREENS_MAX))
     return details
+
+
+# Short plain words some events carry (the page's own; stored and shown as text, never trusted as more):
+# why a share or camera stopped, the camera device's label, the shortcut pressed, what the clipboard
+# event touched.
+_WORD_DETAILS = {
+    "reason": ("SCREEN_SHARE_STOPPED", "MULTIPLE_DISPLAYS"),
+    "device": ("CAMERA_CHANGED",),
+    "previous_device": ("CAMERA_CHANGED",),
+    "key": ("PRINT_SCREEN", "DEVTOOLS"),
+    "target": ("COPY", "CUT", "PASTE", "RIGHT_CLICK"),
+}
+SCREENS_MAX = 16
+
+
+def _plain_word(value, name: str) -> str:
+    if not isinstance(value, str):
+        raise ApiError(f"'{name}' must be a string")
+    return _REASON_UNSAFE.sub("", value)[:REASON_WORD_MAX].strip()
 
 
 @bp.route("/student-event", methods=["POST"])

@@ -56,7 +56,9 @@ def test_registry_covers_exactly_the_rules_once():
     names = [r.name for r in RULE_REGISTRY]
     assert len(names) == len(set(names))
     assert tuple(names) == RULES
-    assert set(BROWSER_EVENT_RULES) == {"TAB_SWITCH", "FULLSCREEN_EXIT", "VOICE_DETECTED", "CAMERA_OFF"}
+    assert set(BROWSER_EVENT_RULES) == {"TAB_SWITCH", "FULLSCREEN_EXIT", "VOICE_DETECTED", "CAMERA_OFF",
+                                        "SCREEN_SHARE_STOPPED", "MULTIPLE_DISPLAYS", "CAMERA_CHANGED", "COPY", "CUT",
+                                        "PASTE", "RIGHT_CLICK", "PRINT_SCREEN", "DEVTOOLS"}
     assert {r.name for r in FRAME_RULES} == set(FRAME_RULE_NAMES)
     assert set(FRAME_RULE_NAMES) | set(BROWSER_EVENT_RULES) == set(RULES)
     for r in RULE_REGISTRY:

@@ -16,7 +16,8 @@
     const at = new Date(el.getAttribute("datetime"));
     if (isNaN(at.getTime())) return;
     el.title = el.textContent;
-    const time = at.toLocaleTimeString([], {hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false});
+    // hourCycle h23, not hour12: false, which some engines render as "24:07" just after midnight.
+    const time = at.toLocaleTimeString([], {hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23"});
     // The date too where asked (data-with-date): the local day can differ from the UTC one.
     el.textContent = (el.hasAttribute("data-with-date") ? at.toLocaleDateString() + " " : "") + time + " "
       + (el.hasAttribute("data-with-zone") ? zoneName(at) : "local");

@@ -55,7 +55,7 @@
     const sev = P.rules().wording.severities[w.severity];
     if (sev) li.appendChild(document.createTextNode(" (" + sev.label.toLowerCase() + ")"));
     const when = p.time ? new Date(p.time) : new Date();
-    li.appendChild(document.createTextNode(" " + (isNaN(when) ? "" : when.toLocaleTimeString([], {hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false}) + " local")));  // as local_time.js shows the rows the page came with
+    li.appendChild(document.createTextNode(" " + (isNaN(when) ? "" : when.toLocaleTimeString([], {hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23"}) + " local")));  // as local_time.js shows the rows the page came with
     if (p.evidence_url) {
       li.appendChild(document.createTextNode(" · "));
       const a = document.createElement("a");
