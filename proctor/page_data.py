@@ -9,7 +9,8 @@ on a page of one exam (its threshold overrides, as the live runtime applies them
 The block holds, for every rule of config_vision.RULE_REGISTRY, its name, title, severity, the
 student's message and the exam page's thresholds (read from the same vision settings the server
 uses), the names of the Socket.IO events pushed to admins, and the wording of every violation
-(proctor/wording.py: admin sentence template, student sentence, severity label and icon).
+(proctor/wording.py: admin sentence template, student sentence, severity label and icon), and the
+names of known virtual cameras (proctor/devices.py).
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from markupsafe import Markup
 import config_vision
 from config_vision import VisionConfig, VisionConfigError
 
+from .devices import VIRTUAL_CAMERA_NAMES
 from .live.events import ADMIN_EVENTS
 from . import wording
 from .wording import wording_facts
@@ -63,7 +65,8 @@ def _with_exam_overrides(config: VisionConfig, overrides: Mapping[str, Any] | st
 def page_facts(config: VisionConfig | None = None, overrides: Mapping[str, Any] | str | None = None) -> dict:
     """The JSON-able facts rendered into pages."""
     config = _with_exam_overrides(config or server_vision_config(), overrides)
-    return {**config_vision.browser_rules(config), "admin_events": list(ADMIN_EVENTS), "wording": wording_facts()}
+    return {**config_vision.browser_rules(config), "admin_events": list(ADMIN_EVENTS), "wording": wording_facts(),
+            "virtual_cameras": list(VIRTUAL_CAMERA_NAMES)}
 
 
 def rules_script(config: VisionConfig | None = None, overrides: Mapping[str, Any] | str | None = None) -> Markup:

@@ -17,6 +17,7 @@ from flask import jsonify, request, url_for
 from flask_login import current_user
 from sqlalchemy import func, select
 
+from .. import devices
 from .. import exam_service as svc
 from .. import live_hooks
 from ..datafiles import is_storage_full, write_file
@@ -74,10 +75,63 @@ def system_check():
     kbps = data.get("upload_kbps")
     if kbps is not None and (not is_number(kbps) or not 0 <= kbps <= 10**9):
         raise ApiError("upload_kbps must be a positive number")
-    ok = steps.record_system_check(parts, kbps or 0)
-    failed = [n for n, v in parts.items() if not v]
-    return jsonify(ok=ok, failed=failed,
+    advisory = _device_report(data)
+    # The selected camera's label names a virtual camera (proctor/devices.py, the list the page has too):
+    # the camera part fails whatever the page concluded.
+    virtual = devices.virtual_camera(advisory.get("camera_label"))
+    if virtual:
+        parts["camera"] = False
+        log.info("system check: student %s selected a virtual camera (%r)", current_user.id, advisory["camera_label"])
+    ok = steps.record_system_check(parts, kbps or 0, advisory)
+    failed = [("virtual_camera" if n == "camera" and virtual else n) for n, v in parts.items() if not v]
+    return jsonify(ok=ok, failed=failed, virtual_camera=advisory.get("camera_label") if virtual else None,
+                   display=advisory.get("display"),
                    next=url_for("student.system_check_failed", problems=",".join(failed)) if failed else None)
+
+
+def _device_report(data: dict) -> dict:
+    """The system check's optional device facts (issue 16): one display or not, the number of screens when the
+    page knows it, the selected camera's label. Checked; recorded beside the parts."""
+    out = {}
+    for name in steps.SYSTEM_CHECK_ADVISORY_PARTS:
+        value = data.get(name)
+        if value is not None and not isinstance(value, bool):
+            raise ApiError(f"{name} must be true or false")
+        if value is not None:
+            out[name] = value
+    screens = data.get("screens")
+    if screens is not None:
+        if not is_number(screens) or screens != int(screens) or not 1 <= screens <= devices.SCREENS_MAX:
+            raise ApiError(f"screens must be a whole number from 1 to {devices.SCREENS_MAX}")
+        out["screens"] = int(screens)
+    label = data.get("camera_label")
+    if label is not None:
+        if not isinstance(label, str):
+            raise ApiError("camera_label must be a string")
+        out["camera_label"] = devices.plain_label(label)
+    return out
+
+
+@bp.route("/<int:exam_id>/displays", methods=["POST"])
+@access(STUDENT)
+def displays(exam_id: int):
+    """What the page says about the displays before the exam starts: {"extended": bool, "screens": 1..16}.
+    Kept in the login session for this exam; with the exam's displays_policy "block", start refuses while
+    the last report said extended (or when there is none). The browser's word about itself, not a proof."""
+    exam = _open_exam(exam_id)
+    data = json_body()
+    extended = data.get("extended")
+    if not isinstance(extended, bool):
+        raise ApiError("extended must be true or false")
+    screens = data.get("screens", 2 if extended else 1)
+    if not is_number(screens) or screens != int(screens) or not 1 <= screens <= devices.SCREENS_MAX:
+        raise ApiError(f"screens must be a whole number from 1 to {devices.SCREENS_MAX}")
+    if extended != (screens > 1):
+        raise ApiError("extended and screens disagree (extended means more than one screen)")
+    steps.record_display_report(exam.id, extended, int(screens))
+    refusal = steps.display_refusal(exam)
+    return jsonify(policy=exam.displays_policy, extended=extended, screens=int(screens),
+                   allowed=refusal is None, message=refusal)
 
 
 # --- identity confirmation before the exam -------------------------------------------------

@@ -23,7 +23,7 @@ from ..images import ImageError, decode_image, shrink
 from ..limits import per_user_limit
 from ..models import Exam, ExamSession, Profile, SessionStatus, utcnow
 from ..security import STUDENT, access
-from . import bp, identity
+from . import bp, identity, steps
 from .steps import identity_confirmation, next_step, rules_version, setting
 from .steps import profile as current_profile
 
@@ -41,6 +41,10 @@ SYSTEM_PROBLEMS = {
                            "or on this computer."),
     "upload": ("Upload speed", "The connection to the server is too slow or failed. Move closer to the Wi-Fi "
                                "router or use a cable, and stop large downloads."),
+    # {device}: the selected camera's label, as the system check recorded it (steps.system_check_state).
+    "virtual_camera": ("Camera", "The selected camera, \u201c{device}\u201d, is a virtual camera (software that can "
+                                 "show any picture). Close that program or choose your real webcam in the browser's "
+                                 "camera settings (the camera icon in the address bar)."),
 }
 
 
@@ -101,7 +105,8 @@ def system_check():
 def system_check_failed():
     codes = [c for c in request.args.get("problems", "").split(",") if c in SYSTEM_PROBLEMS]
     exam = _exam_arg(required=False)
-    problems = [SYSTEM_PROBLEMS[c] for c in codes] or [("Unknown", "The check did not finish. Reload the page and try again.")]
+    device = steps.system_check_state().get("camera_label") or "unnamed camera"
+    problems = [(title, advice.replace("{device}", device)) for title, advice in (SYSTEM_PROBLEMS[c] for c in codes)] or [("Unknown", "The check did not finish. Reload the page and try again.")]
     return render_template("student/system_check_failed.html", problems=problems, exam=exam), 200
 
 
@@ -236,6 +241,11 @@ def start(exam_id: int):
     if step != url_for("student.ready", exam_id=exam.id):
         flash("Finish the steps before the exam first.", "warning")
         return redirect(step)
+    refusal = steps.display_refusal(exam)  # displays_policy "block": the page's last report for this exam
+    if refusal is not None:
+        log.info("start refused: student %s exam %s: %s", current_user.id, exam.id, refusal)
+        flash(refusal, "danger")
+        return redirect(url_for("student.ready", exam_id=exam.id))
     try:
         sess = svc.start_session(current_user.id, exam.id)
     except svc.ExamError as exc:

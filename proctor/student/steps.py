@@ -14,9 +14,12 @@ from sqlalchemy import select
 
 from .. import exam_service as svc
 from ..extensions import db
-from ..models import Exam, ExamSession, Profile, SessionStatus
+from ..models import DisplaysPolicy, Exam, ExamSession, Profile, SessionStatus
 
 SYSTEM_CHECK_PARTS = ("camera", "microphone", "browser", "upload")
+# Reported and shown, but not a failure by itself: a second display only matters for an exam whose
+# displays_policy says so, and that is checked when the exam starts (display_refusal).
+SYSTEM_CHECK_ADVISORY_PARTS = ("display",)
 
 
 def setting(name: str):
@@ -33,10 +36,16 @@ def profile() -> Profile | None:
 
 # --- system check ----------------------------------------------------------------------------
 
-def record_system_check(parts: dict[str, bool], upload_kbps: float) -> bool:
+def record_system_check(parts: dict[str, bool], upload_kbps: float, advisory: dict | None = None) -> bool:
     ok = all(parts.values())
-    session["system_check"] = {"ok": ok, "at": time.time(), **parts, "upload_kbps": round(float(upload_kbps), 1)}
+    session["system_check"] = {"ok": ok, "at": time.time(), **parts, "upload_kbps": round(float(upload_kbps), 1),
+                               **(advisory or {})}
     return ok
+
+
+def system_check_state() -> dict:
+    state = session.get("system_check")
+    return state if isinstance(state, dict) else {}
 
 
 def system_check_passed() -> bool:
@@ -71,6 +80,48 @@ def identity_confirmation(exam_id: int) -> dict | None:
     if p is None or rec.get("profile") != profile_stamp(p):
         return None  # the face was registered again since: confirm again
     return rec
+
+
+# --- displays (issue 16) ----------------------------------------------------------------------
+# What the page said about the screens (screen.isExtended, or the Window Management API's count):
+# the browser's word about itself, a signal and not a proof. Kept per exam in the login session.
+
+DISPLAY_REPORT_VALID_S = 600  # the ready page reports again when Start is pressed; an older report is stale
+
+
+def _displays_key(exam_id: int) -> str:
+    return f"displays_{exam_id}"
+
+
+def record_display_report(exam_id: int, extended: bool, screens: int) -> None:
+    session[_displays_key(exam_id)] = {"student_id": current_user.id, "extended": bool(extended),
+                                       "screens": int(screens), "at": time.time()}
+
+
+def display_report(exam_id: int) -> dict | None:
+    rec = session.get(_displays_key(exam_id))
+    if not isinstance(rec, dict) or rec.get("student_id") != current_user.id:
+        return None
+    if time.time() - float(rec.get("at", 0)) > DISPLAY_REPORT_VALID_S:
+        return None
+    return rec
+
+
+SECOND_DISPLAY = ("A second display is connected. This exam does not start until only one display is "
+                  "connected: unplug or switch off the other screen (or stop extending the desktop), then press "
+                  "Start again.")
+NO_DISPLAY_REPORT = ("This page did not check your displays (an old page, or scripts are blocked). Reload the page, "
+                     "then press Start again.")
+
+
+def display_refusal(exam: Exam) -> str | None:
+    """Why the exam must not start because of the displays (its displays_policy is "block"), or None."""
+    if exam.displays_policy != DisplaysPolicy.BLOCK.value:
+        return None
+    report = display_report(exam.id)
+    if report is None:
+        return NO_DISPLAY_REPORT
+    return SECOND_DISPLAY if report["extended"] else None
 
 
 # --- where next ------------------------------------------------------------------------------

@@ -254,6 +254,46 @@
     }
   });
 
+  // --- camera device (issue 16) ------------------------------------------------------------ >>> devices
+  // The camera in use is remembered when the exam page opens it; another device on the live track later
+  // (checked on the browser's devicechange event and every 5 s) sends CAMERA_CHANGED {device,
+  // previous_device}, once per change. A camera whose label names a virtual camera (the server's list,
+  // proctor/devices.py, rendered as P.rules().virtual_cameras) sends CAMERA_CHANGED at the start too, with
+  // device "virtual: <label>": the system check refuses one, so it was switched to after the check.
+  const cameraDevice = (function () {
+    let current = null;
+    function describe(track) {
+      const s = track.getSettings ? track.getSettings() : {};
+      return {id: s.deviceId || "", label: track.label || ""};
+    }
+    function name(d) { return d.label || (d.id ? "camera " + d.id.slice(0, 12) : "unnamed camera"); }
+    function isVirtual(label) {
+      const lowered = (label || "").toLowerCase();
+      return (P.rules().virtual_cameras || []).some((v) => lowered.includes(v));
+    }
+    function check() {
+      const track = stream && stream.getVideoTracks()[0];
+      if (stopped || !current || !track || track.readyState !== "live") return;
+      const now = describe(track);
+      if ((now.id && current.id && now.id !== current.id) || (now.label && now.label !== current.label)) {
+        sendEvent("CAMERA_CHANGED", {device: name(now), previous_device: name(current)});
+        root.dataset.cameraDevice = name(now);
+        current = now;
+      }
+    }
+    function start(track) {
+      current = describe(track);
+      root.dataset.cameraDevice = name(current);
+      if (isVirtual(current.label)) sendEvent("CAMERA_CHANGED", {device: "virtual: " + name(current)});
+      if (navigator.mediaDevices && navigator.mediaDevices.addEventListener) {
+        navigator.mediaDevices.addEventListener("devicechange", check);
+      }
+      setInterval(check, 5000);
+    }
+    return {start: start, check: check};
+  })();
+  // <<< devices
+
   // --- warnings pushed by the server --------------------------------------------------------
   function connectSocket() {
     if (!window.io) return;
@@ -282,6 +322,7 @@
     if (vt) {
       vt.addEventListener("ended", () => checkCamera(null));
       vt.addEventListener("mute", () => checkCamera(null));
+      cameraDevice.start(vt);  // issue 16: the camera device watcher (above)
     }
     const at = stream.getAudioTracks()[0];
     if (at) { startVoice(at); startRecording(at); }

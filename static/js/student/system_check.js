@@ -1,4 +1,5 @@
-/* System check: browser features, camera preview and resolution, microphone level meter, upload speed. */
+/* System check: browser features, camera preview and resolution (a virtual camera fails), microphone level
+   meter, upload speed, and whether a second display is connected (shown, not failed: see displays.js). */
 (function () {
   "use strict";
   const root = document.getElementById("system-check");
@@ -28,6 +29,25 @@
     return true;
   }
 
+  // The known virtual cameras come from the server (proctor/devices.py, rendered into the page): the
+  // server checks the label it is sent against the same list.
+  function virtualName(label) {
+    const lowered = (label || "").toLowerCase();
+    return (P.rules().virtual_cameras || []).find((name) => lowered.includes(name)) || null;
+  }
+
+  // The selected camera's labels: the track's own, and enumerateDevices()'s entry for its deviceId.
+  async function cameraLabels(track, deviceId) {
+    const labels = [track.label || ""];
+    try {
+      const devices = await navigator.mediaDevices.enumerateDevices();
+      devices.filter((d) => d.kind === "videoinput" && deviceId && d.deviceId === deviceId)
+        .forEach((d) => { labels.push(d.label || ""); });
+    } catch (e) { /* the track's label is enough */ }
+    return labels.filter(Boolean);
+  }
+
+  // {ok, opened, label}: opened when a picture came (the microphone check can go on), ok unless virtual too.
   async function checkCamera() {
     try {
       stream = await P.openCamera(video, true);
@@ -35,12 +55,28 @@
       const s = track ? track.getSettings() : {};
       const w = video.videoWidth || s.width, h = video.videoHeight || s.height;
       if (!track || track.readyState !== "live" || !w) throw new Error("no picture");
+      const labels = await cameraLabels(track, s.deviceId);
+      const virtual = labels.find(virtualName);
+      if (virtual) {
+        P.setResult(row("camera"), "fail", "virtual camera: " + virtual + " (choose your real webcam)");
+        return {ok: false, opened: true, label: virtual};
+      }
       P.setResult(row("camera"), "ok", w + "×" + h);
-      return true;
+      return {ok: true, opened: true, label: labels[0] || ""};
     } catch (e) {
       P.setResult(row("camera"), "fail", "not available: " + (e.message || e.name));
-      return false;
+      return {ok: false, opened: false, label: ""};
     }
+  }
+
+  // Advisory: a second display does not fail the check; an exam that forbids it refuses to start.
+  async function checkDisplay() {
+    const d = await window.ProctorDisplays.read(true);
+    const advice = document.getElementById("display-advice");
+    advice.hidden = !d.extended;
+    if (d.extended) P.setResult(row("display"), "fail", d.screens + " displays: use one only");
+    else P.setResult(row("display"), "ok", d.known ? "one display" : "one display (as far as this browser can tell)");
+    return d;
   }
 
   function checkMicrophone() {
@@ -103,13 +139,16 @@
     summary.textContent = "Checking…";
     const browser = checkBrowser();
     const camera = await checkCamera();
-    const microphone = camera ? await checkMicrophone() : false;
-    if (!camera) P.setResult(row("microphone"), "fail", "needs the camera and microphone permission");
+    const microphone = camera.opened ? await checkMicrophone() : false;
+    if (!camera.opened) P.setResult(row("microphone"), "fail", "needs the camera and microphone permission");
     const upload = await checkUpload();
-    const report = await P.postJSON(root.dataset.reportUrl, {browser: browser, camera: camera, microphone: microphone,
-      upload: upload.ok, upload_kbps: upload.kbps});
+    const display = await checkDisplay();
+    const report = await P.postJSON(root.dataset.reportUrl, {browser: browser, camera: camera.ok, microphone: microphone,
+      upload: upload.ok, upload_kbps: upload.kbps, camera_label: camera.label, display: !display.extended,
+      screens: display.screens});
     if (report.ok && report.data.ok) {
-      summary.textContent = "All checks passed.";
+      summary.textContent = display.extended ? "All checks passed, but a second display is connected (see below)."
+                                             : "All checks passed.";
       cont.disabled = false;
       cont.focus();
     } else if (report.ok && report.data.next) {
