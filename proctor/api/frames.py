@@ -126,7 +126,7 @@ def event_details(kind: str, body: dict) -> dict:
         if kind in kinds and raw.get(key) is not None:
             word = _plain_word(raw[key], key)
             if word:
-                details[key] = word
+                details[_STORED_AS.get((kind, key), key)] = word
     if kind == "MULTIPLE_DISPLAYS" and raw.get("screens") is not None:
         details["screens"] = int(number_field(raw["screens"], "screens", 1, SCREENS_MAX))
     return details
@@ -143,6 +143,10 @@ _WORD_DETAILS = {
     "target": ("COPY", "CUT", "PASTE", "RIGHT_CLICK"),
 }
 SCREENS_MAX = 16
+# The page's "reason" is stored under its own name, as CAMERA_OFF's camera_reason: a stored violation's
+# "reason" is the warning system's (runtime._store_violation), which the page's word would overwrite, and
+# wording.py hides "reason" from reviewers as internal.
+_STORED_AS = {("SCREEN_SHARE_STOPPED", "reason"): "share_reason", ("MULTIPLE_DISPLAYS", "reason"): "displays_reason"}
 
 
 def _plain_word(value, name: str) -> str:
