@@ -153,7 +153,9 @@
       cont.focus();
     } else if (report.ok && report.data.next) {
       summary.textContent = "Some checks failed.";
-      window.location.assign(report.data.next);
+      // The advice page's "Run the check again" must come back to this exam's journey, not the home page.
+      const exam = root.dataset.examId;
+      window.location.assign(report.data.next + (exam ? "&exam=" + encodeURIComponent(exam) : ""));
     } else {
       summary.textContent = "Could not record the check: " + (report.data && report.data.error);
     }
