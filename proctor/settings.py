@@ -122,6 +122,7 @@ SETTINGS: tuple[AppSetting, ...] = (
     _s("PROCTOR_AUDIO_CHUNK_LIMIT", "rate", "30 per minute", "Audio chunks per account."),
     _s("PROCTOR_FRAME_RATE_LIMIT", "rate", "10 per second", "Camera frames per account."),
     _s("PROCTOR_EVENT_RATE_LIMIT", "rate", "5 per second;120 per minute", "Browser events (tab switch, voice...) per account."),
+    _s("PROCTOR_HAND_RAISE_LIMIT", "rate", "3 per minute;20 per hour", "Raised hands (a student asking the proctor) per account."),
     # --- camera frames
     _s("PROCTOR_FRAME_MAX_BYTES", "int", 2 * MIB, "Largest uploaded frame request (base64 JSON included).", 64 * 1024, 32 * MIB),
     _s("PROCTOR_FRAME_MAX_WIDTH_PX", "int", 640, "Frames are scaled down to fit this width, aspect kept.", 160, 1920),

@@ -11,9 +11,11 @@ runtime exactly as the upload route's do); admin actions go through the audited 
 then student_violation {student_id, name, session_id, type, details, time, evidence_url, clip_url,
 violation_id, severity, count, message}, student_status, student_joined, student_left,
 exam_terminated {student_id, name, session_id, reason, reason_text, by_admin_id, auto}, warnings_cleared
-(the runtime's payloads; the bridge adds names, URLs and the sentences a proctor reads).
-/student (students only; room "student:<id>"): warning {type, message, count} and
-terminated {reason, result_url}, for that student only; the page sends its camera frames on it
+(the runtime's payloads; the bridge adds names, URLs and the sentences a proctor reads); and from
+proctor/messages.py message_sent, message_acknowledged, hand_raised, hand_cleared, extra_time_granted.
+/student (students only; room "student:<id>"): warning {type, message, count},
+terminated {reason, result_url}, proctor_message {message_id, session_id, body, preset, created_at} and
+time_extended {session_id, minutes, extra_minutes, deadline, remaining_s}, for that student only; the page sends its camera frames on it
 (event "frame", handled by api/frame_socket.py).
 "/" (the default namespace) is closed: the pages use only /admin and /student.
 
@@ -187,6 +189,15 @@ class SocketBridge:
                        namespace=STUDENT_NS, to=student_room(payload["student_id"]))
         if name == "exam_terminated" and payload.get("student_id") is not None:
             self._emit("terminated", {"reason": payload.get("reason"), "result_url": self.result_url(payload)},
+                       namespace=STUDENT_NS, to=student_room(payload["student_id"]))
+        # Issue 16: the proctor's message and extra time reach the student's own room (proctor/messages.py).
+        if name == "message_sent" and payload.get("student_id") is not None:
+            self._emit("proctor_message", {k: payload.get(k) for k in ("message_id", "session_id", "body", "preset",
+                                                                         "created_at")},
+                       namespace=STUDENT_NS, to=student_room(payload["student_id"]))
+        if name == "extra_time_granted" and payload.get("student_id") is not None:
+            self._emit("time_extended", {k: payload.get(k) for k in ("session_id", "minutes", "extra_minutes",
+                                                                       "deadline", "remaining_s")},
                        namespace=STUDENT_NS, to=student_room(payload["student_id"]))
 
     def _emit(self, event: str, data: dict, namespace: str, to: str) -> None:

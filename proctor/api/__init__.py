@@ -8,4 +8,4 @@ from ..jsonapi import json_blueprint
 
 bp = json_blueprint("api", __name__, "/api")
 
-from . import frame_socket, frames, live_actions, system  # noqa: E402,F401  (views on bp)
+from . import frame_socket, frames, live_actions, messages, system  # noqa: E402,F401  (views on bp)

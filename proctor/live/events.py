@@ -20,11 +20,18 @@ EVENT_NAMES = (
     "exam_terminated",     # {student_id, session_id, reason, by_admin_id, auto}
     "warnings_cleared",    # {student_id, session_id, by_admin_id}
     "student_warning",     # {student_id, session_id, type, message, count}: for the student's own page
+    # Talking to the student (issue 16; published by the web layer, proctor/messages.py, not by the runtime):
+    "message_sent",        # {student_id, session_id, message_id, body, preset, created_at, author_id, author}
+    "message_acknowledged",  # {student_id, session_id, message_id, name, acknowledged_at}
+    "hand_raised",         # {student_id, session_id, message_id, name, body, reason, created_at}
+    "hand_cleared",        # {student_id, session_id, message_ids, by_admin_id, answered}
+    "extra_time_granted",  # {student_id, session_id, minutes, extra_minutes, deadline, remaining_s, by_admin_id}
 )
 
 # The events pushed to admins (Socket.IO /admin); the admin pages get this list rendered (page_data).
 ADMIN_EVENTS = ("student_violation", "student_status", "student_joined", "student_left", "exam_terminated",
-                "warnings_cleared")
+                "warnings_cleared",
+                "message_sent", "message_acknowledged", "hand_raised", "hand_cleared", "extra_time_granted")
 if not set(ADMIN_EVENTS) <= set(EVENT_NAMES):
     raise RuntimeError(f"ADMIN_EVENTS names events the runtime never publishes: {set(ADMIN_EVENTS) - set(EVENT_NAMES)}")
 

@@ -196,6 +196,17 @@
     };
   }
 
+  // --- Issue 16: talking to the student. static/js/admin/messages.js adds its own event handlers and
+  // its buttons to each student card here (monitor.js calls cardMade for every new card). ------------
+  const extensions = {handlers: [], cardHooks: []};
+  function extend(handlers) { extensions.handlers.push(handlers); }
+  function onCard(hook) { extensions.cardHooks.push(hook); }
+  function cardMade(el, data) { extensions.cardHooks.forEach((hook) => { hook(el, data); }); }
+  function extraHandlers(name, payload) {
+    extensions.handlers.forEach((h) => { if (typeof h[name] === "function") h[name](payload); });
+  }
+  // --- end of issue 16 -------------------------------------------------------------------------------
+
   // Socket.IO /admin with polling kept running whenever the socket is down.
   function connect(handlers, pollUrl, intervalS) {
     const stateEl = document.getElementById("connection-state");
@@ -242,10 +253,11 @@
     socket.on("connect_error", () => { socketUp = false; lost(); });
     socket.on("active_students", (payload) => handlers.snapshot(studentsFrom(payload)));
     P.rules().admin_events.forEach((name) => {
-      socket.on(name, (payload) => { if (handlers[name]) handlers[name](payload || {}); });
+      socket.on(name, (payload) => { if (handlers[name]) handlers[name](payload || {}); extraHandlers(name, payload || {}); });
     });
     window.adminSocket = socket;
   }
 
-  window.AdminLive = {toast, violationToast, violationWords, violationSentence, connect, describe, studentIdOf, studentsFrom};
+  window.AdminLive = {toast, violationToast, violationWords, violationSentence, connect, describe, studentIdOf, studentsFrom,
+                      extend, onCard, cardMade};
 })();

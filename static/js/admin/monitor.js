@@ -67,6 +67,7 @@
       entry = {el: makeCard(data), data: data};
       cards[key] = entry;
       grid.appendChild(entry.el);
+      Live.cardMade(entry.el, () => { return entry.data; });  // issue 16: message, extra time, raised hand
       refreshThumb(entry);
     } else {
       entry.data = Object.assign({}, entry.data, data, {status: Object.assign({}, entry.data.status, data.status || {})});

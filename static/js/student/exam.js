@@ -241,6 +241,6 @@
   }, 30000);
 
   window.ExamPage = {banner: banner, terminated: (url) => { goResult(url); }, isFinished: () => { return finished; },
-                     outbox: outbox};
+                     outbox: outbox, syncDeadline: syncDeadline};  // syncDeadline: extra time pushed (student/messages.js)
   load();
 })();
