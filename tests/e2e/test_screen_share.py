@@ -166,3 +166,20 @@ def test_screen_share_entire_screen_tab_refused_and_stop(make_live_server, brows
     assert len(_screens(server, session_id)) == after_stop  # neither the stopped nor the refused share sends any
     assert len(server.sql("SELECT 1 FROM violations WHERE SessionID = :s AND Type = 'SCREEN_SHARE_STOPPED'",
                           s=session_id)) == 1  # refusing a tab is not a violation
+
+    # 6. The review: every screenshot on the timeline's "Screen" lane and in the strip, each opening the image.
+    review = _page(browser, server, bypass_csp=True)  # bypass: axe is injected
+    login_in_browser(review, ADMIN_EMAIL)
+    review.goto(f"/admin/sessions/{session_id}")
+    ids = [r[0] for r in _screens(server, session_id)]
+    links = review.locator("svg.timeline a.tl-shot-link")
+    assert [int(links.nth(i).get_attribute("data-screenshot-id")) for i in range(links.count())] == ids
+    thumbs = review.locator("#screenshots img.screenshot-thumb")
+    assert thumbs.count() == len(ids)
+    thumbs.first.scroll_into_view_if_needed()
+    _wait("the first thumbnail loaded", lambda: thumbs.first.evaluate("img => img.complete && img.naturalWidth > 0"))
+    assert axe_violations(review, "session review with screenshots") == []
+    shots(review, "admin-review-screenshots")
+    opened = review.request.get(links.first.get_attribute("href"))
+    assert opened.status == 200 and opened.headers["content-type"] == "image/jpeg"
+    assert opened.body() == (server.data_dir / _screens(server, session_id)[0][1]).read_bytes()

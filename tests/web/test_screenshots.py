@@ -110,6 +110,7 @@ def test_upload_stores_a_row_and_the_file_and_the_admin_sees_it(app, student_cli
     page = admin_client.get(f"/admin/sessions/{session_id}").get_data(as_text=True)
     assert page.count('class="tl-shot-link"') == 2 and f'href="/admin/recordings/{row.id}"' in page
     assert ">Screen</text>" in page  # the timeline's lane
+    assert "Bars on the Screen lane: screenshots of the shared screen" in page
     assert 'id="screenshots"' in page and page.count('class="img-thumbnail screenshot-thumb"') == 2
     recordings = admin_client.get(f"/admin/sessions/{session_id}/recordings").get_data(as_text=True)
     assert "Recordings (0)" in recordings  # screenshots are not played as audio on the recordings page
