@@ -115,11 +115,18 @@ SETTINGS: tuple[AppSetting, ...] = (
     _s("PROCTOR_AUDIO_MAX_BYTES_PER_SESSION", "int", 100 * MIB,
        "Audio stored per exam session; later chunks get 413 (100 MiB: about 7 h at 32 kbps).", MIB, 64 * 1024 * MIB,
        testing_min=1024),
+    # --- screenshots of the shared screen (exams with screen_share "required")
+    _s("PROCTOR_SCREENSHOT_MAX_BYTES", "int", 600 * 1024, "Largest screenshot of the shared screen (one JPEG).", 32 * 1024, 8 * MIB),
+    _s("PROCTOR_SCREENSHOT_MAX_SIDE_PX", "int", 1280, "The exam page scales screenshots to this long side; larger ones are refused.", 640, 1920),
+    _s("PROCTOR_SCREENSHOT_MAX_BYTES_PER_SESSION", "int", 500 * MIB,
+       "Screenshots stored per exam session; later ones get 413 (500 MiB: about 5 h at one 150 KB screenshot every 5 s).",
+       MIB, 64 * 1024 * MIB, testing_min=1024),
     # --- per-account request limits on routes that cost CPU or disk
     _s("PROCTOR_IDENTITY_FRAME_LIMIT", "rate", "8 per second;240 per minute", "Identity-confirmation frames per account."),
     _s("PROCTOR_FACE_UPLOAD_LIMIT", "rate", "10 per minute;60 per hour", "Face registrations per account."),
     _s("PROCTOR_UPLOAD_TEST_LIMIT", "rate", "10 per minute", "Upload-speed tests per account."),
     _s("PROCTOR_AUDIO_CHUNK_LIMIT", "rate", "30 per minute", "Audio chunks per account."),
+    _s("PROCTOR_SCREENSHOT_LIMIT", "rate", "20 per minute", "Screenshots of the shared screen per account (the page sends at most one every 5 s)."),
     _s("PROCTOR_FRAME_RATE_LIMIT", "rate", "10 per second", "Camera frames per account."),
     _s("PROCTOR_EVENT_RATE_LIMIT", "rate", "5 per second;120 per minute", "Browser events (tab switch, voice...) per account."),
     _s("PROCTOR_HAND_RAISE_LIMIT", "rate", "3 per minute;20 per hour", "Raised hands (a student asking the proctor) per account."),

@@ -33,6 +33,7 @@ from ..models import (
 from ..security import ADMIN, access
 from . import bp
 from .fields import FieldError, audit, get_or_404, paginate, query_int, text_field
+from .screens import screenshots_for
 
 log = logging.getLogger(__name__)
 
@@ -167,8 +168,9 @@ def _session_end(session: ExamSession, violations: list[Violation]) -> datetime:
     return max(end, session.started_at + timedelta(seconds=1))
 
 
-def build_timeline(session: ExamSession, violations: list[Violation], width: int = 760) -> dict:
-    """Coordinates for the server-drawn SVG: a lane per violation type and the suspicion line.
+def build_timeline(session: ExamSession, violations: list[Violation], width: int = 760, screenshots=()) -> dict:
+    """Coordinates for the server-drawn SVG: a lane per violation type and the suspicion line
+    (and, when the session has screenshots of the shared screen, a "Screen" lane of them).
 
     Suspicion is the score the live runtime recorded with each violation (details["suspicion"]);
     if it recorded none, the line shows the running count of violations instead, and says so.
@@ -184,6 +186,14 @@ def build_timeline(session: ExamSession, violations: list[Violation], width: int
     types = sorted({v.type for v in violations})
     lanes = [{"type": t, "title": wording.violation_wording(t).title, "y": top + i * lane_h + lane_h / 2}
              for i, t in enumerate(types)]
+    # --- screen sharing (issue 16): one lane of the screenshots at their capture times
+    shots = []
+    if screenshots:
+        lanes.append({"type": "SCREEN", "title": "Screen", "y": top + len(lanes) * lane_h + lane_h / 2})
+        shots = [{"x": x(r.started_at or r.created_at), "y": lanes[-1]["y"], "id": r.id,
+                  "label": f"Screenshot at {wording.format_offset(((r.started_at or r.created_at) - start).total_seconds())}"}
+                 for r in screenshots]
+    # --- end of screen sharing
     lane_y = {lane["type"]: lane["y"] for lane in lanes}
     incidents = group_incidents(session, violations)
     incident_of = {p["id"]: inc["number"] for inc in incidents for p in inc["parts"] if inc["number"]}
@@ -224,7 +234,7 @@ def build_timeline(session: ExamSession, violations: list[Violation], width: int
         seconds = span * i / 5
         ticks.append({"x": round(left + plot_w * i / 5, 1), "label": _fmt_offset(seconds)})
     return {"width": width, "height": chart_top + chart_h + 30, "left": left, "right": width - right, "lanes": lanes,
-            "markers": markers, "line": " ".join(f"{px},{py}" for px, py in points), "mode": mode,
+            "markers": markers, "shots": shots, "line": " ".join(f"{px},{py}" for px, py in points), "mode": mode,
             "top_value": top_value, "chart_top": chart_top, "chart_bottom": chart_top + chart_h, "ticks": ticks,
             "axis_y": chart_top + chart_h + 16, "start": start, "end": end, "incidents": incidents}
 
@@ -305,7 +315,7 @@ def _fmt_offset(seconds: float) -> str:
 
 
 def recordings_for(session_id: int) -> list:
-    return db.session.scalars(select(Recording).where(Recording.session_id == session_id)
+    return db.session.scalars(select(Recording).where(Recording.session_id == session_id, Recording.kind != "screen")
                               .order_by(Recording.kind, Recording.sequence, Recording.created_at, Recording.id)).all()
 
 
@@ -323,6 +333,7 @@ def session_review_data(session_id: int) -> dict:
     if ids:
         reviewers = dict(db.session.execute(select(User.id, User.name).where(User.id.in_(ids))).all())
     details = {v.id: stored_details(v) for v in violations}
+    screenshots = screenshots_for(session.id)  # issue 16: the shared screen, on the timeline and as a strip
     return {"session": session, "student": session.student, "exam": session.exam, "result": result,
             "violations": violations, "details": details, "answers": answers,
             # what a reviewer reads (proctor/wording.py): a sentence, times from the start, no internals
@@ -332,7 +343,9 @@ def session_review_data(session_id: int) -> dict:
             "started": wording.moment(session.started_at, session.started_at),
             "ended": wording.moment(session.ended_at, session.started_at) if session.ended_at else None,
             "ending": wording.termination_sentence(session.termination_reason, audience="admin"),
-            "by_type": sorted(by_type.items(), key=lambda kv: (-kv[1], kv[0])), "timeline": build_timeline(session, violations),
+            "by_type": sorted(by_type.items(), key=lambda kv: (-kv[1], kv[0])), "timeline": build_timeline(session, violations, screenshots=screenshots),
+            "screenshots": screenshots, "shot_moments": {r.id: wording.moment(r.started_at or r.created_at, session.started_at)
+                                                         for r in screenshots},
             "recordings": recordings_for(session.id), "reviewers": reviewers, "outcomes": OUTCOMES,
             "review_counts": Counter(v.review_status for v in violations)}
 
@@ -406,7 +419,7 @@ def _recording_file(rec: Recording) -> Path | None:
 
 def recording_mime(rec: Recording, path: Path) -> str:
     declared = (rec.mime or "").split(";")[0].strip().lower()
-    if declared.split("/")[0] in ("audio", "video") and len(declared) < 64:
+    if (declared.split("/")[0] in ("audio", "video") or declared == "image/jpeg") and len(declared) < 64:
         return declared
     return MEDIA_TYPES.get(path.suffix.lower()) or mimetypes.guess_type(path.name)[0] or "application/octet-stream"
 

@@ -119,6 +119,56 @@
 
   setInterval(() => Object.keys(cards).forEach((k) => refreshThumb(cards[k])), THUMB_MS);
 
+  // --- screen sharing (issue 16): the latest screenshot of the shared screen beside the camera picture.
+  // Polled per session (?after=<id>: an unchanged screenshot is a 204 without bytes); a session without
+  // screenshots (its exam does not share the screen, or not yet) is asked less often.
+  const SCREEN_MS = 5000, SCREEN_IDLE_MS = 20000;
+  const screenUrl = grid.getAttribute("data-screenshot-url") || "";
+  function screenTile(entry) {
+    let shot = entry.el.querySelector(".student-screen");
+    if (!shot) {
+      const cam = entry.el.querySelector(".student-thumb");
+      const media = document.createElement("div");
+      media.className = "student-media";
+      cam.replaceWith(media);
+      shot = document.createElement("img");
+      shot.className = "card-img-top student-screen";
+      shot.hidden = true;
+      media.append(cam, shot);
+    }
+    shot.alt = "Shared screen of " + entry.data.name;
+    return shot;
+  }
+  async function refreshScreen(entry) {
+    const sid = entry.data.sessionId;
+    if (!screenUrl || sid === undefined || sid === null || entry.screenBusy) return;
+    if (entry.screenSession !== sid) { entry.screenSession = sid; entry.screenId = null; entry.screenNext = 0; }
+    if (entry.screenNext && Date.now() < entry.screenNext) return;
+    entry.screenBusy = true;
+    const shot = screenTile(entry);
+    try {
+      const url = screenUrl.replace(/\/0\//, "/" + encodeURIComponent(sid) + "/") + (entry.screenId ? "?after=" + entry.screenId : "");
+      const r = await fetch(url, {credentials: "same-origin", cache: "no-store"});
+      if (r.status === 200) {
+        const blob = await r.blob();
+        if (shot.src.indexOf("blob:") === 0) URL.revokeObjectURL(shot.src);
+        shot.src = URL.createObjectURL(blob);
+        entry.screenId = r.headers.get("X-Screenshot-Id");
+        shot.setAttribute("data-screenshot-id", entry.screenId || "");
+        shot.hidden = false;
+      } else if (r.status === 404) {
+        shot.hidden = true;
+      }
+      entry.screenNext = Date.now() + (r.status === 200 || r.status === 204 ? SCREEN_MS : SCREEN_IDLE_MS);
+    } catch (e) {
+      entry.screenNext = Date.now() + SCREEN_IDLE_MS;
+    } finally {
+      entry.screenBusy = false;
+    }
+  }
+  setInterval(() => Object.keys(cards).forEach((k) => refreshScreen(cards[k])), 1000);
+  // --- end of screen sharing
+
   function nameOf(p, id) {
     return p.name || (id !== null && cards[id] ? cards[id].data.name : "Student " + id);
   }
