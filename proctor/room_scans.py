@@ -20,7 +20,6 @@ import logging
 import shutil
 import subprocess
 import tempfile
-from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy import select
@@ -157,7 +156,3 @@ def describe(scan: RoomScan | None, required: bool) -> dict:
                 "recorded_at": scan.created_at}
     return {"state": "missing" if required else "not_required", "scan": None, "duration_s": None,
             "recorded_at": None}
-
-
-def recorded_iso(at: datetime | None) -> str:
-    return at.strftime("%Y-%m-%dT%H:%M:%SZ") if at else ""

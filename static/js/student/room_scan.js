@@ -79,6 +79,14 @@
       {mimeType: type, videoBitsPerSecond: BITRATE_BPS});
     recorder.addEventListener("dataavailable", (ev) => { if (ev.data && ev.data.size) chunks.push(ev.data); });
     recorder.addEventListener("stop", finished);
+    recorder.addEventListener("error", (ev) => {
+      recorder.removeEventListener("stop", finished);  // the error says it; no "too short" after it
+      clearInterval(ticker);
+      ticker = null;
+      status.textContent = "The recording failed (" + ((ev.error && ev.error.name) || "error") + "). Press Record again.";
+      show(stopBtn, false);
+      show(againBtn, true);
+    });
     recorder.start(1000);
     startedAt = performance.now();
     setTime(0);
