@@ -121,12 +121,15 @@ SETTINGS: tuple[AppSetting, ...] = (
     _s("PROCTOR_SCREENSHOT_MAX_BYTES_PER_SESSION", "int", 500 * MIB,
        "Screenshots stored per exam session; later ones get 413 (500 MiB: about 5 h at one 150 KB screenshot every 5 s).",
        MIB, 64 * 1024 * MIB, testing_min=1024),
+    _s("PROCTOR_ROOM_SCAN_MAX_BYTES", "int", 6 * MIB, "Largest room-scan clip (the page records at most 20 s at 400 kbps, about 1 MB; "
+       "keep it under PROCTOR_MAX_UPLOAD_BYTES).", 256 * 1024, 64 * MIB),
     # --- per-account request limits on routes that cost CPU or disk
     _s("PROCTOR_IDENTITY_FRAME_LIMIT", "rate", "8 per second;240 per minute", "Identity-confirmation frames per account."),
     _s("PROCTOR_FACE_UPLOAD_LIMIT", "rate", "10 per minute;60 per hour", "Face registrations per account."),
     _s("PROCTOR_UPLOAD_TEST_LIMIT", "rate", "10 per minute", "Upload-speed tests per account."),
     _s("PROCTOR_AUDIO_CHUNK_LIMIT", "rate", "30 per minute", "Audio chunks per account."),
     _s("PROCTOR_SCREENSHOT_LIMIT", "rate", "20 per minute", "Screenshots of the shared screen per account (the page sends at most one every 5 s)."),
+    _s("PROCTOR_ROOM_SCAN_LIMIT", "rate", "6 per minute;30 per hour", "Room-scan uploads per account."),
     _s("PROCTOR_FRAME_RATE_LIMIT", "rate", "10 per second", "Camera frames per account."),
     _s("PROCTOR_EVENT_RATE_LIMIT", "rate", "5 per second;120 per minute", "Browser events (tab switch, voice...) per account."),
     _s("PROCTOR_HAND_RAISE_LIMIT", "rate", "3 per minute;20 per hour", "Raised hands (a student asking the proctor) per account."),

@@ -4,4 +4,4 @@ from flask import Blueprint
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
-from . import exams, home, live, reports, results, screens, students  # noqa: E402,F401  (views on bp)
+from . import exams, home, live, reports, results, room_scans, screens, students  # noqa: E402,F401  (views on bp)

@@ -12,6 +12,8 @@ from sqlalchemy import func, select
 import config_vision
 
 from ..evidence_files import remove_evidence_files, violation_files
+from ..models import RoomScan
+from ..room_scans import remove_scan_files, scan_paths
 from ..extensions import db
 from ..models import DisplaysPolicy, Exam, ExamResult, ExamSession, Question, ScreenShare, Violation
 from ..security import ADMIN, access
@@ -222,10 +224,12 @@ def exam_delete(exam_id: int):
             flash("Type the exam's title to confirm the deletion.", "danger")
             return render_template("admin/exam_delete.html", exam=exam, n_sessions=n_sessions, n_results=n_results), 400
         evidence = violation_files(Violation.session_id.in_(select(ExamSession.id).where(ExamSession.exam_id == exam.id)))
+        scans = scan_paths(RoomScan.exam_id == exam.id)  # the rows cascade; their files are removed below
         audit("exam.delete", "exam", exam.id, title=exam.title, sessions=n_sessions, results=n_results)
         db.session.delete(exam)
         db.session.commit()
         remove_evidence_files(evidence)  # snapshots and clips (frames, cached encodes) of the deleted violations
+        remove_scan_files(scans)
         flash(f"Deleted exam '{exam.title}' with its questions, sessions and results.", "success")
         return redirect(url_for("admin.exams"))
     return render_template("admin/exam_delete.html", exam=exam, n_sessions=n_sessions, n_results=n_results)

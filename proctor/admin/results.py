@@ -353,7 +353,10 @@ def session_review_data(session_id: int) -> dict:
 @bp.route("/sessions/<int:session_id>")
 @access(ADMIN)
 def session_review(session_id: int):
-    return render_template("admin/session.html", **session_review_data(session_id))
+    from .room_scans import review_block  # the room scan, shown first (admin/_room_scan.html)
+
+    data = session_review_data(session_id)
+    return render_template("admin/session.html", room_scan=review_block(data["session"]), **data)
 
 
 @bp.route("/sessions/<int:session_id>/report")

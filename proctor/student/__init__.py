@@ -12,4 +12,4 @@ from ..jsonapi import json_blueprint
 bp = Blueprint("student", __name__, url_prefix="/student")
 api_bp = json_blueprint("exam_api", __name__, "/api/exam")
 
-from . import exam_api, journey, pages, screen_api  # noqa: E402,F401  (views on bp and api_bp)
+from . import exam_api, journey, pages, room_scan, screen_api  # noqa: E402,F401  (views on bp and api_bp)

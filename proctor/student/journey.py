@@ -16,7 +16,7 @@ from flask import abort, current_app, flash, redirect, render_template, request,
 from flask_login import current_user
 
 from .. import exam_service as svc
-from .. import live_hooks
+from .. import live_hooks, room_scans
 from ..datafiles import is_storage_full, write_file
 from ..extensions import db
 from ..images import ImageError, decode_image, shrink
@@ -257,6 +257,8 @@ def start(exam_id: int):
         sess.identity_distance = confirmation.get("distance")
         sess.identity_liveness = str(confirmation.get("liveness") or "")[:64]
         db.session.commit()
+    if exam.require_room_scan and room_scans.attach_latest(current_user.id, exam.id, sess.id) is not None:
+        db.session.commit()  # the scan recorded before the start now belongs to this session
     live_hooks.session_started(sess)
     return redirect(url_for("student.take", session_id=sess.id))
 

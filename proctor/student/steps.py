@@ -1,7 +1,8 @@
 """The steps before an exam and what the student has done of them.
 
 Rules accepted (a version on the account), a passed system check and a confirmed identity (in
-the login session, each with a time limit), a registered face (the profile). `next_step` is the
+the login session, each with a time limit), a registered face (the profile), and for an exam that
+requires one a room scan (a RoomScan row waiting for the start). `next_step` is the
 one place that decides where a student must go next; starting an exam asks it too.
 """
 from __future__ import annotations
@@ -13,6 +14,7 @@ from flask_login import current_user
 from sqlalchemy import select
 
 from .. import exam_service as svc
+from .. import room_scans
 from ..extensions import db
 from ..models import DisplaysPolicy, Exam, ExamSession, Profile, SessionStatus
 
@@ -124,6 +126,16 @@ def display_refusal(exam: Exam) -> str | None:
     return SECOND_DISPLAY if report["extended"] else None
 
 
+# --- room scan (only for exams that require one) --------------------------------------------
+
+def room_scan_done(exam: Exam) -> bool:
+    """An unattached scan of this exam is waiting for the start, or the session in progress has one."""
+    if room_scans.unattached_scans(current_user.id, exam.id):
+        return True
+    active = svc.active_session(current_user.id)
+    return active is not None and active.exam_id == exam.id and room_scans.scan_of_session(active.id) is not None
+
+
 # --- where next ------------------------------------------------------------------------------
 
 def sessions_for(exam_id: int) -> list[ExamSession]:
@@ -148,4 +160,6 @@ def next_step(exam: Exam) -> str:
         return url_for("student.face", exam=exam.id)
     if identity_confirmation(exam.id) is None:
         return url_for("student.confirm", exam_id=exam.id)
+    if exam.require_room_scan and not room_scan_done(exam):
+        return url_for("student.room_scan", exam_id=exam.id)
     return url_for("student.ready", exam_id=exam.id)

@@ -32,7 +32,7 @@ ARG = re.compile(r"<(?:(\w+):)?(\w+)>")
 # Upload routes and their file field (None: the raw body is the upload). A test below checks this
 # list against the views' source, so a new upload route cannot be missed.
 UPLOADS = {"student.face": "photo", "admin.students_import": "file", "admin.questions_import": "file",
-           "exam_api.audio_chunk": "chunk", "exam_api.upload_test": None}
+           "exam_api.audio_chunk": "chunk", "exam_api.upload_test": None, "exam_api.upload_room_scan": "clip"}
 HUGE_INTS = [0, -1, 2**31 - 1, 2**31, 2**53 + 1, 2**63, 2**64 + 1, -2**63 - 1, 10**30, 10**400]
 
 
@@ -172,7 +172,7 @@ class Fuzzer:
         """(multipart data dict) with a mutated file and fields."""
         r = self.rng
         kind = r.randrange(8)
-        if route.endswith("audio_chunk"):
+        if route.endswith(("audio_chunk", "room_scan")):
             good = b"\x1a\x45\xdf\xa3" + bytes(r.randrange(256) for _ in range(200))
         elif route.endswith("import"):
             good = "name,email,password\nAda L,ada{}@example.edu,correct horse\n".format(r.randrange(10**6)).encode()
@@ -182,9 +182,9 @@ class Fuzzer:
                    self.bombs[r.choice(sorted(self.bombs))], b"\xff\xfe\x00bad utf8\n" * 10,
                    ("name,email\n" + "\u0000,\ud7ff@x\n" * 50).encode("utf-8", "surrogatepass"),
                    b"text,option_1,option_2,correct,points\nQ,a,b,99999999999999999999999,-5\n"][kind]
-        mime = r.choice(["image/jpeg", "image/png", "image/webp", "audio/webm", "audio/ogg", "text/csv", "", "application/x-evil"])
+        mime = r.choice(["image/jpeg", "image/png", "image/webp", "audio/webm", "audio/ogg", "text/csv", "", "application/x-evil", "video/webm"])
         data = {field: (io.BytesIO(content), r.choice(["f.jpg", "f.csv", "", "../../etc/passwd", "x" * 300]), mime)}
-        for name in ("session_id", "seq", "started_ms"):
+        for name in ("session_id", "seq", "started_ms", "duration_ms"):
             if r.random() < 0.8:
                 v = self.value()
                 data[name] = as_text(v)
