@@ -26,7 +26,7 @@ from .datafiles import data_dir, is_storage_full, stored_path
 from .extensions import db
 from .live.evidence import (FRAMES_SUFFIX, ClipError, NoEncoderError, cached_webm, encode_frames_file,
                             remove_clip_files)
-from .models import Violation
+from .models import Recording, Violation
 
 log = logging.getLogger(__name__)
 
@@ -134,9 +134,18 @@ def violation_files(*where) -> list[tuple[str | None, str | None]]:
     return [tuple(r) for r in db.session.execute(select(Violation.evidence_path, Violation.clip_path).where(*where))]
 
 
+def recording_files(*where) -> list[tuple[str | None, None]]:
+    """The recordings matching `where` (audio chunks, screenshots) as (path, None) pairs for
+    remove_evidence_files: read before a delete cascades the rows away."""
+    from sqlalchemy import select
+
+    return [(path, None) for path in db.session.scalars(select(Recording.path).where(*where))]
+
+
 def remove_evidence_files(rows) -> int:
-    """Delete the files of deleted violations: each (evidence_path, clip_path) pair's snapshot and its
-    clip's frames file, cached encode or old WebM. Only files inside the data folder; how many went."""
+    """Delete the files of deleted violations and recordings: each (evidence_path, clip_path) pair's
+    snapshot and its clip's frames file, cached encode or old WebM (recording_files gives a recording's
+    file as the first of its pair). Only files inside the data folder; how many went."""
     removed = 0
     folders = set()
     for evidence_path, clip_path in rows:
@@ -153,9 +162,9 @@ def remove_evidence_files(rows) -> int:
                     removed += 1
             except OSError as exc:
                 log.error("evidence file %s not removed: %s", path, exc)
-    evidence_root = data_dir() / "evidence"
+    session_roots = (data_dir() / "evidence", data_dir() / "recordings")
     for folder in folders:
-        if folder.parent == evidence_root:
+        if folder.parent in session_roots:
             try:
                 folder.rmdir()  # a session's folder, once empty
             except OSError:

@@ -11,11 +11,11 @@ from sqlalchemy import func, select
 
 import config_vision
 
-from ..evidence_files import remove_evidence_files, violation_files
-from ..models import RoomScan
-from ..room_scans import remove_scan_files, scan_paths
+from ..evidence_files import recording_files, remove_evidence_files, violation_files
 from ..extensions import db
-from ..models import DisplaysPolicy, Exam, ExamResult, ExamSession, Question, ScreenShare, Violation
+from ..models import (DisplaysPolicy, Exam, ExamResult, ExamSession, Question, Recording, RoomScan, ScreenShare,
+                      Violation)
+from ..room_scans import remove_scan_files, scan_paths
 from ..security import ADMIN, access
 from . import bp
 from .fields import FieldError, audit, bool_field, choice_field, get_or_404, int_field, read_upload, text_field
@@ -223,12 +223,13 @@ def exam_delete(exam_id: int):
         if request.form.get("confirm_title", "").strip() != exam.title:
             flash("Type the exam's title to confirm the deletion.", "danger")
             return render_template("admin/exam_delete.html", exam=exam, n_sessions=n_sessions, n_results=n_results), 400
-        evidence = violation_files(Violation.session_id.in_(select(ExamSession.id).where(ExamSession.exam_id == exam.id)))
+        sessions = select(ExamSession.id).where(ExamSession.exam_id == exam.id)
+        evidence = violation_files(Violation.session_id.in_(sessions)) + recording_files(Recording.session_id.in_(sessions))
         scans = scan_paths(RoomScan.exam_id == exam.id)  # the rows cascade; their files are removed below
         audit("exam.delete", "exam", exam.id, title=exam.title, sessions=n_sessions, results=n_results)
         db.session.delete(exam)
         db.session.commit()
-        remove_evidence_files(evidence)  # snapshots and clips (frames, cached encodes) of the deleted violations
+        remove_evidence_files(evidence)  # snapshots, clips, audio and screenshots of the deleted sessions
         remove_scan_files(scans)
         flash(f"Deleted exam '{exam.title}' with its questions, sessions and results.", "success")
         return redirect(url_for("admin.exams"))

@@ -13,11 +13,11 @@ from sqlalchemy import func, or_, select
 
 from ..accounts import AccountError, create_account, fold_email, normalise_email
 from ..datafiles import stored_file
-from ..evidence_files import remove_evidence_files, violation_files
-from ..models import RoomScan
-from ..room_scans import remove_scan_files, scan_paths
+from ..evidence_files import recording_files, remove_evidence_files, violation_files
 from ..extensions import db
-from ..models import EMAIL_MAX, NAME_MAX, PASSWORD_MAX, PASSWORD_MIN, ExamSession, Profile, Role, User, Violation
+from ..models import (EMAIL_MAX, NAME_MAX, PASSWORD_MAX, PASSWORD_MIN, ExamSession, Profile, Recording, Role, RoomScan,
+                      User, Violation)
+from ..room_scans import remove_scan_files, scan_paths
 from ..security import ADMIN, access, hash_password
 from . import bp
 from .import_jobs import job_for, start_import
@@ -173,14 +173,14 @@ def student_delete(student_id: int):
             flash("Type the account's email address to confirm the deletion.", "danger")
             return render_template("admin/student_delete.html", student=student), 400
         image = _profile_image_path(db.session.scalar(select(Profile).where(Profile.student_id == student.id)))
-        evidence = violation_files(Violation.student_id == student.id)
+        evidence = violation_files(Violation.student_id == student.id) + recording_files(Recording.student_id == student.id)
         scans = scan_paths(RoomScan.student_id == student.id)  # the rows cascade; their files are removed below
         audit("student.delete", "student", student.id, email=student.email, name=student.name)
         db.session.delete(student)
         db.session.commit()
         if image is not None:
             image.unlink(missing_ok=True)
-        remove_evidence_files(evidence)  # snapshots and clips (frames, cached encodes) of the deleted violations
+        remove_evidence_files(evidence)  # snapshots, clips, audio and screenshots of the deleted sessions
         remove_scan_files(scans)
         flash(f"Deleted {student.email} and all their sessions, results and violations.", "success")
         return redirect(url_for("admin.students"))

@@ -229,3 +229,31 @@ def test_the_exam_page_carries_the_screen_settings_only_when_required(app, stude
     plain = _started(app, exam_id=_screen_exam(app, required=False))
     page = student_client.get(f"/student/sessions/{plain}").get_data(as_text=True)
     assert 'data-screen-share="off"' in page and 'id="screen-panel"' not in page and "js/student/screen.js" not in page
+
+
+def test_deleting_the_exam_or_the_student_removes_screenshot_files(app, student_client, admin_client, screen_jpeg):
+    """Recordings' files (screenshots, audio) go with their rows; they were left on disk before."""
+    doomed = _started(app, exam_id=_screen_exam(app))
+    token = csrf_token(student_client, "/student/")
+    assert post_shot(student_client, token, doomed, screen_jpeg).status_code == 201
+    [doomed_file] = _data_files(app)
+    from proctor.extensions import db
+    from proctor.models import Exam, ExamSession
+
+    with app.app_context():
+        exam_id, student_id = db.session.get(ExamSession, doomed).exam_id, db.session.get(ExamSession, doomed).student_id
+        title = db.session.get(Exam, exam_id).title
+    admin_token = csrf_token(admin_client, "/admin/")
+    r = admin_client.post(f"/admin/exams/{exam_id}/delete", data={"csrf_token": admin_token, "confirm_title": title})
+    assert r.status_code == 302
+    assert not doomed_file.exists() and not doomed_file.parent.exists()  # the session's folder went with it
+    assert _rows(app) == []
+
+    kept = _started(app, exam_id=_screen_exam(app))
+    assert post_shot(student_client, token, kept, screen_jpeg).status_code == 201
+    [kept_file] = _data_files(app)
+    with app.app_context():
+        email = db.session.get(ExamSession, kept).student.email
+    r = admin_client.post(f"/admin/students/{student_id}/delete", data={"csrf_token": admin_token, "confirm_email": email})
+    assert r.status_code == 302
+    assert not kept_file.exists() and _rows(app) == []
