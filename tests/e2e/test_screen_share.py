@@ -137,7 +137,7 @@ def test_screen_share_entire_screen_tab_refused_and_stop(make_live_server, brows
     assert not questions.is_visible()
     stopped = _wait("the SCREEN_SHARE_STOPPED violation", lambda: server.sql(
         "SELECT Details FROM violations WHERE SessionID = :s AND Type = 'SCREEN_SHARE_STOPPED'", s=session_id))
-    assert len(stopped) == 1 and json.loads(stopped[0][0]).get("reason") == "ended"
+    assert len(stopped) == 1 and json.loads(stopped[0][0]).get("share_reason") == "ended"
     message = student.locator("#screen-message").inner_text()
     assert "Share your entire screen again" in message, message  # the rule's own message (config_vision)
     assert student.evaluate("() => document.activeElement.id") == "screen-share"

@@ -32,7 +32,8 @@ ARG = re.compile(r"<(?:(\w+):)?(\w+)>")
 # Upload routes and their file field (None: the raw body is the upload). A test below checks this
 # list against the views' source, so a new upload route cannot be missed.
 UPLOADS = {"student.face": "photo", "admin.students_import": "file", "admin.questions_import": "file",
-           "exam_api.audio_chunk": "chunk", "exam_api.upload_test": None, "exam_api.upload_room_scan": "clip"}
+           "exam_api.audio_chunk": "chunk", "exam_api.upload_test": None, "exam_api.upload_room_scan": "clip",
+           "exam_api.screenshot": None}
 HUGE_INTS = [0, -1, 2**31 - 1, 2**31, 2**53 + 1, 2**63, 2**64 + 1, -2**63 - 1, 10**30, 10**400]
 
 
@@ -224,7 +225,8 @@ def test_upload_list_matches_the_views(fuzz_app):
             source = inspect.getsource(view)
         except (OSError, TypeError):
             continue
-        if "request.files" in source or "read_upload(" in source or "request.get_data(cache=False)" in source:
+        if any(reader in source for reader in ("request.files", "read_upload(", "request.get_data(cache=False)",
+                                               "_read_body(")):
             found.add(endpoint)
     assert found == set(UPLOADS)
 
@@ -299,6 +301,11 @@ def test_fuzz_json_and_upload_routes(fuzz_app, tmp_path_factory):
             elif rule.endpoint == "exam_api.upload_test":
                 size = rng.choice([0, 10, 2 * 1024 * 1024 + 1, 100_000])
                 resp = client.post(url, data=bytes(size), content_type=rng.choice(["application/octet-stream", ""]),
+                                   headers=headers)
+            elif rule.endpoint == "exam_api.screenshot" and rng.random() < 0.85:  # the JPEG itself is the body
+                body = rng.choice([jpeg, jpeg[:len(jpeg) // 2], b"", rng.randbytes(rng.randint(1, 4096)),
+                                   *bombs.values()])
+                resp = client.post(url, data=body, content_type=rng.choice(["image/jpeg", "image/png", ""]),
                                    headers=headers)
             else:
                 body, ctype = fz.json_body(_bases(ids, jpeg_url).get(rule.endpoint, {}))
