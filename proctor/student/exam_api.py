@@ -20,13 +20,13 @@ from sqlalchemy import func, select
 from .. import devices
 from .. import exam_service as svc
 from .. import live_hooks
-from ..datafiles import is_storage_full, write_file
 from ..extensions import db
 from ..images import decode_data_url, shrink
 from ..jsonapi import ApiError, api_error_response, is_number, json_body, parse_id
 from ..limits import per_user_limit
 from ..models import Exam, Recording, SessionStatus, utcnow
 from ..security import STUDENT, access
+from ..uploads import check_session_quota, read_file_field, store_file
 from . import api_bp as bp
 from . import identity, steps
 from .steps import setting
@@ -342,38 +342,16 @@ def audio_chunk():
             raise ApiError("started_ms must be milliseconds since 1970") from None
         if abs((started_at - utcnow()).total_seconds()) > 24 * 3600:
             started_at = None  # a client clock a day off is not evidence of anything; keep the chunk
-    upload = request.files.get("chunk")
-    if upload is None:
-        raise ApiError("the chunk file is required (field 'chunk')")
-    mime = (upload.mimetype or "").lower()
-    if mime not in AUDIO_TYPES:
-        raise ApiError(f"audio type {mime or 'unknown'!r} is not accepted: send audio/webm or audio/ogg", 415)
-    raw = upload.read(limit + 1)
-    if len(raw) > limit:
-        raise ApiError(f"an audio chunk is limited to {limit} bytes", 413)
-    if not raw:
-        raise ApiError("the chunk is empty")
+    mime, raw = read_file_field("chunk", limit, AUDIO_TYPES, "audio chunk")
     sess = _my_session(session_id)
     if sess.status != SessionStatus.IN_PROGRESS.value:
         raise ApiError("this exam is over: no more recording", 409)
     ext, magic = AUDIO_TYPES[mime]
     if seq == 0 and not raw.startswith(magic):
         raise ApiError(f"the first chunk is not a {mime} file", 415)
-    quota = setting("PROCTOR_AUDIO_MAX_BYTES_PER_SESSION")
-    stored_bytes = db.session.scalar(select(func.coalesce(func.sum(Recording.bytes), 0))
-                                     .where(Recording.session_id == sess.id, Recording.kind == "audio"))
-    if stored_bytes + len(raw) > quota:
-        log.warning("audio quota reached: session %s has %s bytes, chunk %s of %s bytes refused", sess.id, stored_bytes,
-                    seq, len(raw))
-        raise ApiError(f"this exam session reached its audio limit of {quota} bytes: no more recording is stored", 413)
+    check_session_quota(sess.id, "audio", len(raw), setting("PROCTOR_AUDIO_MAX_BYTES_PER_SESSION"), "audio")
     rel = Path("recordings") / str(sess.id) / f"audio-{seq:05d}-{uuid.uuid4().hex[:8]}{ext}"
-    try:
-        write_file(rel, raw)
-    except OSError as exc:
-        if not is_storage_full(exc):
-            raise
-        log.error("audio chunk %s of session %s not stored: the data folder is full (%s)", seq, sess.id, exc)
-        raise ApiError("the server's storage is full: this audio chunk was not saved", 507) from None
+    store_file(rel, raw, "audio chunk", f"session {sess.id} (chunk {seq})")
     rec = Recording(session_id=sess.id, student_id=current_user.id, kind="audio", path=str(rel), mime=mime,
                     bytes=len(raw), sequence=seq, started_at=started_at)
     db.session.add(rec)

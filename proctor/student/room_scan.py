@@ -18,12 +18,13 @@ from flask_login import current_user
 from .. import exam_service as svc
 from .. import room_scans
 from ..blocking import run_blocking
-from ..datafiles import is_storage_full, write_file
+from ..datafiles import is_storage_full
 from ..extensions import db
 from ..jsonapi import ApiError
 from ..limits import per_user_limit
 from ..models import Exam, RoomScan
 from ..security import STUDENT, access
+from ..uploads import read_file_field, store_file
 from . import api_bp, bp
 from .journey import _open_exam
 from .steps import next_step, setting
@@ -102,17 +103,7 @@ def upload_room_scan(exam_id: int):
     if svc.active_session(current_user.id) is not None:
         raise ApiError("an exam is in progress: the room scan is recorded before it starts", 409)
     claimed_s = _duration_s(request.form.get("duration_ms", ""))
-    upload = request.files.get("clip")
-    if upload is None:
-        raise ApiError("the clip file is required (field 'clip')")
-    mime = (upload.mimetype or "").lower()
-    if mime != room_scans.MIME:
-        raise ApiError(f"video type {mime or 'unknown'!r} is not accepted: send {room_scans.MIME}", 415)
-    raw = upload.read(limit + 1)
-    if len(raw) > limit:
-        raise ApiError(f"a room scan is limited to {limit} bytes", 413)
-    if not raw:
-        raise ApiError("the clip is empty")
+    _, raw = read_file_field("clip", limit, (room_scans.MIME,), "room scan")
     if not raw.startswith(room_scans.WEBM_MAGIC):
         raise ApiError(f"the clip is not a {room_scans.MIME} file", 415)
     data, measured_s = _measured(raw)
@@ -122,13 +113,7 @@ def upload_room_scan(exam_id: int):
                  claimed_s, measured_s)
         raise ApiError(f"the clip is {measured_s:.1f} s long: record {room_scans.MIN_S} to {room_scans.RECORD_MAX_S} s")
     rel = room_scans.relative_path(current_user.id, f"{uuid.uuid4().hex}.webm")
-    try:
-        write_file(rel, data)
-    except OSError as exc:
-        if not is_storage_full(exc):
-            raise
-        log.error("room scan of student %s not stored: the data folder is full (%s)", current_user.id, exc)
-        raise ApiError("the server's storage is full: the room scan was not saved", 507) from None
+    store_file(rel, data, "room scan", f"student {current_user.id}")
     old = room_scans.unattached_scans(current_user.id, exam.id)
     old_paths = [s.path for s in old]
     for s in old:

@@ -19,13 +19,13 @@ from flask_login import current_user
 from sqlalchemy import func, select
 
 from .. import exam_service as svc
-from ..datafiles import is_storage_full, write_file
 from ..extensions import db
 from ..images import ImageError, image_dimensions, image_format
 from ..jsonapi import ApiError
 from ..limits import per_user_limit
 from ..models import Recording, SessionStatus, utcnow
 from ..security import STUDENT, access
+from ..uploads import check_session_quota, store_file
 from . import api_bp as bp
 from .steps import setting
 
@@ -91,24 +91,13 @@ def screenshot(session_id: int):
     if len(raw) > limit:
         raise ApiError(f"a screenshot is limited to {limit} bytes", 413)
     width, height = check_screenshot(raw, int(setting("PROCTOR_SCREENSHOT_MAX_SIDE_PX")))
-    quota = int(setting("PROCTOR_SCREENSHOT_MAX_BYTES_PER_SESSION"))
-    stored_bytes = db.session.scalar(select(func.coalesce(func.sum(Recording.bytes), 0))
-                                     .where(Recording.session_id == sess.id, Recording.kind == SCREEN_KIND))
-    if stored_bytes + len(raw) > quota:
-        log.warning("screenshot quota reached: session %s has %s bytes, a screenshot of %s bytes refused",
-                    sess.id, stored_bytes, len(raw))
-        raise ApiError(f"this exam session reached its screenshot limit of {quota} bytes: no more are stored", 413)
+    check_session_quota(sess.id, SCREEN_KIND, len(raw), int(setting("PROCTOR_SCREENSHOT_MAX_BYTES_PER_SESSION")),
+                        "screenshot")
     captured = utcnow()
     sequence = db.session.scalar(select(func.count(Recording.id))
                                  .where(Recording.session_id == sess.id, Recording.kind == SCREEN_KIND))
     rel = Path("recordings") / str(sess.id) / f"screen-{captured:%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:8]}.jpg"
-    try:
-        write_file(rel, raw)
-    except OSError as exc:
-        if not is_storage_full(exc):
-            raise
-        log.error("screenshot of session %s not stored: the data folder is full (%s)", sess.id, exc)
-        raise ApiError("the server's storage is full: this screenshot was not saved", 507) from None
+    store_file(rel, raw, "screenshot", f"session {sess.id}")
     rec = Recording(session_id=sess.id, student_id=current_user.id, kind=SCREEN_KIND, path=str(rel), mime="image/jpeg",
                     bytes=len(raw), sequence=sequence, started_at=captured)
     db.session.add(rec)

@@ -79,7 +79,7 @@ def test_full_disk_is_507_and_stores_nothing(app, student_client, webm, monkeypa
         resp = send_chunk(student_client, token, session_id, webm, 0)
     monkeypatch.undo()
     assert resp.status_code == 507, resp.get_data(as_text=True)
-    assert resp.get_json() == {"error": "the server's storage is full: this audio chunk was not saved", "code": 507}
+    assert resp.get_json() == {"error": "the server's storage is full: the audio chunk was not saved", "code": 507}
     assert any("No space left" in r.getMessage() or "ENOSPC" in r.getMessage() or "full" in r.getMessage() for r in caplog.records)
     assert recordings(app, session_id) == 0
     leftovers = [p for p in recordings_dir.rglob("*") if p.is_file()] if recordings_dir.exists() else []

@@ -226,7 +226,7 @@ def test_upload_list_matches_the_views(fuzz_app):
         except (OSError, TypeError):
             continue
         if any(reader in source for reader in ("request.files", "read_upload(", "request.get_data(cache=False)",
-                                               "_read_body(")):
+                                               "_read_body(", "read_file_field(")):
             found.add(endpoint)
     assert found == set(UPLOADS)
 

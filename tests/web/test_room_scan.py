@@ -181,7 +181,7 @@ def test_size_is_limited_and_declared(app, student_client, clips):
     assert limit == 6 * 1024 * 1024  # the declared default
     app.config["PROCTOR_ROOM_SCAN_MAX_BYTES"] = len(clips["ok"]) - 1
     resp = send(student_client, exam_id, clips["ok"], token=token)  # within the form's slack: read, then refused
-    assert resp.status_code == 413 and resp.get_json()["error"] == f"a room scan is limited to {len(clips['ok']) - 1} bytes"
+    assert resp.status_code == 413 and resp.get_json()["error"] == f"the room scan is limited to {len(clips['ok']) - 1} bytes"
     app.config["PROCTOR_ROOM_SCAN_MAX_BYTES"] = limit
     resp = send(student_client, exam_id, b"\x1a\x45\xdf\xa3" + bytes(limit + 20_000), token=token)  # refused from its length
     assert resp.status_code == 413 and resp.get_json()["code"] == 413
@@ -210,7 +210,7 @@ def test_recording_again_replaces_the_unattached_scan(app, student_client, clips
 
 
 def test_full_disk_is_507_and_stores_nothing(app, student_client, clips, monkeypatch):
-    from proctor.student import room_scan
+    from proctor import uploads
 
     exam_id = room_scan_exam(app)
     token = csrf_token(student_client, "/student/")
@@ -218,7 +218,7 @@ def test_full_disk_is_507_and_stores_nothing(app, student_client, clips, monkeyp
     def full(rel, data):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(room_scan, "write_file", full)
+    monkeypatch.setattr(uploads, "write_file", full)  # every upload route stores through proctor/uploads.py
     resp = send(student_client, exam_id, clips["ok"], token=token)
     assert resp.status_code == 507
     assert resp.get_json() == {"error": "the server's storage is full: the room scan was not saved", "code": 507}

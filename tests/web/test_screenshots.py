@@ -181,14 +181,14 @@ def test_rate_limit_per_account_is_429(app, student_client, screen_jpeg):
 
 
 def test_full_disk_is_507_and_stores_nothing(app, student_client, screen_jpeg, monkeypatch):
-    from proctor.student import screen_api
+    from proctor import uploads
 
     def full(rel, data):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     session_id = _started(app, exam_id=_screen_exam(app))
     token = csrf_token(student_client, "/student/")
-    monkeypatch.setattr(screen_api, "write_file", full)
+    monkeypatch.setattr(uploads, "write_file", full)  # every upload route stores through proctor/uploads.py
     _refused(post_shot(student_client, token, session_id, screen_jpeg), 507, "storage is full")
     assert _rows(app) == []
 
