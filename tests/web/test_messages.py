@@ -9,17 +9,8 @@ import pytest
 from sqlalchemy import select
 
 from tests.conftest import csrf_token, login, make_user
+from tests.live.test_admin_actions import admin  # noqa: F401  (fixture: the admin client with its CSRF token and id)
 from tests.live.test_frame_api import live_env, stop_live_runtime, Student  # noqa: F401  (fixtures)
-
-
-@pytest.fixture
-def admin(app, admin_client):
-    admin_client.csrf = csrf_token(admin_client, "/admin/")
-    with app.app_context():
-        from proctor.accounts import find_by_email
-
-        admin_client.user_id = find_by_email("admin@example.edu").id
-    return admin_client
 
 
 @pytest.fixture
