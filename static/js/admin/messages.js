@@ -38,7 +38,7 @@
     hand.hidden = true;
     const handText = make("span", "talk-hand-text");
     const dismiss = button("Dismiss", "the raised hand of " + d.name, "btn-link p-0 ms-1 align-baseline");
-    hand.append(make("span", "", "✋ Raised hand: "), handText, dismiss);
+    hand.append(make("span", "", "☝ Raised hand: "), handText, dismiss);
     const msgBtn = button("Message", "to " + d.name, "btn-outline-primary");
     const timeBtn = button("Extra time", "for " + d.name, "btn-outline-secondary");
     const extra = make("span", "badge text-bg-info talk-extra");
@@ -152,7 +152,7 @@
       const t = Live.toast("Raised hand: " + name, p.body || "", {severity: "medium", type: "HAND_RAISED"});
       if (t) {
         t.classList.add("toast-hand");
-        t.querySelector(".toast-icon").textContent = "✋";
+        t.querySelector(".toast-icon").textContent = "☝";
         t.querySelector(".toast-severity").textContent = "Raised hand";
       }
       if (panel) showHand(panel, p.body || "");
