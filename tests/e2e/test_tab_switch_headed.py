@@ -142,7 +142,7 @@ def headed_chromium(xvfb_display, tmp_path):
 
 
 def test_a_real_second_tab_hides_the_exam_page_and_the_page_reports_it(live_server, headed_chromium, media,
-                                                                       playwright_instance):
+                                                                       playwright_instance, shots):
     chromium = headed_chromium(media.face(FACE), media.silence())
     attached = playwright_instance.chromium.connect_over_cdp(chromium.url)
     page = attached.contexts[0].pages[0]  # the window's own first tab
@@ -174,6 +174,7 @@ def test_a_real_second_tab_hides_the_exam_page_and_the_page_reports_it(live_serv
         exam = next(p for p in attached.contexts[0].pages if p.url.endswith(f"/student/sessions/{session_id}"))
         exam.bring_to_front()
         expect(exam.locator('.exam-alert[data-key="TAB_SWITCH"]')).to_be_visible(timeout=30_000)
+        shots(exam, "tab-switch-warning")
     finally:
         attached.close()
     assert live_server.sql(TAB_SWITCH_COUNT, s=session_id) == [(1,)], "one tab switch, one report"
