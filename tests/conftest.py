@@ -22,6 +22,25 @@ TEST_PASSWORD = "correct horse battery"
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "mysql_only: needs the MariaDB/MySQL server")
+    config.addinivalue_line("markers", "one_database: what the test checks is not the database (its storing is "
+                            "ordinary, covered on every database by other tests): run on the first of "
+                            "PROCTOR_TEST_DATABASES only")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked one_database keep only their first database's parametrisation (they show as deselected).
+    Every test of storage, migrations, constraints and concurrency stays on all databases."""
+    first = DATABASES[0] if DATABASES else None
+    keep, drop = [], []
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if item.get_closest_marker("one_database") and params.get("database_url", first) != first:
+            drop.append(item)
+        else:
+            keep.append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
 
 
 def _mysql_admin_connection():

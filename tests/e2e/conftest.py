@@ -4,7 +4,7 @@
   a fresh SQLite database and data dir in the pytest tmp. `make_live_server(**env)` starts
   another one with extra environment (call .stop() or let the session end).
 - `LiveServer.cli(...)`, `.create_user(...)`, `.seed_demo()`: the real `flask --app app` commands
-  against the same database; `.sql(...)` reads that database for assertions.
+  against the same database (run in this process: see cli); `.sql(...)` reads that database for assertions.
 - `browser_factory(video=..., audio=...)`: Chromium (Debian's /usr/bin/chromium) whose webcam
   plays the given .y4m and whose microphone plays the given .wav; closed at test end.
 - `media` (session): tests.e2e.media.MediaCache, clips made from ../shared/testdata.
@@ -100,6 +100,28 @@ class LiveServer:
 
     # --- the real CLI against the same database ----------------------------------------
     def cli(self, *args: str) -> str:
+        """`flask --app app <args>`: the app built as app.py builds it (create_app with this server's
+        environment) and the command run through Flask's CLI runner, in this process. A new `flask`
+        process spent about 2.5 s importing the app for each of the suite's ~45 calls; cli_process
+        runs the entry point itself (test_student_journey's fixture smoke test does)."""
+        from proctor import create_app
+        from proctor.extensions import db
+
+        # threading: the CLI serves nothing (eventlet mode would patch this process's websocket code).
+        app = create_app({"PROCTOR_ASYNC_MODE": "threading"}, env=self.env)
+        try:
+            result = app.test_cli_runner().invoke(args=list(args))
+        finally:
+            with app.app_context():
+                db.session.remove()
+                db.engine.dispose()
+        if result.exit_code != 0:
+            raise RuntimeError(f"flask {' '.join(args)} failed ({result.exit_code}): {result.output}"
+                               f"{'' if result.exception is None else repr(result.exception)}")
+        return result.stdout
+
+    def cli_process(self, *args: str) -> str:
+        """The same command in its own `python -m flask --app app` process, as an administrator runs it."""
         proc = subprocess.run([sys.executable, "-m", "flask", "--app", "app", *args], cwd=REPO_ROOT, env=self.env,
                               capture_output=True, text=True, timeout=120)
         if proc.returncode != 0:

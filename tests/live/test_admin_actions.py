@@ -211,6 +211,7 @@ def test_actions_are_refused_to_students_anonymous_and_without_csrf(app, admin, 
 
 # --- diagnostics ------------------------------------------------------------------------------
 
+@pytest.mark.one_database  # waits for a real worker to load its detector; reads no stored row
 def test_diagnostics_for_admins_only(live_inference, app, admin, student):
     assert student.post_frame(data_url(jpeg_bytes(photo(FACE_PHOTO)))).status_code == 202
     deadline = time.monotonic() + 120  # the worker process loads its models first

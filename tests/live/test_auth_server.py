@@ -13,7 +13,7 @@ import requests
 import socketio
 
 from tests.e2e.conftest import LiveServer
-from tests.live.test_eventlet_server import CSRF_META, WebUser, connect
+from tests.live.test_eventlet_server import CSRF_META, WebUser, connect, connect_refused, disconnect_all
 
 WAIT_S = 20.0  # a bound on waiting for the server to act, not a performance figure
 
@@ -37,11 +37,12 @@ def _wait_disconnected(client: socketio.Client, timeout: float = WAIT_S) -> bool
 def test_default_namespace_refuses_every_connection(server):
     server.create_user("root-ns-admin@example.edu", role="ADMIN", name="Root Admin")
     admin = WebUser(server, "root-ns-admin@example.edu")
-    for headers in ({}, admin.socket_headers()):
-        client = socketio.Client(reconnection=False)
-        with pytest.raises(socketio.exceptions.ConnectionError):
-            client.connect(server.url, namespaces=["/"], transports=["websocket"], headers=headers, wait_timeout=10)
-        client.disconnect()
+    clients: list[socketio.Client] = []
+    try:
+        for headers in ({}, admin.socket_headers()):
+            assert connect_refused(server, "/", headers, clients)
+    finally:
+        disconnect_all(clients)
 
 
 def test_admin_socket_ends_at_logout(server):

@@ -1,6 +1,8 @@
 """The live runtime end to end on SQLite and MariaDB: real worker processes on real photos,
 decisions on frame time, violations with evidence JPEG + pre-roll frames (a WebM on the admin's first
-open), browser events, admin actions."""
+open), browser events, admin actions. The tests that drive real workers over whole scenes run on the
+first database only (one_database): what they store is ordinary, and the browser-event tests, which
+store, restore and terminate through the same code, run on every database."""
 from __future__ import annotations
 
 import json
@@ -97,6 +99,7 @@ def _violations(app, session_id):
         return rows
 
 
+@pytest.mark.one_database  # real workers on a scene: the runtime and its evidence are the subject
 def test_no_face_violation_with_evidence_jpeg_and_clip(app, runtime_factory):
     student_id, session_id, _ = _seed_session(app)
     rt, events = runtime_factory()
@@ -191,6 +194,7 @@ def test_no_face_violation_with_evidence_jpeg_and_clip(app, runtime_factory):
     assert again.status_code == 200 and again.data == resp.data and webm.stat().st_mtime_ns == stamp
 
 
+@pytest.mark.one_database  # real workers: identity checks and a worker restart
 def test_identity_checked_against_the_enrolment_and_a_killed_worker_is_replaced(app, runtime_factory):
     import os
     import signal
@@ -246,6 +250,7 @@ def test_identity_checked_against_the_enrolment_and_a_killed_worker_is_replaced(
     assert workers[0]["pid"] != pid and workers[0]["restarts"] == 1 and workers[0]["alive"]
 
 
+@pytest.mark.one_database  # real workers on whole scenes; incidents on every database: test_one_moment_is_one_incident...
 @pytest.mark.parametrize("scene_photo", ["b_3_coco536_women_on_phones.jpg", "e_5_zidane_two_men.jpg"])
 def test_a_scene_that_fires_several_rules_is_one_incident(app, runtime_factory, scene_photo):
     """The enrolled student, then a scene of other people (b_3: two women on phones; e_5: two men, where

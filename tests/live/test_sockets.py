@@ -145,6 +145,7 @@ def test_client_events_change_nothing(app, admin_socket):
     s_socket.disconnect("/student")
 
 
+@pytest.mark.one_database  # real workers to the admin socket; the socket tests above run on every database
 def test_admin_sees_status_and_a_no_face_violation_from_real_frames(live_inference, app, admin_socket):
     """A student's real frames (a face, then the empty room) through the real runtime to the admin socket."""
     student = Student(app, "frames@example.edu", name="Frame Sender")
