@@ -2,7 +2,7 @@
 
 The server runs on a MariaDB of its own (a throw-away instance this test starts on another port,
 never the shared one on 3306). Mid-exam that MariaDB is stopped for PROCTOR_E2E_OUTAGE_S seconds
-(default 60) while the student answers every question and leaves full screen; then it is started
+(default 25) while the student answers every question and leaves full screen; then it is started
 again on the same data folder. The page must say "Not saved yet — retrying" during the outage and
 "Saved" after it, and afterwards every answer is stored with the student's choice and the browser
 event once (as one FULLSCREEN_EXIT violation).
@@ -23,7 +23,11 @@ from tests.e2e.media import FACE
 from tests.e2e.test_student_proctoring import QUESTIONS, start_proctored_exam, wait_js
 
 pytestmark = pytest.mark.timeout(900)
-OUTAGE_S = float(os.environ.get("PROCTOR_E2E_OUTAGE_S", "60"))
+# 25 s: the page's outbox retries after 1, 2, 4, 8, 16 s (+ up to 20 % jitter; common.js), so its fifth try,
+# 31-37 s after the first failure, finds the database back (restarted within a few seconds) and the
+# test waits ~35 s in all; 60 (the default until issue 16) also reaches the 30 s cap of the waits but
+# costs ~30 s more of CI's budget. Set PROCTOR_E2E_OUTAGE_S=60 to run that longer blink.
+OUTAGE_S = float(os.environ.get("PROCTOR_E2E_OUTAGE_S", "25"))
 MARIADBD = shutil.which("mariadbd") or "/usr/sbin/mariadbd"
 INSTALL_DB = shutil.which("mariadb-install-db") or shutil.which("mysql_install_db")
 DB_NAME = "proctor_outage"
