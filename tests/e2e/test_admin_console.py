@@ -150,7 +150,7 @@ def _run(server, admin, student, shots):
     card = admin.locator(f'#monitor-grid [data-student-id="{student_id}"]')
     card.wait_for(timeout=WAIT_MS)
     assert STUDENT_NAME in card.inner_text()
-    wait_until(card.locator("img"), "img => img.naturalWidth > 0")
+    wait_until(card.locator("img.student-thumb"), "img => img.naturalWidth > 0")
     shots(admin, "admin-monitor")
     # The detector has seen the honest student (one person): a person is not a prohibited object, so
     # the objects chip says none and is not red (it used to say "objects: person" in red).
