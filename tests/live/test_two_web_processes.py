@@ -106,9 +106,14 @@ def test_admin_on_one_process_student_on_another_and_the_takeover(tmp_path):
             raise AssertionError(f"{exc}: events {[e for e, _ in socket.events][-10:]} {socket.events[-1:]}\n"
                                  f"posts {poster.codes[-10:]}\nA: {a.log_tail(60)}\nworker: {workers.log('solo')}") from None
         sid = statuses[-1]["student_id"]
-        active = admin.http.get(b.url + "/api/admin-active-students", timeout=10).json()
-        rows = active["students"] if isinstance(active, dict) else active
-        assert any(r["student_id"] == sid and r["session_id"] == session_id for r in rows), active
+        # B's list of active students comes from the shared state, which A refreshes on its own beat: the
+        # first answer can come before that (seen: {'count': 0}), so ask until it shows the student.
+        def listed():
+            active = admin.http.get(b.url + "/api/admin-active-students", timeout=10).json()
+            rows = active["students"] if isinstance(active, dict) else active
+            return any(r["student_id"] == sid and r["session_id"] == session_id for r in rows)
+
+        wait_for(listed, 20, "B's active-students list never showed the student analysed on A", interval=0.25)
 
         # A violation on A (a tab switch) reaches B's admin socket.
         r = student.http.post(a.url + "/api/student-event", json={"type": "TAB_SWITCH"},
